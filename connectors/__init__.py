@@ -1,0 +1,4 @@
+"""Venue connectors: pure wire parsers per venue and one venue-agnostic async driver.
+
+Nothing here imports ``monitor``.
+"""

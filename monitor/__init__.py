@@ -1,0 +1,1 @@
+"""The monitor: state store, engine, sinks, metrics, config, CLI and daemon lifecycle."""

@@ -1,0 +1,1 @@
+"""Alert sinks behind one small protocol: console, JSONL file, Kafka, MQTT."""

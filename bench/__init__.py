@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: ``make bench`` runs every ``bench/bench_*.py`` module."""

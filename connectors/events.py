@@ -90,6 +90,10 @@ class PositionFill:
     liquidation: bool = False
     adl: bool = False
     realized_pnl: float | None = None
+    position_pushed: bool = False
+    """True when the venue also pushes the resulting absolute position in its own event
+    (Binance ``ACCOUNT_UPDATE``): the store must NOT apply ``qty_delta`` then (it would count
+    the fill twice); the fill still drives liquidation/ADL alerts and realised PnL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,9 @@ class VenueFigures:
     total_maintenance_margin: float | None
     position_maintenance_margin: Mapping[tuple[str, Side], float] = field(default_factory=dict)
     total_margin_balance: float | None = None
+    mark_prices: Mapping[str, float] = field(default_factory=dict)
+    """The marks (by symbol) the venue used for these figures, so the drift check can compute
+    our MM at the same instant instead of at the live marks."""
 
 
 @dataclass(frozen=True, slots=True)

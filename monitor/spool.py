@@ -1,0 +1,436 @@
+"""A bounded, durable, append-only FIFO of byte records on disk.
+
+A sink writes here what its broker has not acknowledged, and replays it, oldest first, when the
+broker returns (or when the daemon restarts). One global FIFO order keeps every account's alerts
+in order without knowing about accounts.
+
+On disk, a spool directory holds:
+
+- ``<first-seq>.seg``: segment files of records ``<u32 length><u32 crc32(payload)><payload>``,
+  little-endian; a segment rolls over past ``segment_bytes``;
+- ``committed``: the sequence number of the oldest unacknowledged record (8 bytes + crc32),
+  replaced atomically on every :meth:`Spool.ack`;
+- ``lock``: an exclusive ``flock`` so two processes never share one spool.
+
+Durability: with :attr:`FsyncPolicy.BATCH` (the default) each :meth:`Spool.append` call is one
+``write`` plus one ``fsync``, so a record is on disk when ``append`` returns. A record torn by a
+crash mid-write fails its length or CRC check; on open the spool truncates the last segment at
+its last valid record and counts what it dropped (:attr:`Spool.truncated_bytes`). A crash
+between sending and :meth:`Spool.ack` replays records already delivered: delivery is
+at-least-once and consumers drop duplicates by alert id.
+
+Bounds: ``max_bytes`` / ``max_records`` bound the disk. Alerts are never dropped, so past the
+bound records wait in an in-memory *overflow* (still FIFO, still counted in :meth:`depth`) and
+``on_full`` is called once per episode so the engine can raise a ``spool_full`` alert; the
+episode ends when the overflow has moved to disk and usage is back under half the bound.
+Overflow records are not durable: a crash in that state loses them, which is why being full is
+itself an alert.
+
+The class is synchronous and not thread-safe: one owner calls it (inline, or through
+``asyncio.to_thread`` one call at a time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import struct
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<II")
+_COMMITTED = struct.Struct("<QI")
+_SUFFIX = ".seg"
+# A length beyond this cannot be one of ours: it is a torn or corrupt header.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+
+class SpoolError(Exception):
+    """The spool directory cannot be used (locked by another process, unreadable)."""
+
+
+class FsyncPolicy(StrEnum):
+    BATCH = "batch"  # fsync once per append() / ack() call
+    NEVER = "never"  # leave flushing to the OS: survives a process crash, not a power cut
+
+
+@dataclass(slots=True)
+class _Segment:
+    base: int  # sequence number of its first record
+    path: Path
+    count: int  # valid records in the file
+    size: int  # valid bytes in the file
+
+
+@dataclass(slots=True)
+class _Peeked:
+    payload: bytes
+    segment: int  # index into _segments, or -1 for an overflow record
+    end: int  # byte offset just past the record in its segment
+
+
+def _frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _scan(data: bytes) -> tuple[int, int]:
+    """Return (valid records, valid bytes) of a segment's contents."""
+    off = count = 0
+    while off + _HEADER.size <= len(data):
+        length, crc = _HEADER.unpack_from(data, off)
+        start = off + _HEADER.size
+        if length > MAX_RECORD_BYTES or start + length > len(data):
+            break
+        if zlib.crc32(data[start : start + length]) != crc:
+            break
+        off = start + length
+        count += 1
+    return count, off
+
+
+class Spool:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int,
+        max_records: int | None = None,
+        segment_bytes: int = 8 * 1024 * 1024,
+        fsync: FsyncPolicy = FsyncPolicy.BATCH,
+        on_full: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_bytes <= 0 or (max_records is not None and max_records <= 0):
+            raise ValueError("spool bounds must be positive")
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.max_records = max_records
+        self._segment_bytes = segment_bytes
+        self._fsync = fsync
+        self._on_full = on_full
+        self._segments: list[_Segment] = []
+        self._cursor = 0  # byte offset of the oldest unacked record in _segments[0]
+        self._head = 0  # records of _segments[0] already acknowledged
+        self._next_seq = 0  # sequence number the next record written gets
+        self._disk_records = 0
+        self._disk_bytes = 0
+        self._overflow: deque[bytes] = deque()
+        self._peeked: list[_Peeked] = []
+        self._writer: BinaryIO | None = None
+        self._reader: tuple[int, BinaryIO] | None = None
+        self._full = False
+        #: Torn or corrupt bytes cut off when the spool was opened.
+        self.truncated_bytes = 0
+        #: Records found on disk and not yet acknowledged when the spool was opened.
+        self.recovered_records = 0
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock = (directory / "lock").open("a+b")
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock.close()
+            raise SpoolError(f"{directory}: spool is in use by another process") from exc
+        self._recover()
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _read_committed(self) -> int:
+        path = self.directory / "committed"
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        if len(raw) == _COMMITTED.size:
+            seq, crc = _COMMITTED.unpack(raw)
+            if zlib.crc32(raw[:8]) == crc:
+                return int(seq)
+        # Replaying from the oldest segment only duplicates; it never loses.
+        log.warning("spool %s: committed offset unreadable, replaying all", self.directory)
+        return 0
+
+    def _recover(self) -> None:
+        committed = self._read_committed()
+        self._next_seq = committed
+        paths = sorted(
+            (p for p in self.directory.iterdir() if p.suffix == _SUFFIX and p.stem.isdigit()),
+            key=lambda p: int(p.stem),
+        )
+        for i, path in enumerate(paths):
+            data = path.read_bytes()
+            count, size = _scan(data)
+            if size < len(data):
+                self.truncated_bytes += len(data) - size
+                if i == len(paths) - 1:
+                    log.warning(
+                        "spool %s: truncated %d torn bytes at the tail",
+                        self.directory,
+                        len(data) - size,
+                    )
+                else:
+                    log.error(
+                        "spool %s: segment %s corrupt after %d records; %d bytes unreadable",
+                        self.directory,
+                        path.name,
+                        count,
+                        len(data) - size,
+                    )
+                with path.open("r+b") as fh:
+                    fh.truncate(size)
+            base = int(path.stem)
+            self._next_seq = max(self._next_seq, base + count)
+            if base + count <= committed:
+                path.unlink()
+                continue
+            self._segments.append(_Segment(base, path, count, size))
+            skip = max(0, committed - base)
+            if len(self._segments) == 1 and skip:
+                # Step over records delivered before the last run stopped.
+                off = 0
+                for _ in range(skip):
+                    (length, _crc) = _HEADER.unpack_from(data, off)
+                    off += _HEADER.size + length
+                self._cursor, self._head = off, skip
+            self._disk_records += count - skip
+            self._disk_bytes += size - (self._cursor if len(self._segments) == 1 else 0)
+        self.recovered_records = self._disk_records
+        if self.recovered_records:
+            log.info("spool %s: %d records to replay", self.directory, self.recovered_records)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def depth(self) -> int:
+        """Records accepted and not yet acknowledged: on disk plus in the overflow."""
+        return self._disk_records + len(self._overflow)
+
+    def disk_bytes(self) -> int:
+        """Bytes of unacknowledged records on disk (what ``max_bytes`` bounds)."""
+        return self._disk_bytes
+
+    def overflow_depth(self) -> int:
+        """Records waiting in memory because the disk bound was reached."""
+        return len(self._overflow)
+
+    @property
+    def full(self) -> bool:
+        """True from the first record that had to wait in memory until the episode ends."""
+        return self._full
+
+    def _fits(self, size: int) -> bool:
+        if self.max_records is not None and self._disk_records >= self.max_records:
+            return False
+        # An empty spool takes any one record, so an oversized record cannot wedge it.
+        return self._disk_records == 0 or self._disk_bytes + size <= self.max_bytes
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, records: Iterable[bytes]) -> None:
+        """Accept records in order: to disk while they fit, then to the in-memory overflow."""
+        frames: list[bytes] = []
+        spilled = 0
+        for payload in records:
+            if len(payload) > MAX_RECORD_BYTES:
+                raise ValueError(f"spool record of {len(payload)} bytes exceeds the maximum")
+            size = _HEADER.size + len(payload)
+            if self._overflow or not self._fits(size):
+                self._overflow.append(payload)
+                spilled += 1
+                continue
+            frames.append(_frame(payload))
+            self._disk_records += 1
+            self._disk_bytes += size
+        if frames:
+            self._write(frames)
+        if spilled and not self._full:
+            self._full = True
+            log.warning(
+                "spool %s: full (%d bytes, %d records); alerts wait in memory",
+                self.directory,
+                self._disk_bytes,
+                self._disk_records,
+            )
+            if self._on_full is not None:
+                self._on_full(self.depth())
+
+    def _write(self, frames: Sequence[bytes]) -> None:
+        blob = b"".join(frames)
+        if not self._segments or self._segments[-1].size >= self._segment_bytes:
+            self._roll()
+        seg = self._segments[-1]
+        if self._writer is None:
+            self._writer = seg.path.open("ab")
+        self._writer.write(blob)
+        self._writer.flush()
+        if self._fsync is FsyncPolicy.BATCH:
+            os.fsync(self._writer.fileno())
+        seg.count += len(frames)
+        seg.size += len(blob)
+        self._next_seq += len(frames)
+
+    def _roll(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        path = self.directory / f"{self._next_seq:020d}{_SUFFIX}"
+        path.touch()
+        self._fsync_dir()
+        self._segments.append(_Segment(self._next_seq, path, 0, 0))
+        if len(self._segments) == 1:
+            self._cursor = self._head = 0
+
+    def _fsync_dir(self) -> None:
+        if self._fsync is FsyncPolicy.BATCH:
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def peek(self, n: int) -> list[bytes]:
+        """The oldest ``n`` unacknowledged records (fewer if the spool holds fewer)."""
+        self._fill_peek(n)
+        return [p.payload for p in self._peeked[:n]]
+
+    def _fill_peek(self, n: int) -> None:
+        if len(self._peeked) >= n:
+            return
+        if self._peeked and self._peeked[-1].segment < 0:
+            seg_idx, off = len(self._segments), 0
+        elif self._peeked:
+            seg_idx, off = self._peeked[-1].segment, self._peeked[-1].end
+        else:
+            seg_idx, off = 0, self._cursor
+        while len(self._peeked) < n and seg_idx < len(self._segments):
+            seg = self._segments[seg_idx]
+            if off >= seg.size:
+                seg_idx, off = seg_idx + 1, 0
+                continue
+            fh = self._reader_for(seg_idx)
+            fh.seek(off)
+            chunk = fh.read(min(seg.size - off, 1 << 20))
+            (first, _crc) = _HEADER.unpack_from(chunk, 0)
+            if _HEADER.size + first > len(chunk):  # one record larger than a chunk
+                chunk += fh.read(_HEADER.size + first - len(chunk))
+            pos = 0
+            while len(self._peeked) < n and pos + _HEADER.size <= len(chunk):
+                (length, _crc) = _HEADER.unpack_from(chunk, pos)
+                start = pos + _HEADER.size
+                if start + length > len(chunk):
+                    break
+                pos = start + length
+                self._peeked.append(_Peeked(chunk[start:pos], seg_idx, off + pos))
+            off += pos
+        taken = sum(1 for p in self._peeked if p.segment < 0)
+        while len(self._peeked) < n and taken < len(self._overflow):
+            self._peeked.append(_Peeked(self._overflow[taken], -1, 0))
+            taken += 1
+
+    def _reader_for(self, seg_idx: int) -> BinaryIO:
+        if self._reader is not None and self._reader[0] == seg_idx:
+            return self._reader[1]
+        self._close_reader()
+        fh = self._segments[seg_idx].path.open("rb")
+        self._reader = (seg_idx, fh)
+        return fh
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader[1].close()
+            self._reader = None
+
+    def ack(self, n: int) -> None:
+        """Forget the oldest ``n`` records: the broker has acknowledged them."""
+        if n <= 0:
+            return
+        if n > self.depth():
+            raise ValueError(f"ack({n}) beyond spool depth {self.depth()}")
+        self._fill_peek(n)
+        done, self._peeked = self._peeked[:n], self._peeked[n:]
+        disk = [p for p in done if p.segment >= 0]
+        for _ in range(len(done) - len(disk)):
+            self._overflow.popleft()
+        if disk:
+            self._disk_records -= len(disk)
+            self._disk_bytes -= sum(_HEADER.size + len(p.payload) for p in disk)
+            last = disk[-1]
+            in_last = sum(1 for p in disk if p.segment == last.segment)
+            self._advance(last.segment, last.end, in_last)
+        self._move_overflow()
+        self._write_committed()
+        if self._full and not self._overflow and self._disk_bytes <= self.max_bytes // 2:
+            self._full = False
+            log.info("spool %s: has room again", self.directory)
+
+    def _advance(self, seg_idx: int, end: int, acked_in_seg: int) -> None:
+        """Move the cursor past ``end`` in segment ``seg_idx``; delete segments left behind."""
+        head = (self._head if seg_idx == 0 else 0) + acked_in_seg
+        drop = seg_idx
+        if end >= self._segments[seg_idx].size and (
+            seg_idx < len(self._segments) - 1 or self._disk_records == 0
+        ):
+            drop, end, head = seg_idx + 1, 0, 0
+        if drop:
+            self._close_reader()
+            if drop == len(self._segments) and self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            for seg in self._segments[:drop]:
+                with contextlib.suppress(FileNotFoundError):
+                    seg.path.unlink()
+            del self._segments[:drop]
+            self._peeked = [
+                _Peeked(p.payload, p.segment - drop if p.segment >= 0 else -1, p.end)
+                for p in self._peeked
+            ]
+            self._fsync_dir()
+        self._cursor, self._head = end, head
+
+    def _committed(self) -> int:
+        return self._segments[0].base + self._head if self._segments else self._next_seq
+
+    def _move_overflow(self) -> None:
+        """Give overflow records their place on disk as room frees up (order is unchanged)."""
+        frames: list[bytes] = []
+        while self._overflow and self._fits(_HEADER.size + len(self._overflow[0])):
+            payload = self._overflow.popleft()
+            frames.append(_frame(payload))
+            self._disk_records += 1
+            self._disk_bytes += _HEADER.size + len(payload)
+        if frames:
+            self._write(frames)
+            # Records that moved to disk changed their position: re-read on the next peek.
+            self._peeked = []
+
+    def _write_committed(self) -> None:
+        raw = struct.pack("<Q", self._committed())
+        tmp = self.directory / "committed.tmp"
+        with tmp.open("wb") as fh:
+            fh.write(raw + struct.pack("<I", zlib.crc32(raw)))
+            fh.flush()
+            if self._fsync is FsyncPolicy.BATCH:
+                os.fsync(fh.fileno())
+        tmp.replace(self.directory / "committed")
+
+    def close(self) -> None:
+        """Release files and the lock. Overflow records (beyond the bound) do not survive."""
+        if self._overflow:
+            log.error(
+                "spool %s: closing with %d records in memory beyond the bound; they are lost",
+                self.directory,
+                len(self._overflow),
+            )
+        self._close_reader()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+        self._lock.close()

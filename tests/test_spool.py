@@ -1,0 +1,181 @@
+"""The durable spool: FIFO order, replay after reopen, torn tails, the full episode."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import deque
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.spool import FsyncPolicy, Spool, SpoolError
+
+
+def rec(i: int) -> bytes:
+    return f"alert-{i:05d}".encode()
+
+
+def test_fifo_order_and_ack(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.append([rec(i) for i in range(5)])
+    spool.append([rec(5)])
+    assert spool.depth() == 6
+    assert spool.peek(3) == [rec(0), rec(1), rec(2)]
+    assert spool.peek(3) == [rec(0), rec(1), rec(2)]  # peeking does not consume
+    spool.ack(2)
+    assert spool.peek(10) == [rec(i) for i in range(2, 6)]
+    assert spool.disk_bytes() == 4 * (8 + len(rec(0)))
+    spool.ack(4)
+    assert spool.depth() == 0
+    assert spool.peek(1) == []
+    # Fully drained segments are deleted.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["committed", "lock"]
+    spool.close()
+
+
+def test_replay_after_reopen_skips_acknowledged(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=64)
+    spool.append([rec(i) for i in range(10)])
+    spool.append([rec(i) for i in range(10, 20)])
+    spool.ack(7)
+    spool.close()
+    again = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=64)
+    assert again.recovered_records == 13
+    assert again.depth() == 13
+    assert again.peek(100) == [rec(i) for i in range(7, 20)]
+    again.append([rec(20)])
+    again.ack(5)
+    again.close()
+    third = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=64)
+    assert third.peek(100) == [rec(i) for i in range(12, 21)]
+    third.close()
+
+
+def test_second_process_is_refused(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1024)
+    with pytest.raises(SpoolError, match="in use"):
+        Spool(tmp_path, max_bytes=1024)
+    spool.close()
+
+
+@pytest.mark.parametrize("cut", [1, 5, 8, 12])
+def test_torn_tail_is_truncated_and_counted(tmp_path: Path, cut: int) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.append([rec(0), rec(1), rec(2)])
+    spool.close()
+    (segment,) = tmp_path.glob("*.seg")
+    size = segment.stat().st_size
+    # A crash in the middle of writing the last record: only part of it reached the disk.
+    with segment.open("r+b") as fh:
+        fh.truncate(size - cut)
+    reopened = Spool(tmp_path, max_bytes=1 << 20)
+    assert reopened.truncated_bytes == (8 + len(rec(2))) - cut
+    assert reopened.peek(10) == [rec(0), rec(1)]
+    reopened.append([rec(3)])
+    assert reopened.peek(10) == [rec(0), rec(1), rec(3)]
+    reopened.close()
+
+
+def test_corrupt_crc_in_tail_is_truncated(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.append([rec(0), rec(1)])
+    spool.close()
+    (segment,) = tmp_path.glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[-1] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    reopened = Spool(tmp_path, max_bytes=1 << 20)
+    assert reopened.truncated_bytes == 8 + len(rec(1))
+    assert reopened.peek(10) == [rec(0)]
+    reopened.close()
+
+
+def test_full_spills_to_memory_calls_back_once_and_drains_in_order(tmp_path: Path) -> None:
+    calls: list[int] = []
+    size = 8 + len(rec(0))
+    spool = Spool(tmp_path, max_bytes=3 * size, on_full=calls.append)
+    spool.append([rec(0), rec(1), rec(2), rec(3)])
+    assert spool.full
+    assert calls == [4]
+    assert spool.overflow_depth() == 1
+    spool.append([rec(4)])
+    assert calls == [4]  # once per episode
+    assert spool.depth() == 5
+    assert spool.disk_bytes() == 3 * size
+    assert spool.peek(5) == [rec(i) for i in range(5)]
+    spool.ack(1)  # room for one: rec(3) moves to disk, rec(4) still waits
+    assert spool.overflow_depth() == 1
+    assert spool.full
+    spool.ack(3)
+    assert spool.overflow_depth() == 0
+    assert not spool.full  # one record on disk: under half the bound
+    assert spool.peek(5) == [rec(4)]
+    spool.append([rec(i) for i in range(5, 9)])
+    assert calls == [4, 5]  # a new episode
+    spool.close()
+
+
+def test_record_count_bound(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, max_records=2)
+    spool.append([rec(0), rec(1), rec(2)])
+    assert spool.overflow_depth() == 1
+    spool.close()
+
+
+def test_fsync_never_still_persists_on_close(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, fsync=FsyncPolicy.NEVER)
+    spool.append([rec(0)])
+    spool.close()
+    again = Spool(tmp_path, max_bytes=1 << 20)
+    assert again.peek(2) == [rec(0)]
+    again.close()
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(min_value=0, max_value=7)),
+        st.tuples(st.just("ack"), st.integers(min_value=0, max_value=9)),
+        st.tuples(st.just("reopen"), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=ops, seg=st.integers(min_value=16, max_value=200), cap=st.integers(30, 400))
+def test_any_append_ack_sequence_keeps_order_and_loses_nothing(
+    ops: list[tuple[str, int]], seg: int, cap: int
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp)
+
+        def open_spool() -> Spool:
+            return Spool(path, max_bytes=cap, segment_bytes=seg, fsync=FsyncPolicy.NEVER)
+
+        spool = open_spool()
+        model: deque[bytes] = deque()
+        counter = 0
+        for op, n in ops:
+            if op == "append":
+                batch = [rec(counter + i) for i in range(n)]
+                counter += n
+                spool.append(batch)
+                model.extend(batch)
+            elif op == "ack":
+                k = min(n, len(model))
+                assert spool.peek(k) == [model[i] for i in range(k)]
+                spool.ack(k)
+                for _ in range(k):
+                    model.popleft()
+            elif spool.overflow_depth() == 0:
+                # Only disk records survive a restart; overflow is memory by design.
+                spool.close()
+                spool = open_spool()
+            assert spool.depth() == len(model)
+            assert spool.peek(len(model) + 1) == list(model)
+            on_disk = len(model) - spool.overflow_depth()
+            assert spool.disk_bytes() == sum(8 + len(model[i]) for i in range(on_disk))
+            assert on_disk <= 1 or spool.disk_bytes() <= cap
+        spool.close()

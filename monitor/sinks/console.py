@@ -1,0 +1,123 @@
+"""Console sink: one human-readable line per alert, for a person watching a terminal.
+
+    2026-11-27T10:01:02.345Z CRITICAL     alice@sim        health 1.14  ratio 87.7%  -4.1% to liq
+    (... one line; continues)  (was danger)
+
+Colour (by level) only when the stream is a terminal, or when told to. Account state documents
+are not printed here (the demo's live view shows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import math
+import sys
+from typing import Literal, TextIO
+
+from rules.alert_doc import Alert, Figures, Level, StateDocument
+
+# Kinds other than a margin-level change get a short tag in the level column.
+_KIND_TAGS = {
+    "liquidation_distance": "LIQ-DISTANCE",
+    "feed_stale": "FEED-STALE",
+    "feed_recovered": "FEED-OK",
+    "venue_margin_call": "MARGIN-CALL",
+    "model_drift": "MODEL-DRIFT",
+    "position_liquidated": "LIQUIDATED",
+    "spool_full": "SPOOL-FULL",
+    "delivery_failing": "DELIVERY",
+}
+_LEVEL_COLOURS = {
+    Level.OK: "\x1b[32m",  # green
+    Level.WARNING: "\x1b[33m",  # yellow
+    Level.DANGER: "\x1b[35m",  # magenta
+    Level.CRITICAL: "\x1b[31m",  # red
+    Level.LIQUIDATABLE: "\x1b[1;97;41m",  # bold white on red
+}
+_RESET = "\x1b[0m"
+
+
+def format_time(ms: int) -> str:
+    """``2026-11-27T10:01:02.345Z`` (UTC, millisecond precision)."""
+    t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def format_figures(f: Figures) -> str:
+    """``health 1.14  ratio 87.7%  -4.1% to liq`` (parts that are unknown are left out)."""
+    parts = ["health inf" if f.health is None else f"health {f.health:.2f}"]
+    if f.margin_ratio is not None and math.isfinite(f.margin_ratio):
+        parts.append(f"ratio {f.margin_ratio * 100:.1f}%")
+    down, up = f.liq_distance_down, f.liq_distance_up
+    if down is not None and (up is None or down <= up):
+        parts.append(f"-{down * 100:.1f}% to liq")
+    elif up is not None:
+        parts.append(f"+{up * 100:.1f}% to liq")
+    return "  ".join(parts)
+
+
+def format_alert(alert: Alert, *, colour: bool = False) -> str:
+    """The one line the console prints for ``alert`` (no newline)."""
+    ms = alert.emit_time_ms if alert.emit_time_ms is not None else alert.receive_time_ms
+    if alert.kind == "margin_level":
+        tag = alert.level.name
+        tail = f"(was {alert.previous_level.label})"
+    else:
+        tag = _KIND_TAGS.get(alert.kind, alert.kind.upper())
+        tail = alert.message
+    who = f"{alert.account}@{alert.venue}"
+    body = format_figures(alert.figures) if alert.figures is not None else ""
+    text_tag = f"{tag:<12}"
+    if colour:
+        text_tag = f"{_LEVEL_COLOURS[alert.level]}{tag}{_RESET}{' ' * max(0, 12 - len(tag))}"
+    middle = f"{body}  {tail}" if body else tail
+    return f"{format_time(ms)} {text_tag} {who:<16} {middle}"
+
+
+class ConsoleSink:
+    """Prints alerts line by line; ``submit`` only enqueues, ``run`` writes."""
+
+    def __init__(
+        self, stream: TextIO | None = None, *, color: Literal["auto", "always", "never"] = "auto"
+    ) -> None:
+        self._stream = sys.stdout if stream is None else stream
+        if color == "auto":
+            isatty = getattr(self._stream, "isatty", None)
+            self._colour = bool(isatty and isatty())
+        else:
+            self._colour = color == "always"
+        self._queue: collections.deque[Alert] = collections.deque()
+        self._ready = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return "console"
+
+    def submit(self, alert: Alert) -> None:
+        self._queue.append(alert)
+        self._ready.set()
+
+    def submit_state(self, state: StateDocument) -> None:
+        """The console prints alerts only."""
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            self._drain()
+
+    async def close(self) -> None:
+        self._drain()
+
+    def _drain(self) -> None:
+        # Synchronous on purpose: a batch is written without yielding, so run() and close()
+        # never interleave lines. A line is dropped from the queue only after it was written.
+        while self._queue:
+            self._stream.write(format_alert(self._queue[0], colour=self._colour) + "\n")
+            self._queue.popleft()
+        self._stream.flush()

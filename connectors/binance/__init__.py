@@ -1,0 +1,12 @@
+"""Binance USDⓈ-M and COIN-M futures: wire parsers, REST client, feeds and a fake venue.
+
+Modules, each with one job:
+
+* :mod:`.spec` — what differs between USDⓈ-M and COIN-M (hosts, paths, contract kind).
+* :mod:`.wire` — the venue's field and event names.
+* :mod:`.parse` — pure websocket frame parsers (``parse_market``, ``parse_user``).
+* :mod:`.snapshots` — pure REST body parsers (account, positionRisk, brackets, marks).
+* :mod:`.rest` — signed async REST client (HMAC-SHA256, clock offset, weight back-off).
+* :mod:`.feeds` — :class:`~connectors.protocol.Feed` implementations for the driver.
+* :mod:`.fake` — a loopback Binance for tests and the demo.
+"""

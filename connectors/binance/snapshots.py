@@ -1,0 +1,309 @@
+"""Pure parsers for Binance REST snapshot bodies (USDⓈ-M v3 and COIN-M v1 shapes).
+
+The feed fetches ``account``, ``positionRisk``, ``leverageBracket``, ``exchangeInfo`` and the
+account-mode endpoints, then hands the bodies here; :func:`account_snapshot` joins them into one
+:class:`~connectors.events.AccountSnapshot` carrying the venue's own figures for the drift check.
+Errors raise :class:`~connectors.errors.VenueDataError` (reasons as in :mod:`.parse`, plus
+``bad_brackets`` for a bracket table the margin rules reject).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+
+from connectors.binance.parse import MARGIN_MODES, SIDES, ms, num
+from connectors.errors import VenueDataError
+from connectors.events import (
+    AccountSnapshot,
+    Instrument,
+    MarkPrice,
+    PositionSnapshot,
+    TierTableUpdate,
+    VenueFigures,
+)
+from rules.errors import TierTableError
+from rules.tiers import TierSpec, TierTable
+from rules.types import ContractKind, MarginMode, Side
+
+T = TypeVar("T")
+Body = bytes | str | object
+"""A raw response body, or one already decoded by the REST client."""
+
+
+@contextmanager
+def _venue_errors(venue: str) -> Iterator[None]:
+    try:
+        yield
+    except VenueDataError:
+        raise
+    except KeyError as exc:
+        raise VenueDataError(venue, "missing_field", str(exc)[:40]) from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise VenueDataError(venue, "bad_value") from exc
+
+
+def _decoded(body: Body, venue: str) -> Any:
+    if isinstance(body, bytes | str):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise VenueDataError(venue, "bad_json") from exc
+    return body
+
+
+def _rows(doc: Any, venue: str) -> list[dict[str, Any]]:
+    """Endpoints answer an array, or one object when a symbol was given."""
+    rows = [doc] if type(doc) is dict else doc
+    if type(rows) is not list or any(type(r) is not dict for r in rows):
+        raise VenueDataError(venue, "bad_shape")
+    return rows
+
+
+# --- account ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFacts:
+    """What ``GET /fapi/v3/account`` (or ``/dapi/v1/account``) contributes to a snapshot."""
+
+    balances: Mapping[str, float]
+    """Cross wallet balance per asset: the cross pool's collateral before uPnL."""
+    total_maintenance_margin: float | None
+    total_margin_balance: float | None
+    position_maintenance_margin: Mapping[tuple[str, Side], float]
+    multi_asset: bool | None
+    """Present in the v2 body only; v3 callers ask ``multiAssetsMargin`` separately."""
+
+
+def parse_account_v3(body: Body, venue: str) -> AccountFacts:
+    doc = _decoded(body, venue)
+    if type(doc) is not dict:
+        raise VenueDataError(venue, "bad_shape")
+    with _venue_errors(venue):
+        assets = doc["assets"]
+        balances = {a["asset"]: num(a["crossWalletBalance"]) for a in assets}
+        total = doc.get("totalMaintMargin")
+        if total is not None:
+            total_mm: float | None = num(total)
+        else:
+            # COIN-M has no account-wide total: each margin coin is its own cross pool, and a
+            # sum over different coins means nothing. Report it only for a single pool.
+            per_asset = [num(a["maintMargin"]) for a in assets]
+            used = [x for x in per_asset if x != 0.0]
+            total_mm = sum(used) if len(used) <= 1 else None
+        mb = doc.get("totalMarginBalance")
+        position_mm: dict[tuple[str, Side], float] = {}
+        for p in doc.get("positions") or ():
+            if num(p["positionAmt"]) != 0.0:
+                position_mm[(p["symbol"], SIDES[p["positionSide"]])] = num(p["maintMargin"])
+        multi = doc.get("multiAssetsMargin")
+        if multi is not None and type(multi) is not bool:
+            raise ValueError("multiAssetsMargin")
+        return AccountFacts(balances, total_mm, None if mb is None else num(mb), position_mm, multi)
+
+
+# --- positions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PositionFacts:
+    positions: tuple[PositionSnapshot, ...]
+    marks: Mapping[str, float]
+    """The venue's mark per symbol at the snapshot instant (``markPrice`` of each row)."""
+
+
+def _margin_mode(row: dict[str, Any]) -> MarginMode:
+    wire_mode = row.get("marginType")
+    if wire_mode is not None:
+        return MARGIN_MODES[wire_mode]
+    # v3 dropped marginType; an open isolated position always has a non-zero isolated wallet.
+    return MarginMode.ISOLATED if num(row.get("isolatedWallet", "0")) != 0.0 else MarginMode.CROSS
+
+
+def parse_position_risk_v3(body: Body, venue: str, account: str, *, event_ms: int) -> PositionFacts:
+    """Open positions (zero rows dropped) and the marks they were valued at."""
+    doc = _decoded(body, venue)
+    positions: list[PositionSnapshot] = []
+    marks: dict[str, float] = {}
+    with _venue_errors(venue):
+        for row in _rows(doc, venue):
+            qty = num(row["positionAmt"])
+            symbol = row["symbol"]
+            mark = num(row["markPrice"])
+            if mark > 0.0:
+                marks[symbol] = mark
+            if qty == 0.0:
+                continue
+            mode = _margin_mode(row)
+            lev = row.get("leverage")
+            positions.append(
+                PositionSnapshot(
+                    venue,
+                    account,
+                    symbol,
+                    SIDES[row["positionSide"]],
+                    qty,
+                    num(row["entryPrice"]),
+                    event_ms,
+                    margin_mode=mode,
+                    leverage=None if lev is None else num(lev),
+                    isolated_margin=num(row["isolatedWallet"])
+                    if mode is MarginMode.ISOLATED
+                    else None,
+                )
+            )
+    return PositionFacts(tuple(positions), marks)
+
+
+def account_snapshot(
+    venue: str,
+    account: str,
+    facts: AccountFacts,
+    positions: PositionFacts,
+    *,
+    multi_asset: bool,
+    event_ms: int,
+) -> AccountSnapshot:
+    """Join the account and positionRisk answers; the venue's figures ride along for drift."""
+    return AccountSnapshot(
+        venue,
+        account,
+        dict(facts.balances),
+        positions.positions,
+        event_ms,
+        multi_asset=multi_asset,
+        reported=VenueFigures(
+            facts.total_maintenance_margin,
+            dict(facts.position_maintenance_margin),
+            facts.total_margin_balance,
+            dict(positions.marks),
+        ),
+    )
+
+
+# --- brackets, instruments, marks, modes -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BracketSet:
+    """One symbol's leverage brackets as the venue published them for this account."""
+
+    symbol: str
+    tiers: tuple[TierSpec, ...]
+    notional_coef: float | None
+    """The account's scaling of the default brackets (present only when it differs)."""
+
+
+def _first(row: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if key in row:
+            return row[key]
+    raise KeyError(keys[0])
+
+
+def decode_leverage_brackets(body: Body, venue: str) -> list[BracketSet]:
+    """USDⓈ-M brackets size by ``notionalFloor/Cap`` (quote); COIN-M by ``qtyFloor/Cap`` (coin;
+    the docs also spell it ``qtylFloor``)."""
+    doc = _decoded(body, venue)
+    out: list[BracketSet] = []
+    with _venue_errors(venue):
+        for row in _rows(doc, venue):
+            tiers = tuple(
+                TierSpec(
+                    floor=num(_first(b, "notionalFloor", "qtyFloor", "qtylFloor")),
+                    cap=num(_first(b, "notionalCap", "qtyCap")),
+                    mmr=num(b["maintMarginRatio"]),
+                    deduction=num(b["cum"]),
+                    max_leverage=num(b["initialLeverage"]),
+                )
+                for b in sorted(row["brackets"], key=lambda b: num(b["bracket"]))
+            )
+            coef = row.get("notionalCoef")
+            out.append(BracketSet(row["symbol"], tiers, None if coef is None else num(coef)))
+    return out
+
+
+def tier_table_updates(
+    sets: list[BracketSet], venue: str, account: str | None, *, event_ms: int = 0
+) -> list[TierTableUpdate]:
+    out: list[TierTableUpdate] = []
+    for s in sets:
+        try:
+            table = TierTable.from_tiers(s.symbol, s.tiers)
+        except TierTableError as exc:
+            raise VenueDataError(venue, "bad_brackets", s.symbol[:40]) from exc
+        out.append(TierTableUpdate(venue, s.symbol, table, account, event_ms))
+    return out
+
+
+def parse_leverage_brackets(
+    body: Body, venue: str, account: str | None, *, event_ms: int = 0
+) -> list[TierTableUpdate]:
+    """``GET /fapi/v1/leverageBracket`` (or ``/dapi/v2/…``) → one validated table per symbol."""
+    return tier_table_updates(
+        decode_leverage_brackets(body, venue), venue, account, event_ms=event_ms
+    )
+
+
+def parse_exchange_info(body: Body, venue: str, kind: ContractKind) -> list[Instrument]:
+    """Contract facts per symbol: COIN-M's ``contractSize`` (USD per contract); 1 for USDⓈ-M."""
+    doc = _decoded(body, venue)
+    if type(doc) is not dict:
+        raise VenueDataError(venue, "bad_shape")
+    with _venue_errors(venue):
+        return [
+            Instrument(
+                venue,
+                row["symbol"],
+                kind,
+                num(row.get("contractSize", 1)),
+                row["marginAsset"],
+            )
+            for row in _rows(doc["symbols"], venue)
+        ]
+
+
+def parse_premium_index(body: Body, venue: str) -> list[MarkPrice]:
+    """``GET …/premiumIndex``: the REST mark-price snapshot (object or array)."""
+    doc = _decoded(body, venue)
+    with _venue_errors(venue):
+        return [
+            MarkPrice(venue, r["symbol"], num(r["markPrice"]), ms(r["time"]), _opt(r, "indexPrice"))
+            for r in _rows(doc, venue)
+            if num(r["markPrice"]) > 0.0
+        ]
+
+
+def _opt(row: dict[str, Any], key: str) -> float | None:
+    value = row.get(key)
+    return None if value in (None, "") else num(value)
+
+
+def _flag(key: str) -> Callable[[Body, str], bool]:
+    def parse(body: Body, venue: str) -> bool:
+        doc = _decoded(body, venue)
+        if type(doc) is not dict or type(doc.get(key)) is not bool:
+            raise VenueDataError(venue, "bad_value")
+        return bool(doc[key])
+
+    parse.__name__ = f"parse_{key}"
+    return parse
+
+
+parse_dual_side = _flag("dualSidePosition")
+"""``GET …/positionSide/dual`` → True in hedge mode."""
+parse_multi_assets = _flag("multiAssetsMargin")
+"""``GET /fapi/v1/multiAssetsMargin`` → True in multi-assets mode."""
+
+
+def parse_server_time(body: Body, venue: str) -> int:
+    doc = _decoded(body, venue)
+    if type(doc) is not dict:
+        raise VenueDataError(venue, "bad_shape")
+    with _venue_errors(venue):
+        return ms(doc["serverTime"])

@@ -1,0 +1,263 @@
+"""Config: the example parses to the values it says; every mistake is one line naming key+file."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.config import Config, HostPort, load_config, parse_host_port
+from monitor.errors import UsageError
+from monitor.sinks.config_types import SaslMechanism, Secret, SecurityProtocol
+from monitor.spool import FsyncPolicy
+from rules.alerts import AlertConfig
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "deploy" / "marginwatch.example.toml"
+DEMO = REPO / "monitor" / "data" / "demo.toml"
+
+ALICE_KEY = "alice-key-9f8e7d"
+ALICE_SECRET = "alice-secret-TOPSECRET-1234"
+BOB_KEY = "bob-key-abc"
+BOB_SECRET = "bob-secret-TOPSECRET-5678"
+ENV = {"BINANCE_ALICE_KEY": ALICE_KEY, "BINANCE_ALICE_SECRET": ALICE_SECRET}
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """The shipped example, copied beside the secret files it names (relative to the config)."""
+    path = tmp_path / "marginwatch.toml"
+    shutil.copy(EXAMPLE, path)
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "bob.key").write_text(BOB_KEY + "\n")
+    (tmp_path / "secrets" / "bob.secret").write_text(BOB_SECRET + "\n")
+    return path
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mw.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(path: Path, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(UsageError) as info:
+        load_config(path, environ or {})
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_example_parses_to_its_documented_values(example: Path) -> None:
+    cfg = load_config(example, ENV)
+    assert cfg.daemon.http == HostPort("127.0.0.1", 9464)
+    assert cfg.daemon.log_level == "info"
+    assert cfg.alerts == AlertConfig(
+        warning=2.0,
+        danger=1.5,
+        critical=1.2,
+        liquidatable=1.0,
+        hysteresis=0.05,
+        cooldown_ms=30_000,
+        liq_distance=0.05,
+        liq_distance_hysteresis=0.2,
+        mark_stale_ms=15_000,
+        account_stale_ms=360_000,
+    )
+    (venue,) = cfg.venues
+    assert (venue.venue, venue.rest_url, venue.ws_url) == ("binance-usdm", None, None)
+    assert (venue.stale_after_s, venue.resync_interval_s) == (15.0, 300.0)
+    alice, bob = cfg.accounts
+    assert alice.key == ("binance-usdm", "alice")
+    assert alice.api_key == Secret(ALICE_KEY)
+    assert alice.api_secret is not None
+    assert alice.api_secret.reveal() == ALICE_SECRET
+    assert (alice.stale_after_s, alice.resync_interval_s) == (30.0, 300.0)
+    # Overrides replace only what they name.
+    assert alice.alerts.health_thresholds == (2.5, 1.5, 1.2, 1.0)
+    assert alice.alerts.cooldown_ms == 60_000
+    assert cfg.alert_config_for("binance-usdm", "alice") is alice.alerts
+    assert cfg.alert_config_for("binance-usdm", "bob") == cfg.alerts
+    assert bob.api_secret == Secret(BOB_SECRET)  # file read, trailing newline stripped
+    assert cfg.sinks.console is not None and cfg.sinks.console.color == "auto"
+    assert cfg.sinks.jsonl is not None
+    assert cfg.sinks.jsonl.path == Path("/var/lib/marginwatch/alerts.jsonl")
+    assert cfg.sinks.kafka is None and cfg.sinks.mqtt is None
+
+
+def test_demo_config_parses() -> None:
+    cfg = load_config(DEMO, {})
+    assert [a.name for a in cfg.accounts] == ["alice", "bob", "carol", "dave"]
+    assert {a.venue for a in cfg.accounts} == {"sim"}
+    assert cfg.sinks.console is not None
+
+
+def test_kafka_and_mqtt_sections_map_to_the_delivery_types(tmp_path: Path) -> None:
+    (tmp_path / "mqtt.pw").write_text("mqtt-pw\n")
+    path = write(
+        tmp_path,
+        """
+[[accounts]]
+venue = "sim"
+name = "alice"
+[sinks.kafka]
+bootstrap = "127.0.0.1:9092"
+security_protocol = "SASL_SSL"
+sasl_mechanism = "SCRAM-SHA-512"
+sasl_username = "mw"
+sasl_password_env = "KAFKA_PW"
+linger_ms = 2
+[sinks.kafka.spool]
+directory = "spool/kafka"
+max_bytes = 1048576
+fsync = "never"
+[sinks.mqtt]
+host = "127.0.0.1"
+port = 1884
+password_file = "mqtt.pw"
+""",
+    )
+    cfg = load_config(path, {"KAFKA_PW": "kafka-pw"})
+    kafka, mqtt = cfg.sinks.kafka, cfg.sinks.mqtt
+    assert kafka is not None and mqtt is not None
+    assert kafka.bootstrap == "127.0.0.1:9092"
+    assert kafka.security_protocol is SecurityProtocol.SASL_SSL
+    assert kafka.sasl_mechanism is SaslMechanism.SCRAM_SHA_512
+    assert kafka.sasl_password == Secret("kafka-pw")
+    assert kafka.linger_ms == 2
+    assert kafka.spool.directory == tmp_path / "spool" / "kafka"  # relative to the config file
+    assert (kafka.spool.max_bytes, kafka.spool.fsync) == (1_048_576, FsyncPolicy.NEVER)
+    assert (mqtt.host, mqtt.port, mqtt.password) == ("127.0.0.1", 1884, Secret("mqtt-pw"))
+    assert mqtt.spool is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[daemon]\nhtp = "127.0.0.1:1"\n', "[daemon].htp: unknown key (did you mean 'http'?)"),
+        ("[daemonn]\n", "[daemonn]: unknown section (did you mean 'daemon'?)"),
+        (
+            '[[accounts]]\nvenue = "sim"\nname = "a"\n[accounts.alerts]\nwarnng = 2.0\n',
+            "accounts[0].alerts.warnng: unknown key (did you mean 'warning'?)",
+        ),
+        (
+            '[[accounts]]\nvenue = "sim"\nname = "a"\n'
+            '[[accounts]]\nvenue = "sim"\nname = "b"\nstale_after_s = "10"\n',
+            "accounts[1].stale_after_s: expected a number, got string",
+        ),
+        (
+            '[[accounts]]\nvenue = "sim"\nname = "a"\n[alerts]\ncooldown_ms = 1.5\n',
+            "[alerts].cooldown_ms: expected an integer, got float",
+        ),
+        (
+            '[[accounts]]\nvenue = "sim"\nname = "a"\n[alerts]\nwarning = 1.1\n',
+            "[alerts].danger: thresholds must strictly decrease from warning to liquidatable",
+        ),
+        (
+            '[[accounts]]\nvenue = "simm"\nname = "a"\n',
+            "accounts[0].venue: must be one of 'sim', 'binance-usdm', 'binance-coinm', got 'simm'"
+            " (did you mean 'sim'?)",
+        ),
+        ('[[accounts]]\nvenue = "sim"\n', "accounts[0].name: missing required key"),
+        (
+            '[[venues]]\nvenue = "sim"\nstale_after_s = 0\n',
+            "venues[0].stale_after_s: must be > 0, got 0",
+        ),
+        ('[daemon]\nhttp = "localhost"\n', "[daemon].http: expected HOST:PORT, got 'localhost'"),
+        ('[[venues]]\nvenue = "sim"\n[sinks.jsonl]\n', "[sinks.jsonl].path: missing required key"),
+        (
+            '[[venues]]\nvenue = "sim"\n[sinks.kafka]\nbootstrap = "h:1"\n',
+            "[sinks.kafka].spool: missing required key",
+        ),
+        ("", "accounts: nothing to watch (add [[venues]] or [[accounts]])"),
+        ("daemon = 3\n", "daemon: expected a table, got integer"),
+    ],
+)
+def test_each_mistake_is_one_line_naming_key_and_file(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    assert error_of(path) == f"{path}: {expected}"
+
+
+def test_missing_secret_names_the_variable_never_a_value(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[accounts]]\nvenue = "binance-usdm"\nname = "alice"\n'
+        'api_key_env = "BINANCE_ALICE_KEY"\napi_secret_env = "BINANCE_ALICE_SECRET"\n',
+    )
+    message = error_of(path, {"BINANCE_ALICE_KEY": ALICE_KEY})
+    assert message == (
+        f"{path}: accounts.alice.api_secret_env: "
+        "environment variable BINANCE_ALICE_SECRET is not set"
+    )
+    assert ALICE_KEY not in message
+
+
+def test_secret_file_problems(tmp_path: Path) -> None:
+    base = '[[accounts]]\nvenue = "binance-usdm"\nname = "bob"\napi_key_env = "K"\n'
+    path = write(tmp_path, base + 'api_secret_file = "nope.secret"\n')
+    assert error_of(path, {"K": "k"}) == (
+        f"{path}: accounts.bob.api_secret_file: cannot read {tmp_path / 'nope.secret'}: "
+        "No such file or directory"
+    )
+    path = write(tmp_path, base)
+    assert error_of(path, {"K": "k"}) == (
+        f"{path}: accounts.bob: missing api_secret_env or api_secret_file"
+    )
+    path = write(tmp_path, base + 'api_secret_env = "S"\napi_secret_file = "s"\n')
+    assert error_of(path, {"K": "k", "S": "s"}) == (
+        f"{path}: accounts.bob.api_secret_env: "
+        "give either api_secret_env or api_secret_file, not both"
+    )
+
+
+def test_cli_reports_one_line_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, '[daemon]\nlog_levl = "debug"\n')
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"marginwatch: {path}: [daemon].log_levl: unknown key (did you mean 'log_level'?)\n"
+    )
+    assert main(["run", "--config", str(tmp_path / "absent.toml")]) == 2
+    assert capsys.readouterr().err == f"marginwatch: {tmp_path / 'absent.toml'}: no such file\n"
+    (tmp_path / "bad.toml").write_text("[daemon\n")
+    assert main(["run", "--config", str(tmp_path / "bad.toml")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"marginwatch: {tmp_path / 'bad.toml'}: not valid TOML"
+    )
+    assert main(["run", "--config", str(DEMO), "--http", "nope"]) == 2
+    assert capsys.readouterr().err == "marginwatch: --http: expected HOST:PORT, got 'nope'\n"
+
+
+def test_cli_check_validates_and_exits_0(
+    example: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    assert main(["run", "--config", str(example), "--check"]) == 0
+    assert capsys.readouterr().out == f"{example}: ok (2 accounts on 1 venues)\n"
+
+
+def test_secrets_never_in_repr_str_or_logs(example: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    cfg: Config = load_config(example, ENV)
+    logging.getLogger("test").info("config loaded: %r / %s", cfg, cfg)
+    rendered = repr(cfg) + str(cfg) + caplog.text
+    for secret in (ALICE_KEY, ALICE_SECRET, BOB_KEY, BOB_SECRET):
+        assert secret not in rendered
+    assert "Secret('***')" in repr(cfg)
+    assert str(cfg.accounts[0].api_secret) == "***"
+
+
+def test_parse_host_port() -> None:
+    assert parse_host_port("127.0.0.1:0", "x") == HostPort("127.0.0.1", 0)
+    assert parse_host_port("[::1]:9464", "x") == HostPort("::1", 9464)
+    assert str(HostPort("::1", 9464)) == "[::1]:9464"
+    with pytest.raises(UsageError, match="x: expected HOST:PORT, got '1:99999'"):
+        parse_host_port("1:99999", "x")

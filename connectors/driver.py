@@ -1,0 +1,428 @@
+"""The one connection driver every venue runs through: :func:`run_feed`.
+
+Per connection: ``connect_url()`` → websocket connect → send ``subscribe_messages()`` → buffer
+parsed pushes → ``snapshot()`` → deliver the snapshot, then the buffered events newer than it
+(events without a venue time, ``event_ms == 0``, are kept) → stream live. The same resync runs on
+``resync_interval_s`` and after a stale spell, without disconnecting (pushes are buffered while
+the snapshot is in flight). Private streams carry no sequence numbers on any venue, so this
+snapshot-then-stream dance is the only way to be sure the state store holds the venue's state.
+
+Failure policy: connection-level trouble (OSError, timeouts, websocket errors, venue rejections,
+a bad snapshot) → reconnect with jittered exponential backoff. ``AuthError`` and anything that is
+not a connector/network error (a bug in ``deliver``, say) propagate to the owner's TaskGroup.
+Bad frames never end a connection: they are counted (``observer.frame_rejected``) and dropped.
+
+The hot path (recv → parse → deliver) does no logging, creates no tasks and calls no clock except
+the wall clock stamp handed to ``deliver``; staleness is tracked by a frame counter that a
+watchdog task samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus, WebSocketException
+
+from connectors.backoff import Backoff
+from connectors.errors import AuthError, ConnectorError, VenueDataError
+from connectors.events import Event, FeedState, FeedStatus, StreamExpired
+from connectors.protocol import Feed
+
+_LOG = logging.getLogger(__name__)
+
+Deliver = Callable[[list[Event], int], None]
+
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # largest venue frame we accept (batch mark arrays fit easily)
+MAX_BUFFERED = 500_000  # pushes held while a snapshot is in flight before giving up on it
+SILENT_RECONNECT_FACTOR = 4.0  # stale for this many stale_after_s → reconnect and resubscribe
+_UP = (FeedState.CONNECTED, FeedState.RESYNCED)
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class DriverObserver(Protocol):
+    """Flow counters. ``frame`` runs once per received frame: keep it O(1) (an int += 1)."""
+
+    def frame(self, venue: str) -> None: ...
+
+    def frame_rejected(self, venue: str, reason: str) -> None: ...
+
+    def reconnect(self, feed: str, reason: str) -> None: ...
+
+
+class NullObserver:
+    def frame(self, venue: str) -> None:
+        return None
+
+    def frame_rejected(self, venue: str, reason: str) -> None:
+        return None
+
+    def reconnect(self, feed: str, reason: str) -> None:
+        return None
+
+
+def wall_ms_now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Restart(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """End this connection; ``immediate`` skips the backoff delay (planned reconnects)."""
+
+    def __init__(self, reason: str, *, immediate: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.immediate = immediate
+
+
+class _Stopped(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The owner set ``stop``."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, AuthError):
+        return False
+    return isinstance(exc, OSError | TimeoutError | WebSocketException | ConnectorError | EOFError)
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    return not _retryable(exc) and not isinstance(exc, _Restart | _Stopped)
+
+
+def _is_stop(exc: BaseException) -> bool:
+    return isinstance(exc, _Stopped)
+
+
+def _is_restart(exc: BaseException) -> bool:
+    return isinstance(exc, _Restart)
+
+
+def _pick(exc: BaseException) -> BaseException:
+    """The leaf of a TaskGroup's exception group that decides what happens next."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        elif not isinstance(e, asyncio.CancelledError):
+            leaves.append(e)
+    if not leaves:
+        return exc
+    # Fatal first (bugs, auth), then the owner's stop, then planned restarts, then the rest.
+    for rank in (_is_fatal, _is_stop, _is_restart):
+        for leaf in leaves:
+            if rank(leaf):
+                return leaf
+    return leaves[0]
+
+
+def _event_ms(ev: Event) -> int:
+    ms: int = getattr(ev, "event_ms", 0)
+    return ms
+
+
+async def run_feed(
+    feed: Feed,
+    deliver: Deliver,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wall_ms: Callable[[], int] = wall_ms_now,
+    backoff: Backoff | None = None,
+    observer: DriverObserver | None = None,
+    stop: asyncio.Event | None = None,
+    snapshot_timeout_s: float = 30.0,
+    open_timeout_s: float = 10.0,
+    max_buffered: int = MAX_BUFFERED,
+) -> None:
+    """Keep ``feed`` connected and its state delivered until ``stop`` is set (or cancelled).
+
+    ``deliver(events, recv_wall_ms)`` is the engine's sync entry point. Raises ``AuthError``
+    (and any non-connector exception) to the owner; returns when ``stop`` is set.
+    """
+    driver = _FeedDriver(
+        feed,
+        deliver,
+        clock=clock,
+        wall_ms=wall_ms,
+        backoff=backoff or Backoff(),
+        observer=observer or NullObserver(),
+        stop=stop or asyncio.Event(),
+        snapshot_timeout_s=snapshot_timeout_s,
+        open_timeout_s=open_timeout_s,
+        max_buffered=max_buffered,
+    )
+    await driver.run()
+
+
+class _FeedDriver:
+    def __init__(
+        self,
+        feed: Feed,
+        deliver: Deliver,
+        *,
+        clock: Callable[[], float],
+        wall_ms: Callable[[], int],
+        backoff: Backoff,
+        observer: DriverObserver,
+        stop: asyncio.Event,
+        snapshot_timeout_s: float,
+        open_timeout_s: float,
+        max_buffered: int,
+    ) -> None:
+        self.feed = feed
+        self._deliver = deliver
+        self._clock = clock
+        self._wall_ms = wall_ms
+        self._backoff = backoff
+        self._observer = observer
+        self._stop = stop
+        self._snapshot_timeout_s = snapshot_timeout_s
+        self._open_timeout_s = open_timeout_s
+        self._max_buffered = max_buffered
+        self._reported: FeedState | None = None
+        # Per-connection state, reset in _serve.
+        self.frames = 0
+        self._buffer: list[tuple[list[Event], int]] | None = None
+        self._stale = False
+        self._recovering = False
+        self._resync_wanted = asyncio.Event()
+        self._connected_at = 0.0
+        self._synced_at: float | None = None
+        self._parser_bug_logged = False
+
+    # --- reconnect loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        feed = self.feed
+        _LOG.info("feed %s: starting", feed.name)
+        try:
+            while not self._stop.is_set():
+                reason, immediate = await self._one_connection()
+                if self._stop.is_set():
+                    break
+                self._observer.reconnect(feed.name, reason)
+                if not immediate:
+                    self._status(FeedState.DISCONNECTED)
+                    delay = self._backoff.next_delay()
+                    _LOG.info("feed %s: %s; reconnecting in %.2f s", feed.name, reason, delay)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._stop.wait()
+                else:
+                    _LOG.info("feed %s: %s; reconnecting now", feed.name, reason)
+        finally:
+            _LOG.info("feed %s: stopped", feed.name)
+
+    async def _one_connection(self) -> tuple[str, bool]:
+        """Run one connection to its end; return (reason, immediate) for the reconnect."""
+        self._synced_at = None
+        try:
+            url = await self.feed.connect_url()
+            host = urlsplit(url).hostname or ""
+            async with connect(
+                url,
+                open_timeout=self._open_timeout_s,
+                max_size=MAX_FRAME_BYTES,
+                compression=None,
+                # Deep queue: at high frame rates the default (16) pauses the transport
+                # every few frames, which costs more than the memory it saves.
+                max_queue=4096,
+                close_timeout=2.0,
+                proxy=None if host in _LOOPBACK else True,
+                user_agent_header="marginwatch",
+            ) as ws:
+                self._connected_at = self._clock()
+                for message in self.feed.subscribe_messages():
+                    await ws.send(message)
+                await self._serve(ws)
+        except BaseException as exc:
+            return self._classify(_pick(exc))
+        finally:
+            healthy = 0.0 if self._synced_at is None else self._clock() - self._synced_at
+            self._backoff.connection_ended(healthy)
+        return "closed", False  # pragma: no cover - _serve only ends by raising
+
+    def _classify(self, exc: BaseException) -> tuple[str, bool]:
+        if isinstance(exc, _Stopped):
+            return "stopped", True
+        if isinstance(exc, _Restart):
+            # Planned reconnects are immediate only after a healthy connection, so a venue
+            # that keeps expiring us at once still gets backed off.
+            return exc.reason, exc.immediate and self._synced_at is not None
+        if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
+            raise AuthError(
+                self.feed.venue, exc.response.status_code, "websocket handshake refused"
+            ) from exc
+        if not _retryable(exc):
+            raise exc
+        if isinstance(exc, VenueDataError):  # a snapshot we could not decode
+            self._observer.frame_rejected(exc.venue, exc.reason)
+            return "bad_snapshot", False
+        if isinstance(exc, WebSocketException) and not isinstance(exc, InvalidStatus):
+            return "connection_closed", False
+        if isinstance(exc, ConnectorError):
+            return "venue_error", False
+        return "connect_failed", False
+
+    # --- one connection ----------------------------------------------------------------------
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        self.frames = 0
+        self._buffer = []  # buffer from the first push until the snapshot is applied
+        self._stale = False
+        self._resync_wanted = asyncio.Event()
+        feed = self.feed
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._read(ws))
+            tg.create_task(self._sync_loop())
+            tg.create_task(self._watchdog())
+            tg.create_task(self._wait_stop())
+            if feed.app_ping_interval_s:
+                tg.create_task(self._app_pings(ws, feed.app_ping_interval_s))
+            if feed.keepalive_interval_s:
+                tg.create_task(self._keepalive(feed.keepalive_interval_s))
+
+    async def _read(self, ws: ClientConnection) -> None:
+        # Hot path: locals for everything touched per frame.
+        recv = ws.recv
+        parse = self.feed.parse
+        deliver = self._deliver
+        wall_ms = self._wall_ms
+        on_frame = self._observer.frame
+        venue = self.feed.venue
+        private = self.feed.account is not None
+        max_buffered = self._max_buffered
+        while True:
+            frame = await recv(False)  # bytes: parsers decode JSON straight from UTF-8
+            self.frames += 1
+            on_frame(venue)
+            if self._stale:
+                self._data_after_stale()
+            try:
+                events = parse(frame)
+            except VenueDataError as exc:
+                self._observer.frame_rejected(venue, exc.reason)
+                continue
+            except Exception:  # a parser bug must not blind the monitor: count, log once
+                self._parser_failed()
+                continue
+            if not events:
+                continue
+            if private:
+                for ev in events:
+                    if type(ev) is StreamExpired:
+                        raise _Restart("stream_expired", immediate=True)
+            buffer = self._buffer
+            if buffer is None:
+                deliver(events, wall_ms())
+            else:
+                buffer.append((events, wall_ms()))
+                if len(buffer) > max_buffered:
+                    raise _Restart("resync_overflow", immediate=False)
+
+    def _parser_failed(self) -> None:
+        self._observer.frame_rejected(self.feed.venue, "parser_error")
+        if not self._parser_bug_logged:
+            self._parser_bug_logged = True
+            _LOG.exception("feed %s: parser raised a non-venue error (bug)", self.feed.name)
+
+    async def _sync_loop(self) -> None:
+        await self._resync()
+        self._synced_at = self._clock()
+        if self._reported not in _UP:
+            up = FeedState.RESYNCED if self._reported is FeedState.STALE else FeedState.CONNECTED
+            self._status(up)
+        _LOG.info("feed %s: synced", self.feed.name)
+        interval = self.feed.resync_interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._resync_wanted.wait()
+            self._resync_wanted.clear()
+            recovering = self._recovering
+            await self._resync()
+            if recovering:
+                self._recovering = False
+                self._status(FeedState.RESYNCED)
+
+    async def _resync(self) -> None:
+        if self._buffer is None:
+            self._buffer = []
+        async with asyncio.timeout(self._snapshot_timeout_s):
+            events, snapshot_ms = await self.feed.snapshot()
+        # From here to the end no await: the reader cannot interleave, so the snapshot and the
+        # newer buffered pushes reach the store as one ordered sequence.
+        buffered = self._buffer
+        self._buffer = None
+        deliver = self._deliver
+        deliver(events, self._wall_ms())
+        for evs, recv_ms in buffered:
+            kept = [e for e in evs if (ms := _event_ms(e)) == 0 or ms > snapshot_ms]
+            if kept:
+                deliver(kept, recv_ms)
+
+    def _data_after_stale(self) -> None:
+        self._stale = False
+        self._recovering = True
+        self._resync_wanted.set()
+
+    async def _watchdog(self) -> None:
+        feed = self.feed
+        stale_after = feed.stale_after_s
+        max_age = feed.max_connection_age_s
+        interval = max(0.005, min(stale_after / 4.0, 1.0))
+        if max_age is not None:
+            interval = min(interval, max(0.005, max_age / 4.0))
+        last_frames = self.frames
+        last_change = self._clock()
+        while True:
+            await asyncio.sleep(interval)
+            now = self._clock()
+            if self.frames != last_frames:
+                last_frames = self.frames
+                last_change = now
+            elif not self._stale and now - last_change >= stale_after:
+                self._stale = True
+                self._status(FeedState.STALE)
+                _LOG.warning("feed %s: stale (no frame for %.1f s)", feed.name, now - last_change)
+            elif self._stale and now - last_change >= stale_after * SILENT_RECONNECT_FACTOR:
+                raise _Restart("silent", immediate=True)
+            if max_age is not None and now - self._connected_at >= max_age:
+                raise _Restart("max_age", immediate=True)
+
+    async def _app_pings(self, ws: ClientConnection, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            message = self.feed.app_ping()
+            if message is not None:
+                await ws.send(message)
+
+    async def _keepalive(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.feed.keepalive()
+
+    async def _wait_stop(self) -> None:
+        await self._stop.wait()
+        raise _Stopped
+
+    def _status(self, state: FeedState) -> None:
+        if state is self._reported:
+            return
+        if state is FeedState.DISCONNECTED and self._reported is None:
+            return  # never connected yet: nothing changed for the consumer
+        self._reported = state
+        now = self._wall_ms()
+        feed = self.feed
+        self._deliver([FeedStatus(feed.venue, feed.name, state, now, feed.account)], now)
+
+
+__all__ = ["DriverObserver", "NullObserver", "run_feed", "wall_ms_now"]

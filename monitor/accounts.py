@@ -1,0 +1,179 @@
+"""Per-account aggregates as numpy arrays, kept incrementally with a proven error bound.
+
+Exactness guarantee (the property tests check it after every event)
+--------------------------------------------------------------------
+Every per-leg figure (notional, uPnL, MM, IM) is bit-identical to
+:func:`rules.account.position_figures` of the same leg (see :mod:`monitor.book`). The account
+sums ``U = Σ uPnL``, ``MM = Σ MM``, ``IM = Σ IM`` and ``G = Σ notional`` over the cross legs are
+kept by adding per-leg deltas on each tick. Plain ``+= delta`` accumulates rounding, so each
+account also carries ``E``, a running bound built from the actual rounded operands: every float
+operation ``fl(a ± b)`` errs by at most ``u·|result|`` (``u = 2⁻⁵³``), and the tick adds to ``E``
+``2·Σ|deltas|`` (the delta subtraction and the intermediate sums of repeated hedge rows) plus
+``k·(|U| + |MM| + |IM| + |G|)`` of the updated sums (``k`` = rows per account on the
+instrument). Hence, for each of the four sums, at every step::
+
+    |stored − exact sum of the current per-leg values| <= u·E·(1 + 1e-6)
+
+When ``E`` passes ``SOFT·G`` the account is queued for an exact re-sum (``math.fsum`` over its
+legs, correctly rounded: ``E`` restarts at ``|U| + |MM| + |IM| + |G|``); queued accounts are
+re-summed a few per event so re-sums never bunch into one slow tick, and any account reaching
+``HARD·G`` is re-summed at once. So the bound can never exceed ``u·HARD·G = 2⁻³⁶·G`` (≈1.5e-11 of
+the account's gross notional) whatever the history: drift cannot accumulate. Structural changes
+(legs opened, closed, resized, re-priced models) always re-sum the account exactly.
+
+Equity is ``C + U`` with ``C`` computed by :func:`rules.account.collateral_value` itself, health
+``equity / MM`` (``inf`` when MM is 0), exactly as :func:`rules.account.account_figures` forms
+them from its own (``fsum``) sums.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from monitor.book import F64, I64, TickDeltas
+
+UNIT_ROUNDOFF = 2.0**-53
+BOUND_SLACK = 1.0 + 1e-6  # covers the rounding of E's own accumulation
+SOFT = 2.0**16  # E / G at which an account is queued for a re-sum
+HARD = 2.0**17  # E / G at which it is re-summed before the event returns
+# Conservative liquidation-distance prefilter: a uniform relative move x of every mark and
+# non-stable collateral price changes equity − MM by at most DIST_SLOPE·x·(G + NC) for x ≤ 1/3
+# (uPnL ≤ x·notional, inverse ≤ 1.5·x·notional; MM rates ≤ 1; collateral ≤ x·NC).
+DIST_SLOPE = 3.0
+
+_ARRAYS = (
+    "coll",  # collateral value C (NaN while unknown)
+    "noncash",  # value of non-stablecoin collateral (distance prefilter)
+    "upnl",
+    "mm",
+    "im",
+    "gross",
+    "err",
+    "equity",
+    "health",
+    "band_lo",
+    "band_hi",
+    "dist3",  # DIST_SLOPE·distance threshold, -inf when distance alerts are off
+)
+
+
+class AccountTable:
+    """Numpy columns of account aggregates indexed by account index."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._cap = 0
+        for name in _ARRAYS:
+            setattr(self, name, np.zeros(0))
+        self.complete = np.zeros(0, dtype=np.bool_)
+        self.coll: F64
+        self.noncash: F64
+        self.upnl: F64
+        self.mm: F64
+        self.im: F64
+        self.gross: F64
+        self.err: F64
+        self.equity: F64
+        self.health: F64
+        self.band_lo: F64
+        self.band_hi: F64
+        self.dist3: F64
+        self.resum_queue: dict[int, None] = {}  # ordered set of accounts due a re-sum
+
+    def new_account(self) -> int:
+        if self.n == self._cap:
+            cap = max(64, self._cap * 2)
+            for name in (*_ARRAYS, "complete"):
+                old = getattr(self, name)
+                new = np.zeros(cap, dtype=old.dtype)
+                new[: self.n] = old[: self.n]
+                setattr(self, name, new)
+            self._cap = cap
+        i = self.n
+        self.n += 1
+        self.coll[i] = 0.0
+        self.band_lo[i] = math.inf  # unset band: never quiet
+        self.band_hi[i] = -math.inf
+        self.dist3[i] = -math.inf
+        self.health[i] = math.inf
+        self.complete[i] = True
+        return i
+
+    def set_sums(self, i: int, upnl: float, mm: float, im: float, gross: float) -> None:
+        """Exact sums of account ``i`` (from an fsum re-sum); resets its error bound."""
+        self.upnl[i], self.mm[i], self.im[i], self.gross[i] = upnl, mm, im, gross
+        self.err[i] = abs(upnl) + abs(mm) + abs(im) + abs(gross)
+        self.resum_queue.pop(i, None)
+        self.refresh_health(i)
+
+    def refresh_health(self, i: int) -> None:
+        eq = self.coll.item(i) + self.upnl.item(i)
+        mm = self.mm.item(i)
+        self.equity[i] = eq
+        self.health[i] = math.inf if mm == 0.0 else eq / mm
+
+    def error_bound(self, i: int) -> float:
+        return UNIT_ROUNDOFF * self.err.item(i) * BOUND_SLACK
+
+    def is_candidate(self, i: int) -> bool:
+        """Whether account ``i`` must go through the alert policy after a change."""
+        if not self.complete[i]:
+            return False
+        h = self.health.item(i)
+        if not (self.band_lo.item(i) < h < self.band_hi.item(i)):
+            return True
+        slack = self.dist3.item(i) * (self.gross.item(i) + self.noncash.item(i))
+        return bool(self.equity.item(i) - self.mm.item(i) < slack)
+
+    def apply_tick(self, t: TickDeltas) -> tuple[I64, I64, list[int]]:
+        """Add one tick's deltas; return (touched accounts, candidates, accounts over HARD)."""
+        acc = t.accounts
+        np.add.at(self.upnl, acc, t.d_upnl)
+        np.add.at(self.mm, acc, t.d_mm)
+        np.add.at(self.im, acc, t.d_im)
+        np.add.at(self.gross, acc, t.d_notional)
+        w = np.abs(t.d_upnl)
+        w += np.abs(t.d_mm)
+        w += np.abs(t.d_im)
+        w += np.abs(t.d_notional)
+        w *= 2.0
+        np.add.at(self.err, acc, w)
+        touched = t.touched
+        k = float(t.max_rows_per_account)
+        if touched.size == self.n:
+            # Every account holds the instrument (BTC): whole-array arithmetic, no gathers.
+            return (touched, *self._after(slice(0, self.n), k, None))
+        return (touched, *self._after(touched, k, touched))
+
+    def _after(self, sel: slice | I64, k: float, index: I64 | None) -> tuple[I64, list[int]]:
+        upnl, mm, im, gross = self.upnl[sel], self.mm[sel], self.im[sel], self.gross[sel]
+        err = self.err[sel]
+        mag = np.abs(upnl)
+        mag += np.abs(mm)
+        mag += np.abs(im)
+        mag += np.abs(gross)
+        if k != 1.0:
+            mag *= k
+        err += mag
+        self.err[sel] = err
+        eq = self.coll[sel] + upnl
+        self.equity[sel] = eq
+        health = np.full(eq.shape, math.inf)
+        np.divide(eq, mm, out=health, where=mm != 0.0)
+        self.health[sel] = health
+        loud = ~((self.band_lo[sel] < health) & (health < self.band_hi[sel]))
+        loud |= (eq - mm) < self.dist3[sel] * (gross + self.noncash[sel])
+        loud &= self.complete[sel]
+        hard: list[int] = []
+        over = err > SOFT * gross
+        if over.any():
+            due = np.flatnonzero(over)
+            ids = due if index is None else index[due]
+            for i in ids.tolist():
+                self.resum_queue[i] = None
+            big = np.flatnonzero(err > HARD * gross)
+            hard = (big if index is None else index[big]).tolist()
+        found = np.flatnonzero(loud)
+        return (found if index is None else index[found]), hard

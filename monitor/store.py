@@ -1,0 +1,564 @@
+"""The incremental margin state store: ``apply(event)`` in plain synchronous code.
+
+State lives in two layers: :class:`~monitor.book.InstrumentBook` holds every active position leg
+of one instrument as numpy columns; :class:`~monitor.accounts.AccountTable` holds per-account
+sums (uPnL, MM, IM, gross notional), collateral, equity, health and the alert policy's quiet band.
+A mark tick costs O(legs on that instrument): vectorised leg figures, ``np.add.at`` of the deltas
+into the account sums, vectorised health of the touched accounts, and a vectorised screen that
+returns only the accounts whose health left their quiet band (or whose liquidation distance may
+be under its threshold). Everything else (fills, snapshots, balances, tier tables) is structural,
+python, and re-sums the accounts it touches exactly. See :mod:`monitor.accounts` for the
+exactness guarantee.
+
+A leg whose instrument facts, margin model or first mark are missing is *held*: its account is
+incomplete, its figures unknown (never zero), and :meth:`Store.missing_inputs` names what is
+missing. Incomplete accounts are never alert candidates; staleness covers them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from connectors.events import (
+    AccountSnapshot,
+    AssetPrice,
+    BalanceUpdate,
+    CollateralModeUpdate,
+    Event,
+    Instrument,
+    LeverageUpdate,
+    MarkPrice,
+    PositionFill,
+    PositionSnapshot,
+    TierTableUpdate,
+)
+from monitor.accounts import AccountTable
+from monitor.book import F64, I64, BoolA, InstrumentBook, Leg
+from monitor.store_state import AccountState, fill_result
+from rules.account import (
+    AccountFigures,
+    AccountInput,
+    PositionFigures,
+    PositionInput,
+    account_figures,
+    collateral_value,
+    venue_ratio,
+)
+from rules.errors import ModelInputError
+from rules.model import MarginModel
+from rules.types import MarginMode, Side
+
+AccountKey = tuple[str, str]
+InstrumentKey = tuple[str, str]
+_EMPTY: I64 = np.zeros(0, dtype=np.int64)
+# Queued re-sums done per applied event: spreads them so no single tick pays for many.
+RESUM_PER_EVENT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """Account indices an event touched, and the subset the alert policy must look at."""
+
+    accounts: I64
+    candidates: I64
+
+
+NO_CHANGE = Changed(_EMPTY, _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountTimes:
+    """Receive times (ms) of the account's private inputs; ``None`` until first seen."""
+
+    last_event_recv_ms: int | None
+    last_event_ms: int | None
+    balances_recv_ms: int | None
+    positions_recv_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFigures:
+    """What ``calc`` shows for one account, from the incremental state."""
+
+    equity: float
+    maintenance_margin: float
+    initial_margin: float
+    margin_ratio: float
+    health: float
+    gross_notional: float
+    error_bound: float
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FiguresArrays:
+    """Scrape-time view for the metrics collector; row ``i`` is ``keys[i]``. NaN = unknown."""
+
+    keys: list[AccountKey]
+    equity: F64
+    maintenance_margin: F64
+    initial_margin: F64
+    health: F64
+    margin_ratio: F64
+    complete: BoolA
+
+
+class Store:
+    """Incremental per-account margin state for every watched account."""
+
+    def __init__(self) -> None:
+        self._books: dict[InstrumentKey, InstrumentBook] = {}
+        self._accounts: list[AccountState] = []
+        self._index: dict[AccountKey, int] = {}
+        self._prices: dict[str, dict[str, float]] = {}
+        self._multi: dict[str, set[int]] = {}  # venue -> multi-asset accounts
+        self.table = AccountTable()
+        self._dirty: set[int] = set()
+        self._handlers: dict[type, Callable[[Any, int], Changed]] = {
+            MarkPrice: self._on_mark,
+            AssetPrice: self._on_asset_price,
+            Instrument: self._on_instrument,
+            TierTableUpdate: self._on_tier_table,
+            PositionSnapshot: self._on_position,
+            PositionFill: self._on_fill,
+            BalanceUpdate: self._on_balance,
+            LeverageUpdate: self._on_leverage,
+            CollateralModeUpdate: self._on_collateral_mode,
+            AccountSnapshot: self._on_account_snapshot,
+        }
+
+    # --- applying events ---------------------------------------------------------------------
+
+    def apply(self, event: Event, recv_ms: int) -> Changed:
+        """Apply one event; return the accounts it changed (MarginCall etc. change nothing)."""
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            return NO_CHANGE
+        changed = handler(event, recv_ms)
+        self._drain_resums()
+        return changed
+
+    def _drain_resums(self) -> None:
+        queue = self.table.resum_queue
+        for _ in range(min(RESUM_PER_EVENT, len(queue))):
+            self._resum(next(iter(queue)))
+
+    def _finish(self) -> Changed:
+        """Re-sum the structurally changed accounts; report them and the candidates."""
+        dirty = sorted(self._dirty)
+        self._dirty.clear()
+        for i in dirty:
+            self._resum(i)
+        cands = [i for i in dirty if self.table.is_candidate(i)]
+        return Changed(np.array(dirty, dtype=np.int64), np.array(cands, dtype=np.int64))
+
+    def _on_mark(self, ev: MarkPrice, recv_ms: int) -> Changed:
+        if not (math.isfinite(ev.mark) and ev.mark > 0.0):
+            return NO_CHANGE  # a connector bug: never price legs at a non-positive mark
+        book = self._book(ev.venue, ev.symbol)
+        book.mark_event_ms = ev.event_ms
+        book.mark_recv_ms = recv_ms
+        if book.held:
+            book.mark = ev.mark
+            self._activate_held(book)
+        deltas = book.tick(ev.mark)
+        structural = self._finish() if self._dirty else NO_CHANGE
+        if deltas is None:
+            return structural
+        touched, cands, hard = self.table.apply_tick(deltas)
+        for i in hard:
+            self._resum(i)
+        if structural.accounts.size:
+            touched = np.union1d(touched, structural.accounts)
+            cands = np.union1d(cands, structural.candidates)
+        return Changed(touched, cands)
+
+    def _on_asset_price(self, ev: AssetPrice, recv_ms: int) -> Changed:
+        self._prices.setdefault(ev.venue, {})[ev.asset] = ev.price
+        for i in self._multi.get(ev.venue, ()):
+            if ev.asset in self._accounts[i].balances:
+                self._revalue(i)
+        return self._finish()
+
+    def _on_instrument(self, ev: Instrument, recv_ms: int) -> Changed:
+        book = self._book(ev.venue, ev.symbol)
+        if book.kind is ev.kind and book.contract_size == ev.contract_size:
+            book.settle_asset = ev.settle_asset
+            return NO_CHANGE
+        active = list(book.legs)
+        for leg in active:  # contract facts changed: re-add every leg under the new facts
+            book.remove(leg)
+            book.held.add(leg)
+        book.kind, book.contract_size, book.settle_asset = (
+            ev.kind,
+            ev.contract_size,
+            ev.settle_asset,
+        )
+        self._activate_held(book)
+        return self._finish()
+
+    def _on_tier_table(self, ev: TierTableUpdate, recv_ms: int) -> Changed:
+        book = self._book(ev.venue, ev.symbol)
+        if ev.account is None:
+            book.model = ev.model
+            for leg in book.legs:
+                st = self._accounts[leg.account]
+                if ev.symbol not in st.overrides:
+                    book.set_model(leg, ev.model)
+                    self._dirty.add(leg.account)
+        else:
+            i = self._account(ev.venue, ev.account)
+            st = self._accounts[i]
+            st.overrides[ev.symbol] = ev.model
+            for leg in st.legs.values():
+                if leg.symbol == ev.symbol and leg.row >= 0:
+                    book.set_model(leg, ev.model)
+            self._dirty.add(i)
+        self._activate_held(book)
+        return self._finish()
+
+    def _on_position(self, ev: PositionSnapshot, recv_ms: int) -> Changed:
+        i = self._account(ev.venue, ev.account)
+        st = self._accounts[i]
+        st.touch(ev.event_ms, recv_ms, positions=True)
+        self._set_leg(i, ev)
+        return self._finish()
+
+    def _on_fill(self, ev: PositionFill, recv_ms: int) -> Changed:
+        i = self._account(ev.venue, ev.account)
+        st = self._accounts[i]
+        st.touch(ev.event_ms, recv_ms, positions=True)
+        old = st.legs.get((ev.symbol, ev.side))
+        book = self._book(ev.venue, ev.symbol)
+        qty, entry = fill_result(old, ev.qty_delta, ev.price, book.kind)
+        mode = MarginMode.CROSS if old is None else old.margin_mode
+        lev = None if old is None else old.leverage
+        iso = None if old is None else old.isolated_margin
+        snap = PositionSnapshot(
+            ev.venue, ev.account, ev.symbol, ev.side, qty, entry, ev.event_ms, mode, lev, iso
+        )
+        self._set_leg(i, snap)
+        return self._finish()
+
+    def _on_balance(self, ev: BalanceUpdate, recv_ms: int) -> Changed:
+        i = self._account(ev.venue, ev.account)
+        st = self._accounts[i]
+        st.touch(ev.event_ms, recv_ms, balances=True)
+        st.balances[ev.asset] = ev.wallet_balance
+        self._revalue(i)
+        return self._finish()
+
+    def _on_leverage(self, ev: LeverageUpdate, recv_ms: int) -> Changed:
+        i = self._account(ev.venue, ev.account)
+        st = self._accounts[i]
+        st.touch(ev.event_ms, recv_ms)
+        st.leverage[ev.symbol] = ev.leverage
+        for leg in st.legs.values():
+            if leg.symbol == ev.symbol:
+                leg.book.set_leverage(leg, ev.leverage)
+        self._dirty.add(i)
+        return self._finish()
+
+    def _on_collateral_mode(self, ev: CollateralModeUpdate, recv_ms: int) -> Changed:
+        i = self._account(ev.venue, ev.account)
+        st = self._accounts[i]
+        st.touch(ev.event_ms, recv_ms, balances=True)
+        st.multi_asset = ev.multi_asset
+        self._revalue(i)
+        return self._finish()
+
+    def _on_account_snapshot(self, ev: AccountSnapshot, recv_ms: int) -> Changed:
+        i = self._account(ev.venue, ev.account)
+        st = self._accounts[i]
+        st.touch(ev.event_ms, recv_ms, balances=True, positions=True)
+        for leg in list(st.legs.values()):
+            self._drop_leg(st, leg)
+        st.balances = dict(ev.balances)
+        st.collateral_ratios = dict(ev.collateral_ratios)
+        st.multi_asset = ev.multi_asset
+        for p in ev.positions:
+            self._set_leg(i, p)
+        self._revalue(i)
+        return self._finish()
+
+    # --- structural helpers ------------------------------------------------------------------
+
+    def _book(self, venue: str, symbol: str) -> InstrumentBook:
+        book = self._books.get((venue, symbol))
+        if book is None:
+            book = self._books[(venue, symbol)] = InstrumentBook(venue, symbol)
+        return book
+
+    def _account(self, venue: str, account: str) -> int:
+        i = self._index.get((venue, account))
+        if i is None:
+            i = self.table.new_account()
+            self._index[(venue, account)] = i
+            self._accounts.append(AccountState(i, venue, account))
+        return i
+
+    def _model_for(self, leg: Leg) -> MarginModel | None:
+        override = self._accounts[leg.account].overrides.get(leg.symbol)
+        return override if override is not None else leg.book.model
+
+    def _attach(self, leg: Leg) -> None:
+        book = leg.book
+        model = self._model_for(leg)
+        if model is not None and book.ready():
+            book.add(leg, model)
+        else:
+            leg.model = model
+            book.held.add(leg)
+        self._dirty.add(leg.account)
+
+    def _activate_held(self, book: InstrumentBook) -> None:
+        for leg in list(book.held):
+            if book.ready() and self._model_for(leg) is not None:
+                book.held.discard(leg)
+                self._attach(leg)
+
+    def _drop_leg(self, st: AccountState, leg: Leg) -> None:
+        if leg.row >= 0:
+            leg.book.remove(leg)
+        else:
+            leg.book.held.discard(leg)
+        del st.legs[(leg.symbol, leg.side)]
+        self._dirty.add(st.index)
+
+    def _set_leg(self, i: int, p: PositionSnapshot) -> None:
+        st = self._accounts[i]
+        old = st.legs.get((p.symbol, p.side))
+        if old is not None:
+            self._drop_leg(st, old)
+        if p.leverage is not None:
+            st.leverage[p.symbol] = p.leverage
+        if p.qty == 0.0:
+            return
+        lev = p.leverage if p.leverage is not None else st.leverage.get(p.symbol)
+        book = self._book(p.venue, p.symbol)
+        leg = Leg(
+            i,
+            book,
+            side=p.side,
+            qty=p.qty,
+            entry=p.entry_price,
+            margin_mode=p.margin_mode,
+            leverage=lev,
+            isolated_margin=p.isolated_margin,
+            event_ms=p.event_ms,
+        )
+        st.legs[(p.symbol, p.side)] = leg
+        self._attach(leg)
+
+    def _revalue(self, i: int) -> None:
+        """Recompute collateral value (balances, mode or an asset price changed)."""
+        st = self._accounts[i]
+        venue_multi = self._multi.setdefault(st.venue, set())
+        if st.multi_asset:
+            venue_multi.add(i)
+        else:
+            venue_multi.discard(i)
+        coll_input = AccountInput(
+            st.venue,
+            st.balances,
+            (),
+            st.collateral_ratios,
+            self._prices.get(st.venue, {}),
+            st.multi_asset,
+        )
+        try:
+            self.table.coll[i] = collateral_value(coll_input)
+            st.missing_collateral = None
+        except ModelInputError as exc:
+            self.table.coll[i] = math.nan
+            st.missing_collateral = str(exc)
+        self.table.noncash[i] = st.noncash_value(self._prices.get(st.venue, {}))
+        self._dirty.add(i)
+
+    def _resum(self, i: int) -> None:
+        """Exact (fsum) sums of account ``i`` from its legs' current figures."""
+        st = self._accounts[i]
+        upnl: list[float] = []
+        mm: list[float] = []
+        im: list[float] = []
+        gross: list[float] = []
+        complete = st.missing_collateral is None
+        for leg in st.legs.values():
+            r = leg.row
+            if r < 0:
+                complete = False
+                continue
+            if not leg.cross:
+                continue
+            b = leg.book
+            gross.append(b.notional.item(r))
+            upnl.append(b.upnl.item(r))
+            mm.append(b.mm.item(r))
+            im.append(b.im.item(r))
+        self.table.complete[i] = complete
+        self.table.set_sums(i, math.fsum(upnl), math.fsum(mm), math.fsum(im), math.fsum(gross))
+
+    # --- queries -----------------------------------------------------------------------------
+
+    def index_of(self, key: AccountKey) -> int | None:
+        return self._index.get(key)
+
+    def key_of(self, index: int) -> AccountKey:
+        st = self._accounts[index]
+        return (st.venue, st.account)
+
+    def accounts(self) -> Iterator[AccountKey]:
+        return iter(list(self._index))
+
+    def state(self, key: AccountKey) -> AccountState:
+        return self._accounts[self._index[key]]
+
+    def book(self, key: InstrumentKey) -> InstrumentBook | None:
+        return self._books.get(key)
+
+    def times(self, key: AccountKey) -> AccountTimes:
+        st = self.state(key)
+        return AccountTimes(
+            st.last_recv_ms, st.last_event_ms, st.balances_recv_ms, st.positions_recv_ms
+        )
+
+    def mark_recv_times(self, key: AccountKey) -> dict[str, int | None]:
+        """Last mark receive time of every instrument the account holds (``None``: no mark)."""
+        return {leg.symbol: leg.book.mark_recv_ms for leg in self.state(key).legs.values()}
+
+    def missing_inputs(self, key: AccountKey) -> tuple[str, ...]:
+        """Why the account's figures are unknown: one line per missing input; empty if none."""
+        st = self.state(key)
+        out: list[str] = []
+        if st.missing_collateral is not None:
+            out.append(st.missing_collateral)
+        for leg in st.legs.values():
+            if leg.row >= 0:
+                continue
+            book = leg.book
+            what = [
+                name
+                for name, missing in (
+                    ("instrument", book.kind is None),
+                    ("margin model", leg.model is None and self._model_for(leg) is None),
+                    ("mark price", book.mark is None),
+                )
+                if missing
+            ]
+            out.append(f"{leg.symbol} {leg.side.value}: no {', '.join(what)}")
+        return tuple(out)
+
+    def error_bound(self, key: AccountKey) -> float:
+        """Proven bound on |stored sum − exact sum of the legs' figures| for U, MM, IM, G."""
+        return self.table.error_bound(self._index[key])
+
+    def figures(self, key: AccountKey) -> StoreFigures:
+        i = self._index[key]
+        t = self.table
+        eq, mm = t.equity.item(i), t.mm.item(i)
+        complete = bool(t.complete[i])
+        nan = math.nan
+        return StoreFigures(
+            equity=eq if complete else nan,
+            maintenance_margin=mm if complete else nan,
+            initial_margin=t.im.item(i) if complete else nan,
+            margin_ratio=venue_ratio(key[0], eq, mm) if complete else nan,
+            health=t.health.item(i) if complete else nan,
+            gross_notional=t.gross.item(i),
+            error_bound=t.error_bound(i),
+            complete=complete,
+        )
+
+    def legs(self, key: AccountKey) -> list[Leg]:
+        return list(self.state(key).legs.values())
+
+    def leg_figures(self, leg: Leg) -> PositionFigures | None:
+        if leg.row < 0:
+            return None
+        return PositionFigures(*leg.book.row_figures(leg.row))
+
+    def account_input(self, key: AccountKey) -> AccountInput:
+        """The account as :mod:`rules.account` input; raises ModelInputError while incomplete."""
+        st = self.state(key)
+        missing = self.missing_inputs(key)
+        if missing:
+            raise ModelInputError(f"{key[1]}@{key[0]}: inputs missing: {'; '.join(missing)}")
+        positions: list[PositionInput] = []
+        for leg in st.legs.values():
+            book = leg.book
+            assert book.kind is not None and book.contract_size is not None
+            assert book.mark is not None and leg.model is not None
+            positions.append(
+                PositionInput(
+                    leg.symbol,
+                    leg.side,
+                    leg.qty,
+                    leg.entry,
+                    book.mark,
+                    book.kind,
+                    book.contract_size,
+                    leg.model,
+                    leg.margin_mode,
+                    leg.leverage,
+                    leg.isolated_margin,
+                )
+            )
+        return AccountInput(
+            st.venue,
+            dict(st.balances),
+            tuple(positions),
+            dict(st.collateral_ratios),
+            dict(self._prices.get(st.venue, {})),
+            st.multi_asset,
+        )
+
+    def recompute(self, key: AccountKey) -> AccountFigures:
+        """From scratch through :func:`rules.account.account_figures` (the reference)."""
+        return account_figures(self.account_input(key))
+
+    def position_mm(self, key: AccountKey) -> dict[tuple[str, Side], float | None]:
+        return {
+            (leg.symbol, leg.side): (None if leg.row < 0 else leg.book.mm.item(leg.row))
+            for leg in self.state(key).legs.values()
+        }
+
+    # --- alert-policy hooks ------------------------------------------------------------------
+
+    def set_quiet_band(self, index: int, lo: float, hi: float) -> None:
+        self.table.band_lo[index] = lo
+        self.table.band_hi[index] = hi
+
+    def set_distance_threshold(self, index: int, threshold: float | None) -> None:
+        # Beyond a third the prefilter's slope bound no longer holds: always compute.
+        t = self.table
+        if threshold is None:
+            t.dist3[index] = -math.inf
+        elif threshold > 1.0 / 3.0:
+            t.dist3[index] = math.inf
+        else:
+            t.dist3[index] = 3.0 * threshold
+
+    def figures_arrays(self) -> FiguresArrays:
+        t = self.table
+        n = t.n
+        complete = t.complete[:n].copy()
+        nan = np.where(complete, 0.0, math.nan)  # NaN marks unknown rows
+        eq = t.equity[:n] + nan
+        mm = t.mm[:n] + nan
+        ratio = np.full(n, math.nan)
+        for i in np.flatnonzero(complete).tolist():
+            ratio[i] = venue_ratio(self._accounts[i].venue, eq.item(i), mm.item(i))
+        return FiguresArrays(
+            keys=[(s.venue, s.account) for s in self._accounts],
+            equity=eq,
+            maintenance_margin=mm,
+            initial_margin=t.im[:n] + nan,
+            health=t.health[:n] + nan,
+            margin_ratio=ratio,
+            complete=complete,
+        )

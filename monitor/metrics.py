@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -214,7 +215,7 @@ class Metrics:
     ) -> None:
         # ``*_created`` series double the small families and no dashboard reads them. The switch
         # is process-wide in prometheus_client; nothing else here exposes them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
         self.registry = registry if registry is not None else CollectorRegistry()
         self._store = store
         self._top_n = max(0, top_positions)
@@ -222,6 +223,8 @@ class Metrics:
         self._accounts = AccountExposition(ACCOUNT_FAMILIES, chunk=chunk_accounts)
         self._last_event: dict[str, float] = {}
         self._feed_connected: dict[str, bool] = {}
+        self._feed_states: Callable[[], Mapping[str, str]] | None = None
+        self._levels: Callable[[], Any] | None = None
         self._last_render_s = 0.0
         self._snapshot: AccountColumns | None = None
         self._venue = _Bounded("venue", 64)
@@ -286,6 +289,15 @@ class Metrics:
 
     def bind_store(self, store: FiguresSource) -> None:
         self._store = store
+
+    def bind_feed_states(self, states: Callable[[], Mapping[str, str]]) -> None:
+        """Scrape-time source of feed states (``FeedHealth.states``: ``"ok"`` = connected)."""
+        self._feed_states = states
+
+    def bind_levels(self, levels: Callable[[], Any]) -> None:
+        """Scrape-time source of each account's alert level, aligned with the store's indices
+        (a sequence or array; NaN/None = unknown). Used when ``figures_arrays()`` has none."""
+        self._levels = levels
 
     def register_venues(self, venues: Iterable[str]) -> None:
         """Initialise per-venue counters to 0 so dashboards show data before the first frame."""
@@ -360,35 +372,54 @@ class Metrics:
         return {feed: max(0.0, now - t) for feed, t in self._last_event.items()}
 
     def feed_states(self) -> Mapping[str, bool]:
-        return self._feed_connected
+        if self._feed_states is None:
+            return self._feed_connected
+        return {self._feed(name): state == "ok" for name, state in self._feed_states().items()}
 
     def account_columns(self) -> AccountColumns | None:
         if self._store is None:
             return None
-        return snapshot_columns(self._store.figures_arrays())
+        snapshot = snapshot_columns(self._store.figures_arrays())
+        if "alert_level" not in snapshot.columns and self._levels is not None:
+            n = len(snapshot.keys)
+            raw = np.array(
+                [math.nan if v is None else v for v in self._levels()][:n], dtype=np.float64
+            )
+            levels = np.full(n, math.nan)
+            levels[: len(raw)] = raw
+            snapshot = AccountColumns(snapshot.keys, {**snapshot.columns, "alert_level": levels})
+        return snapshot
 
     def top_positions(self, snapshot: AccountColumns) -> list[tuple[float, str, str, str, str]]:
         """The N largest positions by maintenance margin: (mm, venue, account, symbol, side).
 
         Accounts are visited by descending aggregate MM and the walk stops when an account's
-        MM falls below the N-th largest position found: no position there can be larger.
+        MM falls below the N-th largest position found: no position there can be larger (a
+        position's MM never exceeds its account's sum).
         """
         mm = snapshot.columns.get("maintenance_margin")
-        risk = getattr(self._store, "risk", None)
-        if self._top_n == 0 or mm is None or risk is None:
+        position_mm = getattr(self._store, "position_mm", None)
+        if self._top_n == 0 or mm is None or position_mm is None:
             return []
-        order = np.argsort(-np.nan_to_num(mm, nan=0.0), kind="stable")
+        order = np.argsort(-np.nan_to_num(mm, nan=-1.0), kind="stable")
         heap: list[tuple[float, str, str, str, str]] = []
         for idx in order.tolist():
-            if len(heap) >= self._top_n and mm[idx] < heap[0][0]:
+            account_mm = float(mm[idx])
+            if not account_mm > 0 or (len(heap) >= self._top_n and account_mm < heap[0][0]):
                 break
             venue, account = snapshot.keys[idx]
-            for pos in _positions_of(risk, (venue, account)):
-                side = str(getattr(pos.side, "value", pos.side))
-                item = (float(pos.maintenance_margin), venue, account, str(pos.symbol), side)
+            try:
+                legs: Mapping[tuple[str, Any], float | None] = position_mm((venue, account))
+            except KeyError:
+                continue  # the account left the store since the snapshot
+            for (symbol, side), value in legs.items():
+                if value is None or not value > 0:
+                    continue
+                label = str(getattr(side, "value", side))
+                item = (float(value), venue, account, str(symbol), label)
                 if len(heap) < self._top_n:
                     heapq.heappush(heap, item)
-                elif item[0] > heap[0][0]:
+                elif item > heap[0]:
                     heapq.heapreplace(heap, item)
         return sorted(heap, reverse=True)
 
@@ -403,24 +434,25 @@ class Metrics:
             yield from self._accounts.pieces(snapshot)
         self._last_render_s = time.perf_counter() - started
 
-    async def render_metrics(self) -> tuple[bytes, str]:
-        """The whole exposition; yields to the event loop between chunks."""
+    async def render_metrics_pieces(self) -> tuple[list[bytes], str]:
+        """The exposition as pieces of bounded size; yields to the event loop between them.
+
+        What the HTTP server should serve: joining ~8 MB into one buffer costs a few ms of
+        page faults in a single loop step, which the pieces avoid.
+        """
         out: list[bytes] = []
         for piece in self._pieces():
             out.append(piece)
             await asyncio.sleep(0)
-        return b"".join(out), CONTENT_TYPE
+        return out, CONTENT_TYPE
+
+    async def render_metrics(self) -> tuple[bytes, str]:
+        """The whole exposition as one buffer; yields to the event loop between chunks."""
+        pieces, ctype = await self.render_metrics_pieces()
+        return b"".join(pieces), ctype
 
     def render_metrics_sync(self) -> tuple[bytes, str]:
         return b"".join(self._pieces()), CONTENT_TYPE
-
-
-def _positions_of(risk_of: Callable[[tuple[str, str]], Any], key: tuple[str, str]) -> Sequence[Any]:
-    try:
-        risk = risk_of(key)
-    except KeyError:
-        return ()
-    return tuple(getattr(risk, "top_positions", ()))
 
 
 class _ScrapeTimeCollector(Collector):

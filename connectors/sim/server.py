@@ -101,6 +101,7 @@ class SimVenue:
         self.snapshot_requested = asyncio.Event()
         self.subscribed = asyncio.Event()
         self.snapshots_served = 0
+        self.keys_issued: list[str] = []
         self.subscriptions = 0
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -291,6 +292,7 @@ class SimVenue:
             self._key_seq += 1
             key = f"{account}-{self._key_seq}"
             self._keys[key] = account
+            self.keys_issued.append(key)
         return _json({"listenKey": key})
 
     def _marks_doc(self) -> dict[str, Any]:

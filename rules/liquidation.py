@@ -41,6 +41,9 @@ from rules.types import ContractKind, MarginMode, Side
 _MAX_PIECES = 10_000
 # Upward search cap for the distance: +1000%.
 DISTANCE_UP_CAP = 10.0
+# A "root" closer to price 0 than this fraction of the mark is float noise of an equity that
+# reaches exactly 0 at price 0 (balance == qty·entry): no positive liquidation price exists.
+MIN_SCALE = 1e-9
 
 
 def _piece_floors(model: MarginModel, size: float) -> Iterator[float]:
@@ -116,7 +119,7 @@ def _nearest_crossing(
             first_nonpositive(fn, breaks, 1.0, 0.0),
             first_nonpositive(fn, breaks, 1.0, math.inf),
         )
-        if w is not None and w > 0.0
+        if w is not None and w > MIN_SCALE
     ]
     if not found:
         return None
@@ -193,7 +196,7 @@ def liquidation_distance(a: AccountInput) -> tuple[float | None, float | None]:
     breaks = [w for p in legs for w in _leg_breakpoints(p, 1.0)]
     w_down = first_nonpositive(coeffs, breaks, 1.0, 0.0)
     w_up = first_nonpositive(coeffs, breaks, 1.0, 1.0 + DISTANCE_UP_CAP)
-    down = None if w_down is None or w_down <= 0.0 else 1.0 - w_down
+    down = None if w_down is None or w_down <= MIN_SCALE else 1.0 - w_down
     up = None if w_up is None else w_up - 1.0
     return down, up
 

@@ -55,7 +55,7 @@ _ARRAYS = (
     "health",
     "band_lo",
     "band_hi",
-    "dist3",  # DIST_SLOPE·distance threshold, -inf when distance alerts are off
+    "dist3",  # DIST_SLOPE·distance threshold; NaN when distance alerts are off
 )
 
 
@@ -96,7 +96,7 @@ class AccountTable:
         self.coll[i] = 0.0
         self.band_lo[i] = math.inf  # unset band: never quiet
         self.band_hi[i] = -math.inf
-        self.dist3[i] = -math.inf
+        self.dist3[i] = math.nan
         self.health[i] = math.inf
         self.complete[i] = True
         return i

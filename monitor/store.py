@@ -37,7 +37,7 @@ from connectors.events import (
     PositionSnapshot,
     TierTableUpdate,
 )
-from monitor.accounts import AccountTable
+from monitor.accounts import DIST_SLOPE, AccountTable
 from monitor.book import F64, I64, BoolA, InstrumentBook, Leg
 from monitor.store_state import AccountState, fill_result
 from rules.account import (
@@ -534,14 +534,15 @@ class Store:
         self.table.band_hi[index] = hi
 
     def set_distance_threshold(self, index: int, threshold: float | None) -> None:
-        # Beyond a third the prefilter's slope bound no longer holds: always compute.
+        # NaN compares false (never near, no warnings); beyond a third the prefilter's slope
+        # bound no longer holds, so a huge finite factor makes every account near.
         t = self.table
         if threshold is None:
-            t.dist3[index] = -math.inf
+            t.dist3[index] = math.nan
         elif threshold > 1.0 / 3.0:
-            t.dist3[index] = math.inf
+            t.dist3[index] = 1e200
         else:
-            t.dist3[index] = 3.0 * threshold
+            t.dist3[index] = DIST_SLOPE * threshold
 
     def figures_arrays(self) -> FiguresArrays:
         t = self.table

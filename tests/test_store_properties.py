@@ -59,8 +59,12 @@ INSTRUMENTS: dict[str, tuple[ContractKind, float, MarginModel]] = {
     "DYDX": (ContractKind.LINEAR, 1.0, DydxModel(imf=0.05, mf=0.6)),
 }
 # Marks chosen so 1–40 contracts cross several BTC brackets (50k, 600k, 3M) and ETH floors.
-PRICE_RANGE = {"BTC": (5_000.0, 120_000.0), "ETH": (500.0, 40_000.0), "INV": (10_000.0, 90_000.0),
-               "DYDX": (1_000.0, 80_000.0)}  # fmt: skip
+PRICE_RANGE = {
+    "BTC": (5_000.0, 120_000.0),
+    "ETH": (500.0, 40_000.0),
+    "INV": (10_000.0, 90_000.0),
+    "DYDX": (1_000.0, 80_000.0),
+}
 ACCOUNTS = ("a", "b", "c")
 SIDES = (Side.BOTH, Side.LONG, Side.SHORT)
 
@@ -92,7 +96,14 @@ class Reference:
         if isinstance(ev, MarkPrice):
             self.marks[ev.symbol] = ev.mark
             return
-        if not hasattr(ev, "account") or isinstance(ev, TierTableUpdate | Instrument):
+        account_events = (
+            BalanceUpdate,
+            LeverageUpdate,
+            PositionSnapshot,
+            AccountSnapshot,
+            PositionFill,
+        )
+        if not isinstance(ev, account_events):
             return
         acc = self.accounts.setdefault(ev.account, RefAccount())
         if isinstance(ev, BalanceUpdate):
@@ -148,10 +159,22 @@ class Reference:
     def inputs(self, name: str) -> Iterator[tuple[tuple[str, Side], PositionInput]]:
         for (sym, side), leg in self.accounts[name].legs.items():
             kind, cs, model = INSTRUMENTS[sym]
-            yield (sym, side), PositionInput(
-                sym, side, leg.qty, leg.entry, self.marks[sym], kind, cs, model, leg.mode,
-                leg.leverage, leg.iso,
-            )  # fmt: skip
+            yield (
+                (sym, side),
+                PositionInput(
+                    sym,
+                    side,
+                    leg.qty,
+                    leg.entry,
+                    self.marks[sym],
+                    kind,
+                    cs,
+                    model,
+                    leg.mode,
+                    leg.leverage,
+                    leg.iso,
+                ),
+            )
 
     def account_input(self, name: str) -> AccountInput:
         balances = self.accounts[name].balances
@@ -210,8 +233,9 @@ def snapshot_events(draw: st.DrawFn, account: str | None = None) -> PositionSnap
 @st.composite
 def fill_events(draw: st.DrawFn) -> PositionFill:
     sym = draw(symbols)
-    return PositionFill(V, draw(accounts), sym, draw(sides), draw(signed_qtys),
-                        draw(prices(sym)), 1)  # fmt: skip
+    return PositionFill(
+        V, draw(accounts), sym, draw(sides), draw(signed_qtys), draw(prices(sym)), 1
+    )
 
 
 @st.composite
@@ -237,7 +261,7 @@ events = st.one_of(
         st.sampled_from(["USDT", "USDC"]),
         st.floats(-1e4, 1e6),
         st.just(1),
-    ),  # fmt: skip
+    ),
     st.builds(
         LeverageUpdate,
         st.just(V),
@@ -245,7 +269,7 @@ events = st.one_of(
         symbols,
         st.sampled_from([2.0, 10.0, 50.0]),
         st.just(1),
-    ),  # fmt: skip
+    ),
     account_snapshots(),
 )
 

@@ -64,6 +64,8 @@ class _Doc:
         self.source = source
 
     def fail(self, path: str, what: str) -> UsageError:
+        if not path:
+            return UsageError(f"{self.source}: {what}")
         return UsageError(f"{self.source}: {path}: {what}")
 
     def obj(self, value: object, path: str, allowed: frozenset[str] | None) -> dict[str, Any]:

@@ -48,7 +48,8 @@ def parse_shock(text: str) -> tuple[str, float]:
 
 
 def _num(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
+    """JSON-safe number: inf/None -> null (documented in the schema), -0.0 -> 0.0."""
+    return x + 0.0 if x is not None and math.isfinite(x) else None
 
 
 def compute(snap: Snapshot) -> dict[str, object]:
@@ -62,10 +63,10 @@ def compute(snap: Snapshot) -> dict[str, object]:
             "symbol": p.symbol,
             "side": p.side.value,
             "margin_mode": p.margin_mode.value,
-            "notional": f.notional,
-            "unrealized_pnl": f.upnl,
-            "maintenance_margin": f.maintenance_margin,
-            "initial_margin": f.initial_margin,
+            "notional": _num(f.notional),
+            "unrealized_pnl": _num(f.upnl),
+            "maintenance_margin": _num(f.maintenance_margin),
+            "initial_margin": _num(f.initial_margin),
             "liquidation_price": _num(lp),
         }
         for p, f, lp in zip(a.positions, figs.positions, prices, strict=True)
@@ -74,12 +75,12 @@ def compute(snap: Snapshot) -> dict[str, object]:
         "account": {
             "name": snap.name,
             "venue": a.venue,
-            "equity": figs.equity,
-            "maintenance_margin": figs.maintenance_margin,
-            "initial_margin": figs.initial_margin,
+            "equity": _num(figs.equity),
+            "maintenance_margin": _num(figs.maintenance_margin),
+            "initial_margin": _num(figs.initial_margin),
             "margin_ratio": _num(figs.margin_ratio),
             "health": _num(figs.health),
-            "liquidation_distance": {"down": down, "up": up},
+            "liquidation_distance": {"down": _num(down), "up": _num(up)},
         },
         "positions": positions,
     }

@@ -48,8 +48,6 @@ VENUE_KINDS = ("sim", "binance-usdm", "binance-coinm")
 VENUES_WITH_CREDENTIALS = frozenset({"binance-usdm", "binance-coinm"})
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_HTTP = "127.0.0.1:9464"
-DEFAULT_STALE_AFTER_S = 15.0
-DEFAULT_RESYNC_INTERVAL_S = 300.0
 # Account names become metric labels and log fields: keep them short and plain.
 T = TypeVar("T")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -81,13 +79,17 @@ class DaemonSettings:
 
 @dataclass(frozen=True, slots=True)
 class VenueConfig:
-    """One venue connection; ``None`` URLs mean the connector's production default."""
+    """One venue's market-data connection.
+
+    ``None`` means the connector's own default: production URLs, and staleness/resync intervals
+    that suit the venue's streams (a busy mark stream and a quiet private stream differ).
+    """
 
     venue: str
     rest_url: str | None = None
     ws_url: str | None = None
-    stale_after_s: float = DEFAULT_STALE_AFTER_S
-    resync_interval_s: float = DEFAULT_RESYNC_INTERVAL_S
+    stale_after_s: float | None = None
+    resync_interval_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +99,9 @@ class AccountConfig:
     alerts: AlertConfig
     api_key: Secret | None = None
     api_secret: Secret | None = None
-    stale_after_s: float = DEFAULT_STALE_AFTER_S
-    resync_interval_s: float = DEFAULT_RESYNC_INTERVAL_S
+    # The private stream's own intervals; ``None``: the connector's default for private streams.
+    stale_after_s: float | None = None
+    resync_interval_s: float | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -173,7 +176,7 @@ def parse_config(
     alert_defaults = dataclass_kwargs(AlertConfig, alert_table, alerts_where, required=False)
     alerts = _alert_config(alert_defaults, alerts_where)
     venues = _venues(data.get("venues", []), file)
-    accounts = _accounts(data.get("accounts", []), file, venues, alert_defaults, environ, cdir)
+    accounts = _accounts(data.get("accounts", []), file, alert_defaults, environ, cdir)
     venues = _implicit_venues(venues, accounts, file)
     sinks = _sinks(data.get("sinks", {}), file, environ, cdir)
     return Config(file, daemon, alerts, venues, accounts, sinks)
@@ -240,10 +243,8 @@ def _venues(raw: object, file: str) -> tuple[VenueConfig, ...]:
                 venue=kind,
                 rest_url=get_opt_str(table, "rest_url", where),
                 ws_url=get_opt_str(table, "ws_url", where),
-                stale_after_s=get_positive(table, "stale_after_s", where, DEFAULT_STALE_AFTER_S),
-                resync_interval_s=get_positive(
-                    table, "resync_interval_s", where, DEFAULT_RESYNC_INTERVAL_S
-                ),
+                stale_after_s=_opt_positive(table, "stale_after_s", where),
+                resync_interval_s=_opt_positive(table, "resync_interval_s", where),
             )
         )
     return tuple(out)
@@ -262,10 +263,9 @@ _ACCOUNT_KEYS = (
 )
 
 
-def _accounts(  # noqa: PLR0917 - private helper, called once with everything it checks
+def _accounts(
     raw: object,
     file: str,
-    venues: tuple[VenueConfig, ...],
     alert_defaults: dict[str, Any],
     environ: Mapping[str, str],
     config_dir: Path,
@@ -285,8 +285,7 @@ def _accounts(  # noqa: PLR0917 - private helper, called once with everything it
             raise where.error("name", f"account {name!r} on {kind} is configured twice")
         seen.add((kind, name))
         for key in ("stale_after_s", "resync_interval_s"):
-            if key in table:
-                get_positive(table, key, where, 1.0)
+            _opt_positive(table, key, where)
         overrides = require_table(table.get("alerts", {}), where, "alerts")
         kwargs = dataclass_kwargs(AlertConfig, overrides, where.child("alerts"), required=False)
         shaped.append((table, kind, name, kwargs))
@@ -297,7 +296,6 @@ def _accounts(  # noqa: PLR0917 - private helper, called once with everything it
         needs = kind in VENUES_WITH_CREDENTIALS
         api_key = read_secret(table, "api_key", where, environ, config_dir, required=needs)
         secret = read_secret(table, "api_secret", where, environ, config_dir, required=needs)
-        venue = next((v for v in venues if v.venue == kind), VenueConfig(kind))
         out.append(
             AccountConfig(
                 venue=kind,
@@ -305,13 +303,15 @@ def _accounts(  # noqa: PLR0917 - private helper, called once with everything it
                 alerts=_alert_config({**alert_defaults, **overrides}, where.child("alerts")),
                 api_key=None if api_key is None else Secret(api_key),
                 api_secret=None if secret is None else Secret(secret),
-                stale_after_s=get_positive(table, "stale_after_s", where, venue.stale_after_s),
-                resync_interval_s=get_positive(
-                    table, "resync_interval_s", where, venue.resync_interval_s
-                ),
+                stale_after_s=_opt_positive(table, "stale_after_s", where),
+                resync_interval_s=_opt_positive(table, "resync_interval_s", where),
             )
         )
     return tuple(out)
+
+
+def _opt_positive(table: Table, key: str, where: Where) -> float | None:
+    return get_positive(table, key, where, 1.0) if key in table else None
 
 
 def _implicit_venues(

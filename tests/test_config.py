@@ -75,7 +75,8 @@ def test_example_parses_to_its_documented_values(example: Path) -> None:
     assert alice.api_key == Secret(ALICE_KEY)
     assert alice.api_secret is not None
     assert alice.api_secret.reveal() == ALICE_SECRET
-    assert (alice.stale_after_s, alice.resync_interval_s) == (30.0, 300.0)
+    assert (alice.stale_after_s, alice.resync_interval_s) == (90.0, 120.0)
+    assert (bob.stale_after_s, bob.resync_interval_s) == (None, None)
     # Overrides replace only what they name.
     assert alice.alerts.health_thresholds == (2.5, 1.5, 1.2, 1.0)
     assert alice.alerts.cooldown_ms == 60_000

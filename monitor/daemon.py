@@ -1,0 +1,279 @@
+"""The daemon: feeds → engine → sinks, plus the probe/metrics HTTP server, under one TaskGroup.
+
+Lifecycle::
+
+    build     sinks, store, engine, metrics, feeds (a bad path or port: UsageError, exit 2)
+    run       one task per feed (the shared driver), the engine's timer, one task per sink,
+              the HTTP server, the shutdown watcher — all children of one asyncio.TaskGroup
+    stop      SIGTERM/SIGINT (or the ``stop`` event) → feeds cancelled (no new input), the
+              engine drained, every sink closed (flushed) within SINK_CLOSE_TIMEOUT_S → exit 0
+    fail      any task raising ends the group; the traceback is logged at ERROR, sinks are
+              still flushed, exit 1. Nothing is swallowed.
+
+A second signal while draining gives up waiting on the sinks (their spools keep what they hold).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from connectors.driver import run_feed
+from connectors.events import Event
+from connectors.protocol import Feed
+from monitor.config import Config
+from monitor.engine import Engine
+from monitor.http import HttpServer
+from monitor.metrics import Metrics
+from monitor.readiness import FeedHealth
+from monitor.sinks.base import Sink
+from monitor.sinks.console import ConsoleSink
+from monitor.sinks.jsonl import JsonlSink
+from monitor.sinks.observer import DeliveryObserver
+from monitor.store import Store
+from monitor.venues import build_feeds
+
+log = logging.getLogger(__name__)
+
+TIMER_INTERVAL_S = 0.25
+SINK_CLOSE_TIMEOUT_S = 15.0
+FEED_CANCEL_TIMEOUT_S = 5.0
+
+
+def configure_logging(level: str) -> None:
+    """One line per record on stderr (tracebacks follow their record), level from the config."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+DeliveryHook = Callable[[str, int], None]
+FailingHook = Callable[[str, str], None]
+
+
+def build_sinks(
+    cfg: Config,
+    *,
+    observer: DeliveryObserver,
+    on_spool_full: DeliveryHook | None = None,
+    on_delivery_failing: FailingHook | None = None,
+) -> list[Sink]:
+    """The sinks the config enables (Kafka and MQTT when their sections are present)."""
+    sinks: list[Sink] = []
+    if cfg.sinks.console is not None:
+        sinks.append(ConsoleSink(color=cfg.sinks.console.color))
+    if cfg.sinks.jsonl is not None:
+        sinks.append(JsonlSink(cfg.sinks.jsonl.path))
+    if cfg.sinks.kafka is not None:
+        from monitor.sinks.kafka import KafkaSink  # noqa: PLC0415 - aiokafka only when used
+
+        sinks.append(
+            KafkaSink(
+                cfg.sinks.kafka,
+                observer=observer,
+                on_spool_full=on_spool_full,
+                on_delivery_failing=on_delivery_failing,
+            )
+        )
+    if cfg.sinks.mqtt is not None:
+        from monitor.sinks.mqtt import MqttSink  # noqa: PLC0415 - aiomqtt only when used
+
+        sinks.append(MqttSink(cfg.sinks.mqtt, observer=observer))
+    return sinks
+
+
+class Daemon:
+    """Everything the running daemon holds; built by :func:`run_daemon`, visible to the demo."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        extra_sinks: Sequence[Sink] = (),
+        *,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.store = Store()
+        self.metrics = Metrics(store=self.store)
+        self.sinks: list[Sink] = [
+            *build_sinks(
+                cfg,
+                observer=self.metrics,
+                on_spool_full=self._spool_full,
+                on_delivery_failing=self._delivery_failing,
+            ),
+            *extra_sinks,
+        ]
+        self.engine = Engine(self.store, cfg.alert_config_for, self.sinks, clock)
+        self.feeds: list[Feed] = build_feeds(cfg)
+        self.health = FeedHealth()
+        for feed in self.feeds:
+            self.health.register(feed.name)
+        self.metrics.register_venues(v.venue for v in cfg.venues)
+        self.metrics.register_feeds(f.name for f in self.feeds)
+        self.metrics.register_sinks(s.name for s in self.sinks)
+        self.metrics.register_alert_kinds()
+        self.http = HttpServer(
+            cfg.daemon.http.host,
+            cfg.daemon.http.port,
+            readiness=self.health.not_ready,
+            metrics=self.metrics.render_metrics,
+        )
+
+    def _spool_full(self, sink: str, depth: int) -> None:
+        log.error("daemon: sink %s spool full at %d alerts", sink, depth)
+
+    def _delivery_failing(self, sink: str, reason: str) -> None:
+        log.error("daemon: sink %s failing to deliver: %s", sink, reason)
+
+    def deliver_for(self, feed: Feed) -> Callable[[list[Event], int], None]:
+        name = feed.name
+        observe = self.health.observe
+        handle = self.engine.handle
+
+        def deliver(events: list[Event], recv_ms: int) -> None:
+            observe(name, events)
+            handle(events, recv_ms)
+
+        return deliver
+
+
+async def run_daemon(
+    cfg: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    extra_sinks: Sequence[Sink] = (),
+    handle_signals: bool = True,
+    on_started: Callable[[Daemon], None] | None = None,
+) -> int:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT); 0 after a clean drain, 1 if a task failed.
+
+    ``on_started`` is called once the HTTP server listens and every task is running (the demo
+    and tests read the bound port and the store from it).
+    """
+    stop = asyncio.Event() if stop is None else stop
+    daemon = Daemon(cfg, extra_sinks)
+    await daemon.http.start()  # a busy port is a UsageError before anything else starts
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    main_task = asyncio.current_task()
+    forced = False
+
+    def on_signal(signum: int) -> None:
+        nonlocal forced
+        if not stop.is_set():
+            log.info("daemon: %s received, draining", signal.Signals(signum).name)
+            stop.set()
+        elif main_task is not None and not forced:
+            forced = True
+            log.warning("daemon: second signal, not waiting for the sinks any longer")
+            main_task.cancel()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    status = 0
+    try:
+        log.info(
+            "daemon: %d feeds, %d sinks, http on %s:%d",
+            len(daemon.feeds),
+            len(daemon.sinks),
+            cfg.daemon.http.host,
+            daemon.http.port,
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                feed_tasks = [
+                    tg.create_task(
+                        run_feed(feed, daemon.deliver_for(feed), observer=daemon.metrics),
+                        name=f"feed {feed.name}",
+                    )
+                    for feed in daemon.feeds
+                ]
+                background = [
+                    tg.create_task(_timers(daemon), name="engine timers"),
+                    tg.create_task(daemon.http.serve(), name="http"),
+                    *(tg.create_task(s.run(), name=f"sink {s.name}") for s in daemon.sinks),
+                ]
+                if on_started is not None:
+                    on_started(daemon)
+                await stop.wait()
+                log.info("daemon: stopping feeds")
+                for task in feed_tasks:
+                    task.cancel()
+                await asyncio.wait(feed_tasks, timeout=FEED_CANCEL_TIMEOUT_S)
+                status = await _flush(daemon)
+                for task in background:
+                    task.cancel()
+        except* Exception as group:
+            for exc in group.exceptions:
+                log.error(
+                    "daemon: task failed: %s",
+                    _describe(exc),
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
+            # Whatever the engine already handed over is still worth delivering.
+            await _flush(daemon)
+            status = 1
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await daemon.http.close()
+        await asyncio.gather(*(f.close() for f in daemon.feeds), return_exceptions=True)
+    log.info("daemon: stopped (status %d)", status)
+    return status
+
+
+async def _timers(daemon: Daemon) -> None:
+    """Time-driven policy (cooldowns, staleness) even when no tick arrives."""
+    while True:
+        await asyncio.sleep(TIMER_INTERVAL_S)
+        daemon.engine.tick_timers(daemon.clock())
+
+
+async def _flush(daemon: Daemon) -> int:
+    """Drain the engine, then close every sink concurrently, each within the timeout."""
+    drain = getattr(daemon.engine, "drain", None)
+    if drain is not None:
+        drain()
+
+    async def close(sink: Sink) -> bool:
+        try:
+            async with asyncio.timeout(SINK_CLOSE_TIMEOUT_S):
+                await sink.close()
+        except TimeoutError:
+            log.error(
+                "daemon: sink %s did not flush within %.0f s; %d alerts pending",
+                sink.name,
+                SINK_CLOSE_TIMEOUT_S,
+                sink.pending(),
+            )
+            return False
+        except Exception:
+            log.exception(
+                "daemon: sink %s failed to close; %d alerts pending", sink.name, sink.pending()
+            )
+            return False
+        return True
+
+    results = await asyncio.gather(*(close(s) for s in daemon.sinks))
+    return 0 if all(results) else 1
+
+
+def _describe(exc: BaseException) -> str:
+    with contextlib.suppress(Exception):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__

@@ -1,0 +1,384 @@
+"""Binance USDⓈ-M / COIN-M feeds for the shared driver (:func:`connectors.driver.run_feed`).
+
+* :class:`BinanceMarketFeed` — mark prices on the ``/market`` route, combined-stream envelope.
+  Streams are sent as ``SUBSCRIBE`` frames of at most 200 names; one connection carries at most
+  1024 streams (:func:`market_feeds` splits larger sets), so a connection sends at most six
+  control frames, well under Binance's 10 incoming messages per second. The default stream is
+  ``!markPrice@arr@1s``: every symbol, one frame per second. Snapshot: ``premiumIndex``.
+* :class:`BinanceUserFeed` — one account's user-data stream on ``/private``. Each connect POSTs
+  for a listenKey (Binance returns the active key, extended, or a new one); the driver's
+  keepalive PUTs it every 30 min; ``-1125`` on the PUT means the key is gone, so a new one is
+  taken and the connection restarted; ``listenKeyExpired`` parses to ``StreamExpired`` and the
+  driver reconnects (new key, full resync). Connections are renewed at 23.5 h, before Binance's
+  24 h cut. Snapshot: ``account`` + ``positionRisk`` + position/asset modes, with per-account
+  ``leverageBracket`` tables and ``exchangeInfo`` contract facts cached for a day and refetched
+  after an ``ACCOUNT_CONFIG_UPDATE``.
+
+Snapshots report a time 1 ms before the request was sent: Binance's pushes are absolute values,
+so re-applying a push the snapshot already contains is harmless, while skipping one is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from connectors.binance import snapshots
+from connectors.binance.parse import parse_frame
+from connectors.binance.rest import BinanceRest, Credentials, ListenKeyGone
+from connectors.binance.spec import SPECS, VenueSpec
+from connectors.errors import TransientError
+from connectors.events import (
+    CollateralModeUpdate,
+    Event,
+    Instrument,
+    LeverageUpdate,
+    TierTableUpdate,
+)
+from connectors.protocol import Feed
+
+log = logging.getLogger(__name__)
+
+MAX_STREAMS_PER_CONNECTION = 1024
+MAX_STREAMS_PER_SUBSCRIBE = 200
+ALL_MARKS = "!markPrice@arr@1s"
+MAX_CONNECTION_AGE_S = 23.5 * 3600.0
+LISTEN_KEY_KEEPALIVE_S = 30 * 60.0
+CACHE_MAX_AGE_S = 24 * 3600.0
+
+
+def subscribe_frames(streams: Sequence[str], *, first_id: int = 1) -> list[str]:
+    """``SUBSCRIBE`` frames of at most 200 stream names each, ids counting from ``first_id``."""
+    return [
+        orjson.dumps(
+            {
+                "method": "SUBSCRIBE",
+                "params": list(streams[i : i + MAX_STREAMS_PER_SUBSCRIBE]),
+                "id": first_id + n,
+            }
+        ).decode()
+        for n, i in enumerate(range(0, len(streams), MAX_STREAMS_PER_SUBSCRIBE))
+    ]
+
+
+def mark_streams(symbols: Sequence[str] | None, *, one_second: bool = True) -> list[str]:
+    """Stream names for ``symbols`` (``None``: the all-market array)."""
+    if symbols is None:
+        return [ALL_MARKS if one_second else ALL_MARKS.removesuffix("@1s")]
+    suffix = "@markPrice@1s" if one_second else "@markPrice"
+    return [f"{s.lower()}{suffix}" for s in symbols]
+
+
+class _FeedTimes:
+    def __init__(self, stale_after_s: float, resync_interval_s: float) -> None:
+        self._stale_after_s = stale_after_s
+        self._resync_interval_s = resync_interval_s
+
+    @property
+    def stale_after_s(self) -> float:
+        return self._stale_after_s
+
+    @property
+    def resync_interval_s(self) -> float:
+        return self._resync_interval_s
+
+    @property
+    def app_ping_interval_s(self) -> float | None:
+        return None  # Binance pings us; the websocket library answers with pongs
+
+    @property
+    def max_connection_age_s(self) -> float | None:
+        return MAX_CONNECTION_AGE_S
+
+    def app_ping(self) -> str | None:
+        return None
+
+
+class BinanceMarketFeed(_FeedTimes):
+    def __init__(
+        self,
+        spec: VenueSpec,
+        rest: BinanceRest,
+        *,
+        symbols: Sequence[str] | None = None,
+        ws_base: str | None = None,
+        part: int | None = None,
+        stale_after_s: float = 15.0,
+        resync_interval_s: float = 300.0,
+    ) -> None:
+        super().__init__(stale_after_s, resync_interval_s)
+        self.spec = spec
+        self._rest = rest
+        self._streams = mark_streams(symbols)
+        if len(self._streams) > MAX_STREAMS_PER_CONNECTION:
+            raise ValueError("more than 1024 streams on one connection: use market_feeds()")
+        self._symbols = None if symbols is None else frozenset(symbols)
+        self._ws_base = ws_base or spec.ws_base
+        self._name = f"{spec.venue}/market" + ("" if part is None else f"/{part}")
+        venue = spec.venue
+
+        def parse(frame: bytes | str) -> list[Event]:
+            return parse_frame(frame, venue, None)
+
+        # A plain function attribute: the driver calls it per frame, skip the method binding.
+        self.parse = parse
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def venue(self) -> str:
+        return self.spec.venue
+
+    @property
+    def account(self) -> str | None:
+        return None
+
+    @property
+    def keepalive_interval_s(self) -> float | None:
+        return None
+
+    async def connect_url(self) -> str:
+        return f"{self._ws_base}{self.spec.market_route}/stream"
+
+    def subscribe_messages(self) -> Sequence[str]:
+        return subscribe_frames(self._streams)
+
+    async def snapshot(self) -> tuple[list[Event], int]:
+        started = self._rest.server_now_ms() - 1
+        body = await self._rest.public("GET", self.spec.premium_index_path)
+        marks = snapshots.parse_premium_index(body, self.venue)
+        if self._symbols is not None:
+            marks = [m for m in marks if m.symbol in self._symbols]
+        return list(marks), started
+
+    async def keepalive(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self._rest.close()
+
+
+def market_feeds(
+    spec: VenueSpec,
+    rest_factory: Callable[[], BinanceRest],
+    symbols: Sequence[str] | None,
+    **kwargs: Any,
+) -> list[BinanceMarketFeed]:
+    """One feed for the all-market array, or one per 1024 symbols."""
+    if symbols is None or len(symbols) <= MAX_STREAMS_PER_CONNECTION:
+        return [BinanceMarketFeed(spec, rest_factory(), symbols=symbols, **kwargs)]
+    step = MAX_STREAMS_PER_CONNECTION
+    return [
+        BinanceMarketFeed(spec, rest_factory(), symbols=symbols[i : i + step], part=n, **kwargs)
+        for n, i in enumerate(range(0, len(symbols), step))
+    ]
+
+
+class _Cached:
+    """A value refetched when older than ``max_age_s`` or explicitly invalidated."""
+
+    def __init__(self, max_age_s: float, clock: Callable[[], float]) -> None:
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._at: float | None = None
+        self.value: list[Event] = []
+
+    def fresh(self) -> bool:
+        return self._at is not None and self._clock() - self._at < self._max_age_s
+
+    def set(self, value: list[Event]) -> None:
+        self.value, self._at = value, self._clock()
+
+    def invalidate(self) -> None:
+        self._at = None
+
+
+class BinanceUserFeed(_FeedTimes):
+    def __init__(
+        self,
+        spec: VenueSpec,
+        account: str,
+        rest: BinanceRest,
+        *,
+        ws_base: str | None = None,
+        stale_after_s: float = float("inf"),
+        resync_interval_s: float = 300.0,
+        cache_max_age_s: float = CACHE_MAX_AGE_S,
+        keepalive_interval_s: float = LISTEN_KEY_KEEPALIVE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # A user stream is silent while nothing happens on the account, so silence is not
+        # staleness here; liveness comes from Binance's pings and the resync timer.
+        super().__init__(stale_after_s, resync_interval_s)
+        self.spec = spec
+        self._account = account
+        self._rest = rest
+        self._ws_base = ws_base or spec.ws_base
+        self._keepalive_interval_s = keepalive_interval_s
+        self._brackets = _Cached(cache_max_age_s, clock)
+        self._instruments = _Cached(cache_max_age_s, clock)
+        self.listen_key: str | None = None
+        self.hedge_mode: bool | None = None
+        self.notional_coefs: dict[str, float] = {}
+        """Per-symbol ``notionalCoef`` of this account's brackets (only where it is scaled)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.venue}/private/{self._account}"
+
+    @property
+    def venue(self) -> str:
+        return self.spec.venue
+
+    @property
+    def account(self) -> str | None:
+        return self._account
+
+    @property
+    def keepalive_interval_s(self) -> float | None:
+        return self._keepalive_interval_s
+
+    def parse(self, frame: bytes | str) -> list[Event]:
+        events = parse_frame(frame, self.spec.venue, self._account)
+        for ev in events:
+            # Brackets depend on the account's configuration: refetch at the next snapshot.
+            if type(ev) is LeverageUpdate or type(ev) is CollateralModeUpdate:
+                self._brackets.invalidate()
+        return events
+
+    async def connect_url(self) -> str:
+        self.listen_key = await self._rest.new_listen_key()
+        return f"{self._ws_base}{self.spec.private_route}/ws?listenKey={self.listen_key}"
+
+    def subscribe_messages(self) -> Sequence[str]:
+        return ()
+
+    async def keepalive(self) -> None:
+        if self.listen_key is None:
+            return
+        try:
+            await self._rest.keepalive_listen_key(self.listen_key)
+        except ListenKeyGone as exc:
+            # The stream on the old key is dead: take a new key and reconnect (full resync).
+            self.listen_key = await self._rest.new_listen_key()
+            raise TransientError(f"{self.name}: listenKey gone; reconnecting") from exc
+
+    async def snapshot(self) -> tuple[list[Event], int]:
+        rest, venue, spec = self._rest, self.spec.venue, self.spec
+        await rest.sync_time()
+        started = rest.server_now_ms() - 1
+        events: list[Event] = []
+        events.extend(await self._instrument_events())
+        events.extend(await self._bracket_events(started))
+        account_body, risk_body, dual_body = await asyncio.gather(
+            rest.signed("GET", spec.account_path),
+            rest.signed("GET", spec.position_risk_path),
+            rest.signed("GET", spec.dual_side_path),
+        )
+        multi = False
+        if spec.multi_assets_path is not None:
+            multi = snapshots.parse_multi_assets(
+                await rest.signed("GET", spec.multi_assets_path), venue
+            )
+        hedge = snapshots.parse_dual_side(dual_body, venue)
+        if hedge != self.hedge_mode:
+            log.info("%s: position mode %s", self.name, "hedge" if hedge else "one-way")
+            self.hedge_mode = hedge
+        facts = snapshots.parse_account_v3(account_body, venue)
+        positions = snapshots.parse_position_risk_v3(risk_body, venue, self._account,
+                                                     event_ms=started)  # fmt: skip
+        events.append(snapshots.account_snapshot(venue, self._account, facts, positions,
+                                                 multi_asset=multi, event_ms=started))  # fmt: skip
+        return events, started
+
+    async def _instrument_events(self) -> list[Event]:
+        if not self._instruments.fresh():
+            body = await self._rest.public("GET", self.spec.exchange_info_path)
+            instruments: list[Instrument] = snapshots.parse_exchange_info(
+                body, self.spec.venue, self.spec.kind
+            )
+            self._instruments.set(list(instruments))
+        return self._instruments.value
+
+    async def _bracket_events(self, event_ms: int) -> list[Event]:
+        if not self._brackets.fresh():
+            body = await self._rest.signed("GET", self.spec.leverage_bracket_path)
+            sets = snapshots.decode_leverage_brackets(body, self.spec.venue)
+            self.notional_coefs = {s.symbol: s.notional_coef for s in sets if s.notional_coef}
+            tables: list[TierTableUpdate] = snapshots.tier_table_updates(
+                sets, self.spec.venue, self._account, event_ms=event_ms
+            )
+            self._brackets.set(list(tables))
+        return self._brackets.value
+
+    async def close(self) -> None:
+        if self.listen_key is not None:
+            with contextlib.suppress(ListenKeyGone, TransientError):  # already gone
+                await self._rest.close_listen_key(self.listen_key)
+            self.listen_key = None
+        await self._rest.close()
+
+
+# --- wiring from the monitor's config (duck-typed: connectors never import monitor) ----------
+
+
+class _Secret(Protocol):
+    def reveal(self) -> str: ...
+
+
+class _VenueConfig(Protocol):
+    @property
+    def venue(self) -> str: ...
+    @property
+    def rest_url(self) -> str | None: ...
+    @property
+    def ws_url(self) -> str | None: ...
+    @property
+    def stale_after_s(self) -> float: ...
+    @property
+    def resync_interval_s(self) -> float: ...
+
+
+class _AccountConfig(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def api_key(self) -> _Secret | None: ...
+    @property
+    def api_secret(self) -> _Secret | None: ...
+    @property
+    def resync_interval_s(self) -> float: ...
+
+
+def build_feeds(cfg: object, venue: _VenueConfig, accounts: Sequence[_AccountConfig]) -> list[Feed]:
+    """The venue's market feed(s) and one user feed per account (keys already loaded)."""
+    spec = SPECS[venue.venue]
+    feeds: list[Feed] = list(
+        market_feeds(
+            spec,
+            lambda: BinanceRest(spec, base_url=venue.rest_url),
+            None,
+            ws_base=venue.ws_url,
+            stale_after_s=venue.stale_after_s,
+            resync_interval_s=venue.resync_interval_s,
+        )
+    )
+    for acc in accounts:
+        if acc.api_key is None or acc.api_secret is None:
+            raise ValueError(f"account {acc.name}: Binance needs api_key and api_secret")
+        creds = Credentials(acc.api_key.reveal(), acc.api_secret.reveal())
+        rest = BinanceRest(spec, base_url=venue.rest_url, credentials=creds)
+        feeds.append(
+            BinanceUserFeed(
+                spec, acc.name, rest, ws_base=venue.ws_url, resync_interval_s=acc.resync_interval_s
+            )
+        )
+    return feeds

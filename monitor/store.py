@@ -39,6 +39,7 @@ from connectors.events import (
 )
 from monitor.accounts import DIST_SLOPE, AccountTable
 from monitor.book import F64, I64, BoolA, InstrumentBook, Leg
+from monitor.store_risk import RiskCache, build_risk
 from monitor.store_state import AccountState, fill_result
 from rules.account import (
     AccountFigures,
@@ -49,6 +50,7 @@ from rules.account import (
     collateral_value,
     venue_ratio,
 )
+from rules.alerts import AccountRisk
 from rules.errors import ModelInputError
 from rules.model import MarginModel
 from rules.types import MarginMode, Side
@@ -119,6 +121,7 @@ class Store:
         self._multi: dict[str, set[int]] = {}  # venue -> multi-asset accounts
         self.table = AccountTable()
         self._dirty: set[int] = set()
+        self.risk_cache = RiskCache()
         self._handlers: dict[type, Callable[[Any, int], Changed]] = {
             MarkPrice: self._on_mark,
             AssetPrice: self._on_asset_price,
@@ -383,6 +386,7 @@ class Store:
     def _resum(self, i: int) -> None:
         """Exact (fsum) sums of account ``i`` from its legs' current figures."""
         st = self._accounts[i]
+        st.version += 1
         upnl: list[float] = []
         mm: list[float] = []
         im: list[float] = []
@@ -404,6 +408,10 @@ class Store:
         self.table.set_sums(i, math.fsum(upnl), math.fsum(mm), math.fsum(im), math.fsum(gross))
 
     # --- queries -----------------------------------------------------------------------------
+
+    def ensure_account(self, venue: str, account: str) -> int:
+        """The account's index, creating an empty account on first sight."""
+        return self._account(venue, account)
 
     def index_of(self, key: AccountKey) -> int | None:
         return self._index.get(key)
@@ -526,6 +534,28 @@ class Store:
             (leg.symbol, leg.side): (None if leg.row < 0 else leg.book.mm.item(leg.row))
             for leg in self.state(key).legs.values()
         }
+
+    def version(self, index: int) -> int:
+        return self._accounts[index].version
+
+    def risk(
+        self,
+        key: AccountKey,
+        *,
+        event_ms: int = 0,
+        recv_ms: int = 0,
+        with_liquidation: bool = True,
+    ) -> AccountRisk:
+        """The alert policy's view; liquidation figures computed lazily and cached."""
+        return build_risk(
+            self, key, event_ms=event_ms, recv_ms=recv_ms, with_liquidation=with_liquidation
+        )
+
+    def distance_maybe_near(self, index: int) -> bool:
+        """The conservative screen: False proves the distance is at least the threshold."""
+        t = self.table
+        slack = t.dist3.item(index) * (t.gross.item(index) + t.noncash.item(index))
+        return bool(t.equity.item(index) - t.mm.item(index) < slack)
 
     # --- alert-policy hooks ------------------------------------------------------------------
 

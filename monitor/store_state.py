@@ -30,6 +30,7 @@ class AccountState:
         "overrides",
         "positions_recv_ms",
         "venue",
+        "version",
     )
 
     def __init__(self, index: int, venue: str, account: str) -> None:
@@ -47,6 +48,7 @@ class AccountState:
         self.last_event_ms: int | None = None
         self.balances_recv_ms: int | None = None
         self.positions_recv_ms: int | None = None
+        self.version = 0  # bumped on every structural change (liquidation cache key)
 
     def touch(
         self, event_ms: int, recv_ms: int, *, balances: bool = False, positions: bool = False

@@ -1,0 +1,328 @@
+"""The engine: apply events to the store, run the alert policy on what moved, hand alerts to sinks.
+
+Synchronous and single-threaded; the daemon wraps it in asyncio. Per batch of events:
+
+1. ``store.apply`` each event; the store returns the *candidates* — accounts whose health left
+   the quiet band the policy gave them, or whose liquidation distance may be under threshold.
+2. For each candidate, build its :class:`~rules.alerts.AccountRisk` (liquidation figures only
+   when the store's conservative screen cannot rule the threshold out, or a distance alert is
+   live), run :func:`rules.alerts.evaluate`, store the new quiet band.
+3. Relay facts the venue told us: a margin call, a liquidation fill, a venue-reported MM that
+   disagrees with ours (model drift).
+4. Stamp the emit time and ``submit`` every alert (and the account's state document) to every
+   sink. ``submit`` only enqueues; an exception there is a bug and propagates — a lost alert is
+   the worst failure here, so nothing on this path is caught and logged.
+
+``tick_timers(now_ms)`` re-evaluates accounts with a pending de-escalation whose cooldown may
+have run out, and checks feed staleness (:mod:`rules.staleness`) on a deadline heap.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from connectors.events import (
+    AccountSnapshot,
+    Event,
+    FeedState,
+    FeedStatus,
+    Instrument,
+    MarginCall,
+    PositionFill,
+)
+from monitor.drift import DriftCheck
+from monitor.sinks.base import Sink
+from monitor.store import AccountKey, Store
+from rules.alerts import (
+    AccountRisk,
+    Alert,
+    AlertConfig,
+    AlertState,
+    StateDocument,
+    deadline_ms,
+    evaluate,
+    figures_of,
+    needs_tick,
+    position_liquidated_alert,
+    quiet_band,
+    state_document,
+    venue_margin_call_alert,
+)
+from rules.alerts import Figures as AlertFigures
+from rules.staleness import (
+    MARK,
+    PRIVATE,
+    FeedInputs,
+    StalenessState,
+    check_staleness,
+    next_stale_deadline,
+)
+
+log = logging.getLogger(__name__)
+
+
+class EngineObserver(Protocol):
+    """Where the engine reports its timings (the metrics module implements it)."""
+
+    def tick_to_alert(self, seconds: float) -> None: ...
+
+    def recompute(self, seconds: float) -> None: ...
+
+    def alert(self, kind: str, level: int | str) -> None: ...
+
+
+class NullObserver:
+    def tick_to_alert(self, seconds: float) -> None:
+        pass
+
+    def recompute(self, seconds: float) -> None:
+        pass
+
+    def alert(self, kind: str, level: int | str) -> None:
+        pass
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Engine:
+    """Store + alert policy + sinks for every watched account."""
+
+    def __init__(
+        self,
+        store: Store,
+        alert_config_for: Callable[[AccountKey], AlertConfig],
+        sinks: Sequence[Sink],
+        clock: Callable[[], int] = wall_ms,
+        *,
+        observer: EngineObserver | None = None,
+        drift_rel_tol: float = 1e-6,
+        drift_abs_tol: float = 1e-6,
+    ) -> None:
+        self.store = store
+        self._config_for = alert_config_for
+        self.sinks = list(sinks)
+        self.clock = clock
+        self.observer: EngineObserver = observer or NullObserver()
+        self._drift = DriftCheck(store, drift_rel_tol, drift_abs_tol)
+        self._configs: list[AlertConfig] = []
+        self._states: list[AlertState] = []
+        self._stale: list[StalenessState] = []
+        self._watch_since: list[int] = []
+        self._down: dict[tuple[str, str | None], set[str]] = {}  # (venue, account|None)
+        self._timers: list[tuple[int, int]] = []  # (deadline, account) de-escalation clocks
+        self._stale_heap: list[tuple[int, int]] = []  # (deadline, account) staleness checks
+
+    # --- public ------------------------------------------------------------------------------
+
+    def handle(self, events: Sequence[Event], recv_ms: int) -> list[Alert]:
+        """Apply ``events`` (received at ``recv_ms``); return the alerts submitted."""
+        started = time.perf_counter()
+        out: list[Alert] = []
+        apply = self.store.apply
+        for ev in events:
+            changed = apply(ev, recv_ms)
+            self._register(changed.accounts.tolist() if changed.accounts.size else ())
+            event_ms = recv_ms if isinstance(ev, Instrument) else ev.event_ms
+            for i in changed.candidates.tolist():
+                self._evaluate(i, event_ms, recv_ms, out)
+            if type(ev) in _RELAYED:
+                self._relay(ev, recv_ms, out)
+        self.observer.recompute(time.perf_counter() - started)
+        if out:
+            self._submit(out, recv_ms)
+        return out
+
+    def tick_timers(self, now_ms: int) -> list[Alert]:
+        """Matured de-escalation clocks and feed staleness; call about once a second."""
+        out: list[Alert] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now_ms:
+            due, i = heapq.heappop(timers)
+            if self.store.table.complete[i] and needs_tick(self._states[i]):
+                # The clock's own deadline is the event time: ids stay input-derived.
+                self._evaluate(i, due, now_ms, out, now_ms=now_ms)
+        heap = self._stale_heap
+        while heap and heap[0][0] <= now_ms:
+            _, i = heapq.heappop(heap)
+            self._check_stale(i, now_ms, out)
+        if out:
+            self._submit(out, now_ms)
+        return out
+
+    def alert_state(self, key: AccountKey) -> AlertState:
+        i = self.store.index_of(key)
+        return AlertState() if i is None or i >= len(self._states) else self._states[i]
+
+    def restore(self, doc: StateDocument) -> None:
+        """Resume an account's alert state after a restart (from its last state document)."""
+        i = self.store.ensure_account(doc.venue, doc.account)
+        self._register([i])
+        self._states[i] = AlertState.from_document(doc)
+        self._set_band(i)
+
+    def levels(self) -> list[int | None]:
+        """Alert level per account index (the metrics collector's ``alert_level`` column)."""
+        return [int(s.level) for s in self._states]
+
+    # --- per account -------------------------------------------------------------------------
+
+    def _register(self, indices: Sequence[int]) -> None:
+        """First sight of an account: its config, distance threshold and staleness clock."""
+        n = len(self._states)
+        for i in indices:
+            while n <= i:
+                key = self.store.key_of(n)
+                cfg = self._config_for(key)
+                self._configs.append(cfg)
+                self._states.append(AlertState())
+                self._stale.append(StalenessState())
+                now = self.clock()
+                self._watch_since.append(now)
+                self.store.set_distance_threshold(n, cfg.liq_distance)
+                heapq.heappush(self._stale_heap, (now + cfg.account_stale_ms + 1, n))
+                n += 1
+
+    def _risk(self, i: int, event_ms: int, recv_ms: int) -> AccountRisk:
+        state = self._states[i]
+        cfg = self._configs[i]
+        with_liq = cfg.liq_distance is not None and (
+            state.distance_near
+            or state.distance_clear_since is not None
+            or self.store.distance_maybe_near(i)
+        )
+        key = self.store.key_of(i)
+        return self.store.risk(key, event_ms=event_ms, recv_ms=recv_ms, with_liquidation=with_liq)
+
+    def _evaluate(
+        self, i: int, event_ms: int, recv_ms: int, out: list[Alert], *, now_ms: int | None = None
+    ) -> None:
+        prev = self._states[i]
+        cfg = self._configs[i]
+        risk = self._risk(i, event_ms, recv_ms)
+        if math.isnan(risk.health):
+            return  # incomplete inputs: staleness speaks for this account
+        now = self.clock() if now_ms is None else now_ms
+        state, alerts = evaluate(prev, risk, cfg, now)
+        if state is not prev:
+            self._states[i] = state
+            self._set_band(i)
+            due = deadline_ms(state, cfg)
+            if due is not None:
+                heapq.heappush(self._timers, (due, i))
+        elif math.isinf(self.store.table.band_lo.item(i)) and not needs_tick(state):
+            self._set_band(i)  # first evaluation of the account
+        if alerts:
+            out.extend(alerts)
+            for sink in self.sinks:
+                sink.submit_state(state_document(state, risk, now))
+
+    def _set_band(self, i: int) -> None:
+        lo, hi = quiet_band(self._states[i], self._configs[i])
+        self.store.set_quiet_band(i, lo, hi)
+
+    def _figures(self, i: int) -> AlertFigures | None:
+        key = self.store.key_of(i)
+        if not self.store.table.complete[i]:
+            return None
+        return figures_of(self.store.risk(key, with_liquidation=False))
+
+    def _relay(self, ev: Event, recv_ms: int, out: list[Alert]) -> None:
+        if isinstance(ev, MarginCall):
+            i = self.store.ensure_account(ev.venue, ev.account)
+            self._register([i])
+            out.append(
+                venue_margin_call_alert(
+                    venue=ev.venue,
+                    account=ev.account,
+                    event_ms=ev.event_ms,
+                    recv_ms=recv_ms,
+                    positions=ev.positions,
+                    level=self._states[i].level,
+                    figures=self._figures(i),
+                    cross_wallet_balance=ev.cross_wallet_balance,
+                )
+            )
+        elif isinstance(ev, PositionFill) and ev.liquidation:
+            i = self.store.ensure_account(ev.venue, ev.account)
+            out.append(
+                position_liquidated_alert(
+                    venue=ev.venue,
+                    account=ev.account,
+                    symbol=ev.symbol,
+                    side=ev.side,
+                    qty=ev.qty_delta,
+                    price=ev.price,
+                    event_ms=ev.event_ms,
+                    recv_ms=recv_ms,
+                    level=self._states[i].level,
+                    figures=self._figures(i),
+                )
+            )
+        elif isinstance(ev, AccountSnapshot) and ev.reported is not None:
+            i = self.store.ensure_account(ev.venue, ev.account)
+            alert = self._drift.check(i, ev, recv_ms, self._states[i].level, self._figures(i))
+            if alert is not None:
+                out.append(alert)
+        elif isinstance(ev, FeedStatus):
+            self._feed_status(ev, recv_ms, out)
+
+    # --- staleness ---------------------------------------------------------------------------
+
+    def _feed_status(self, ev: FeedStatus, now_ms: int, out: list[Alert]) -> None:
+        down = ev.state in (FeedState.STALE, FeedState.DISCONNECTED)
+        name = PRIVATE if ev.account is not None else MARK
+        names = self._down.setdefault((ev.venue, ev.account), set())
+        if down:
+            names.add(name)
+        else:
+            names.discard(name)
+        for i in range(len(self._states)):
+            venue, account = self.store.key_of(i)
+            if venue == ev.venue and (ev.account is None or ev.account == account):
+                self._check_stale(i, now_ms, out)
+
+    def _inputs(self, i: int) -> FeedInputs:
+        key = self.store.key_of(i)
+        times = self.store.times(key)
+        down = self._down.get((key[0], key[1]), set()) | self._down.get((key[0], None), set())
+        return FeedInputs(
+            venue=key[0],
+            account=key[1],
+            private_last_ms=times.last_event_recv_ms,
+            mark_last_ms=self.store.mark_recv_times(key),
+            watch_since_ms=self._watch_since[i],
+            down=frozenset(down),
+        )
+
+    def _check_stale(self, i: int, now_ms: int, out: list[Alert]) -> None:
+        cfg = self._configs[i]
+        inputs = self._inputs(i)
+        state, alerts = check_staleness(
+            self._stale[i], inputs, cfg, now_ms, level=self._states[i].level,
+            figures=self._figures(i),
+        )  # fmt: skip
+        self._stale[i] = state
+        out.extend(alerts)
+        heapq.heappush(self._stale_heap, (max(now_ms + 1, next_stale_deadline(inputs, cfg)), i))
+
+    # --- delivery ----------------------------------------------------------------------------
+
+    def _submit(self, alerts: list[Alert], recv_ms: int) -> None:
+        emit = self.clock()
+        for k, alert in enumerate(alerts):
+            stamped = alert.with_emit_time(emit)
+            alerts[k] = stamped
+            for sink in self.sinks:
+                sink.submit(stamped)
+            self.observer.alert(stamped.kind, int(stamped.level))
+        self.observer.tick_to_alert(max(0, emit - recv_ms) / 1000.0)
+
+
+_RELAYED = frozenset({MarginCall, PositionFill, AccountSnapshot, FeedStatus})

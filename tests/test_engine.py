@@ -1,0 +1,192 @@
+"""Engine tests: a scripted price path through store + alert policy into an in-memory sink."""
+
+from __future__ import annotations
+
+import pytest
+from store_support import BTC_2024, VENUE, linear, mark, position, table
+
+from connectors.events import (
+    AccountSnapshot,
+    BalanceUpdate,
+    Event,
+    MarginCall,
+    MarginCallPosition,
+    PositionFill,
+    VenueFigures,
+)
+from monitor.engine import Engine
+from monitor.sinks.base import Sink
+from monitor.store import AccountKey, Store
+from rules.alerts import Alert, AlertConfig, Level, StateDocument
+from rules.types import Side
+
+KEY = (VENUE, "main")
+
+
+class ListSink:
+    """In-memory sink: keeps what it was handed, in order."""
+
+    name = "list"
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+        self.states: list[StateDocument] = []
+
+    def submit(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+    def submit_state(self, state: StateDocument) -> None:
+        self.states.append(state)
+
+    async def run(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def pending(self) -> int:
+        return 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def _engine(cfg: AlertConfig | None = None) -> tuple[Engine, ListSink, Clock]:
+    sink = ListSink()
+    clock = Clock()
+    conf = cfg or AlertConfig(liq_distance=None, cooldown_ms=10_000)
+
+    def config_for(key: AccountKey) -> AlertConfig:
+        return conf
+
+    sinks: list[Sink] = [sink]
+    engine = Engine(Store(), config_for, sinks, clock)
+    setup: list[Event] = [
+        linear("BTCUSDT"),
+        table("BTCUSDT", BTC_2024),
+        mark("BTCUSDT", 30_000.0),
+        BalanceUpdate(VENUE, "main", "USDT", 600.0, 0),
+        position("main", "BTCUSDT", 1.0, 30_000.0),
+    ]
+    engine.handle(setup, clock.now)
+    return engine, sink, clock
+
+
+def test_scripted_path_escalates_at_once_and_deescalates_after_cooldown() -> None:
+    engine, sink, clock = _engine()
+    assert sink.alerts == []  # health 600/120 = 5: OK, nothing to say
+    # 1 BTC long, MM 0.4%·notional; equity 600 + (p − 30,000).
+    # 29,600: equity 200, MM 118.4 → health 1.69 (WARNING).
+    # 29,560: 160/118.24 = 1.35 (DANGER); 29,540: 140/118.16 = 1.18 (CRITICAL).
+    path = [
+        (29_600.0, [Level.WARNING]),
+        (29_590.0, []),
+        (29_560.0, [Level.DANGER]),
+        (29_540.0, [Level.CRITICAL]),
+    ]
+    for ms, (price, expected) in enumerate(path, start=1):
+        clock.now += 100
+        got = engine.handle([mark("BTCUSDT", price, ms=ms)], clock.now)
+        assert [a.level for a in got] == expected
+    assert [(a.previous_level, a.level) for a in sink.alerts] == [
+        (Level.OK, Level.WARNING),
+        (Level.WARNING, Level.DANGER),
+        (Level.DANGER, Level.CRITICAL),
+    ]
+    first = sink.alerts[0]
+    assert first.kind == "margin_level"
+    assert first.receive_time_ms == 1_000_100 and first.emit_time_ms == 1_000_100
+    assert first.figures is not None and first.figures.health == pytest.approx(200 / 118.4)
+    assert sink.states and sink.states[-1].level == sink.alerts[-1].level
+    # Recovery: back to 30,000 (health 5). De-escalation waits for the cooldown.
+    clock.now += 100
+    assert engine.handle([mark("BTCUSDT", 30_000.0, ms=10)], clock.now) == []
+    clock.now += 5_000
+    assert engine.tick_timers(clock.now) == []
+    clock.now += 6_000
+    (alert,) = engine.tick_timers(clock.now)
+    assert (alert.previous_level, alert.level) == (Level.CRITICAL, Level.OK)
+    assert sink.alerts[-1] == alert
+    assert engine.alert_state(KEY).level == Level.OK
+
+
+def test_quiet_ticks_run_no_policy() -> None:
+    engine, sink, clock = _engine()
+    store = engine.store
+    lo, hi = store.table.band_lo[0], store.table.band_hi[0]
+    assert (lo, hi) == (2.0, float("inf"))  # OK level: quiet while health > 2
+    changed = store.apply(mark("BTCUSDT", 29_900.0), clock.now)
+    assert changed.accounts.tolist() == [0] and changed.candidates.size == 0
+
+
+def test_margin_call_is_relayed() -> None:
+    engine, sink, clock = _engine()
+    call = MarginCall(
+        VENUE,
+        "main",
+        5,
+        (MarginCallPosition("BTCUSDT", Side.BOTH, 1.0, 29_500.0, 118.0, -500.0),),
+        cross_wallet_balance=600.0,
+    )
+    (alert,) = engine.handle([call], clock.now)
+    assert alert.kind == "venue_margin_call"
+    assert alert.event_time_ms == 5
+    assert sink.alerts == [alert]
+
+
+def test_liquidation_fill_raises_position_liquidated() -> None:
+    engine, sink, clock = _engine()
+    fill = PositionFill(VENUE, "main", "BTCUSDT", Side.BOTH, -1.0, 29_450.0, 7, liquidation=True)
+    alerts = engine.handle([fill], clock.now)
+    assert [a.kind for a in alerts] == ["position_liquidated"]
+    assert alerts[0].detail["symbol"] == "BTCUSDT"
+    assert engine.store.legs(KEY) == []  # the fill itself closed the position
+
+
+def test_model_drift_alert_names_disagreeing_positions() -> None:
+    engine, sink, clock = _engine()
+
+    def snapshot(venue_mm: float, ms: int) -> AccountSnapshot:
+        return AccountSnapshot(
+            VENUE,
+            "main",
+            {"USDT": 600.0},
+            (position("main", "BTCUSDT", 1.0, 30_000.0),),
+            ms,
+            reported=VenueFigures(venue_mm, {("BTCUSDT", Side.BOTH): venue_mm}),
+        )
+
+    assert engine.handle([snapshot(120.0, 1)], clock.now) == []  # agrees: 0.4% of 30,000
+    (alert,) = engine.handle([snapshot(150.0, 2)], clock.now)  # venue uses another table
+    assert alert.kind == "model_drift" and alert.detail["state"] == "drift"
+    assert alert.detail["positions"] == [{"symbol": "BTCUSDT", "our_mm": 120.0, "venue_mm": 150.0}]
+    assert engine.handle([snapshot(150.0, 3)], clock.now) == []  # still drifting: no repeat
+    (back,) = engine.handle([snapshot(120.0 * (1 + 1e-9), 4)], clock.now)
+    assert back.detail["state"] == "agree"
+
+
+def test_liquidation_distance_alert_computed_only_when_near() -> None:
+    cfg = AlertConfig(liq_distance=0.02, cooldown_ms=10_000)
+    engine, sink, clock = _engine(cfg)
+    # Equity 600 on 30,000 of notional: liquidation about 1.6% below — under 2% at once.
+    kinds = [a.kind for a in sink.alerts]
+    assert "liquidation_distance" in kinds
+    dist = next(a for a in sink.alerts if a.kind == "liquidation_distance")
+    assert dist.figures is not None and dist.figures.liq_distance_down is not None
+    # (600 − 30,000·x) = 0.004·30,000·(1 − x) → x = 480/29,880
+    assert dist.figures.liq_distance_down == pytest.approx(480 / 29_880, rel=1e-9)
+
+
+def test_feed_stale_when_marks_stop() -> None:
+    cfg = AlertConfig(liq_distance=None, mark_stale_ms=1_000, account_stale_ms=60_000)
+    engine, sink, clock = _engine(cfg)
+    clock.now += 500
+    assert engine.tick_timers(clock.now) == []
+    clock.now += 100_000
+    alerts = engine.tick_timers(clock.now)
+    assert [a.kind for a in alerts] == ["feed_stale"]

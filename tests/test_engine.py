@@ -116,7 +116,7 @@ def test_scripted_path_escalates_at_once_and_deescalates_after_cooldown() -> Non
 
 
 def test_quiet_ticks_run_no_policy() -> None:
-    engine, sink, clock = _engine()
+    engine, _sink, clock = _engine()
     store = engine.store
     lo, hi = store.table.band_lo[0], store.table.band_hi[0]
     assert (lo, hi) == (2.0, float("inf"))  # OK level: quiet while health > 2
@@ -140,7 +140,7 @@ def test_margin_call_is_relayed() -> None:
 
 
 def test_liquidation_fill_raises_position_liquidated() -> None:
-    engine, sink, clock = _engine()
+    engine, _sink, clock = _engine()
     fill = PositionFill(VENUE, "main", "BTCUSDT", Side.BOTH, -1.0, 29_450.0, 7, liquidation=True)
     alerts = engine.handle([fill], clock.now)
     assert [a.kind for a in alerts] == ["position_liquidated"]
@@ -149,7 +149,7 @@ def test_liquidation_fill_raises_position_liquidated() -> None:
 
 
 def test_model_drift_alert_names_disagreeing_positions() -> None:
-    engine, sink, clock = _engine()
+    engine, _sink, clock = _engine()
 
     def snapshot(venue_mm: float, ms: int) -> AccountSnapshot:
         return AccountSnapshot(
@@ -172,7 +172,7 @@ def test_model_drift_alert_names_disagreeing_positions() -> None:
 
 def test_liquidation_distance_alert_computed_only_when_near() -> None:
     cfg = AlertConfig(liq_distance=0.02, cooldown_ms=10_000)
-    engine, sink, clock = _engine(cfg)
+    sink = _engine(cfg)[1]
     # Equity 600 on 30,000 of notional: liquidation about 1.6% below — under 2% at once.
     kinds = [a.kind for a in sink.alerts]
     assert "liquidation_distance" in kinds
@@ -184,7 +184,7 @@ def test_liquidation_distance_alert_computed_only_when_near() -> None:
 
 def test_feed_stale_when_marks_stop() -> None:
     cfg = AlertConfig(liq_distance=None, mark_stale_ms=1_000, account_stale_ms=60_000)
-    engine, sink, clock = _engine(cfg)
+    engine, _sink, clock = _engine(cfg)
     clock.now += 500
     assert engine.tick_timers(clock.now) == []
     clock.now += 100_000

@@ -31,6 +31,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -284,6 +286,9 @@ class Metrics:
             registry=r,
         )
         r.register(_ScrapeTimeCollector(self))
+        # process_* (CPU, RSS, fds) and python_info, on this registry rather than the global one
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
 
     # -- wiring ------------------------------------------------------------------------------
 

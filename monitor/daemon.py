@@ -37,12 +37,15 @@ from monitor.sinks.jsonl import JsonlSink
 from monitor.sinks.observer import DeliveryObserver
 from monitor.store import Store
 from monitor.venues import build_feeds
+from rules.alert_doc import Alert
+from rules.alert_kinds import delivery_failing_alert, spool_full_alert
 
 log = logging.getLogger(__name__)
 
 TIMER_INTERVAL_S = 0.25
 SINK_CLOSE_TIMEOUT_S = 15.0
 FEED_CANCEL_TIMEOUT_S = 5.0
+DELIVERY_ALERT_INTERVAL_MS = 60_000
 
 
 def configure_logging(level: str) -> None:
@@ -107,6 +110,9 @@ class Daemon:
     ) -> None:
         self.cfg = cfg
         self.clock = clock
+        self._delivery_alerted: dict[tuple[str, str], int] = {}
+        self._failing_since: dict[str, int] = {}
+        self._failures: dict[str, int] = {}
         self.store = Store()
         self.metrics = Metrics(store=self.store)
         self.sinks: list[Sink] = [
@@ -118,7 +124,13 @@ class Daemon:
             ),
             *extra_sinks,
         ]
-        self.engine = Engine(self.store, cfg.alert_config_for, self.sinks, clock)
+        self.engine = Engine(
+            self.store,
+            lambda key: cfg.alert_config_for(*key),
+            self.sinks,
+            clock,
+            observer=self.metrics,
+        )
         self.feeds: list[Feed] = build_feeds(cfg)
         self.health = FeedHealth()
         for feed in self.feeds:
@@ -134,11 +146,46 @@ class Daemon:
             metrics=self.metrics.render_metrics,
         )
 
+    # Delivery trouble becomes an alert on every *other* sink (a failing Kafka must not hide
+    # its own failure), at most once per sink per DELIVERY_ALERT_INTERVAL_MS.
+
     def _spool_full(self, sink: str, depth: int) -> None:
-        log.error("daemon: sink %s spool full at %d alerts", sink, depth)
+        now = self.clock()
+        if not self._delivery_alert_due(("spool_full", sink), now):
+            return
+        limit = self.cfg.sinks.kafka.spool.max_bytes if self.cfg.sinks.kafka else 0
+        alert = spool_full_alert(
+            sink=sink, spool_bytes=limit, limit_bytes=limit, pending=depth,
+            full_since_ms=now, now_ms=now,
+        )  # fmt: skip
+        self._submit_elsewhere(sink, alert)
 
     def _delivery_failing(self, sink: str, reason: str) -> None:
-        log.error("daemon: sink %s failing to deliver: %s", sink, reason)
+        now = self.clock()
+        since = self._failing_since.setdefault(sink, now)
+        self._failures[sink] = self._failures.get(sink, 0) + 1
+        if not self._delivery_alert_due(("delivery_failing", sink), now):
+            return
+        pending = next((s.pending() for s in self.sinks if s.name == sink), 0)
+        alert = delivery_failing_alert(
+            sink=sink, reason=reason, failing_since_ms=since,
+            attempts=self._failures[sink], pending=pending, now_ms=now,
+        )  # fmt: skip
+        self._submit_elsewhere(sink, alert)
+
+    def _delivery_alert_due(self, key: tuple[str, str], now: int) -> bool:
+        last = self._delivery_alerted.get(key)
+        if last is not None and now - last < DELIVERY_ALERT_INTERVAL_MS:
+            return False
+        self._delivery_alerted[key] = now
+        return True
+
+    def _submit_elsewhere(self, failing: str, alert: Alert) -> None:
+        stamped = alert.with_emit_time(self.clock())
+        for s in self.sinks:
+            if s.name != failing:
+                s.submit(stamped)
+        self.metrics.alert(stamped.kind, int(stamped.level))
 
     def deliver_for(self, feed: Feed) -> Callable[[list[Event], int], None]:
         name = feed.name

@@ -88,6 +88,21 @@ def test_console_other_kinds_and_unknown_figures() -> None:
     )
 
 
+def test_console_kind_line_does_not_repeat_who_or_figures() -> None:
+    base = margin_alert()
+    near = Alert(
+        **{
+            **{f: getattr(base, f) for f in base.__dataclass_fields__},
+            "kind": "liquidation_distance",
+            "message": "alice@sim liquidation 4.1% away (down), threshold 5.0%: health 1.14, ...",
+        }
+    )
+    assert format_alert(near) == (
+        "2026-11-27T10:01:02.345Z LIQ-DISTANCE alice@sim        "
+        "health 1.14  ratio 87.7%  -4.1% to liq  liquidation 4.1% away (down), threshold 5.0%"
+    )
+
+
 def test_console_colour_only_when_asked() -> None:
     line = format_alert(margin_alert(), colour=True)
     assert line.startswith("2026-11-27T10:01:02.345Z \x1b[31mCRITICAL\x1b[0m     alice@sim ")

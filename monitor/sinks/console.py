@@ -66,7 +66,7 @@ def format_alert(alert: Alert, *, colour: bool = False) -> str:
         tail = f"(was {alert.previous_level.label})"
     else:
         tag = _KIND_TAGS.get(alert.kind, alert.kind.upper())
-        tail = alert.message
+        tail = _short_message(alert)
     who = f"{alert.account}@{alert.venue}"
     body = format_figures(alert.figures) if alert.figures is not None else ""
     text_tag = f"{tag:<12}"
@@ -74,6 +74,14 @@ def format_alert(alert: Alert, *, colour: bool = False) -> str:
         text_tag = f"{_LEVEL_COLOURS[alert.level]}{tag}{_RESET}{' ' * max(0, 12 - len(tag))}"
     middle = f"{body}  {tail}" if body else tail
     return f"{format_time(ms)} {text_tag} {who:<16} {middle}"
+
+
+def _short_message(alert: Alert) -> str:
+    """The alert's message without what the line already shows (who, and the figures)."""
+    text = alert.message.removeprefix(f"{alert.account}@{alert.venue} ")
+    if alert.figures is not None:
+        text = text.split(": ", 1)[0]
+    return text
 
 
 class ConsoleSink:

@@ -7,7 +7,7 @@ others.
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -41,20 +41,27 @@ def _intervals(c: VenueConfig | AccountConfig) -> dict[str, float]:
     return out
 
 
+# connectors.binance.feeds.build_feeds takes resolved intervals; these are its own defaults
+# for the mark stream (busy) and the user stream's resync (it has no staleness: quiet is normal).
+_BINANCE_MARKET_STALE_S = 15.0
+_BINANCE_RESYNC_S = 300.0
+
+
 def _binance_feeds(
     cfg: Config, venue: VenueConfig, accounts: Sequence[AccountConfig]
 ) -> list[Feed]:
-    # The Binance connector plugs in here: connectors.binance.feeds.build_feeds(...)
-    # (signature: (venue_config, accounts) -> list[Feed]); until it exists the venue is a
-    # start-up error rather than a silent no-op.
-    try:
-        module = importlib.import_module("connectors.binance.feeds")
-    except ImportError as exc:
-        raise UsageError(
-            f"{cfg.path}: venues.{venue.venue}: this build has no live {venue.venue} connector"
-        ) from exc
-    build: FeedFactory = module.build_feeds
-    return build(cfg, venue, accounts)
+    from connectors.binance.feeds import build_feeds as binance  # noqa: PLC0415 - lazy by design
+
+    venue = dataclasses.replace(
+        venue,
+        stale_after_s=venue.stale_after_s or _BINANCE_MARKET_STALE_S,
+        resync_interval_s=venue.resync_interval_s or _BINANCE_RESYNC_S,
+    )
+    resolved = [
+        dataclasses.replace(a, resync_interval_s=a.resync_interval_s or _BINANCE_RESYNC_S)
+        for a in accounts
+    ]
+    return binance(cfg, venue, resolved)  # type: ignore[arg-type]  # float | None resolved above
 
 
 FACTORIES: dict[str, FeedFactory] = {

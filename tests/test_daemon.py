@@ -224,3 +224,29 @@ async def test_sigterm_drains_and_flushes_then_exits_0(tmp_path: Path) -> None:
     # Both sinks were flushed: as many alert lines on stdout as JSON lines on disk.
     assert len(written) == len(printed)
     assert Level.LIQUIDATABLE in margin_levels(written, "alice")
+
+
+def test_venue_registry_builds_one_market_feed_and_one_feed_per_account() -> None:
+    from monitor.venues import build_feeds
+
+    cfg = parse_config(
+        {
+            "venues": [
+                {"venue": "sim", "ws_url": "ws://127.0.0.1:1", "stale_after_s": 3},
+                {"venue": "binance-usdm", "rest_url": "http://127.0.0.1:1"},
+            ],
+            "accounts": [
+                {"venue": "sim", "name": "alice", "stale_after_s": 7},
+                {"venue": "binance-usdm", "name": "bob", "api_key_env": "K", "api_secret_env": "S"},
+            ],
+        },
+        "t.toml",
+        environ={"K": "key", "S": "secret"},
+    )
+    feeds = build_feeds(cfg)
+    assert [(f.name, f.stale_after_s) for f in feeds] == [
+        ("sim/market", 3.0),
+        ("sim/private/alice", 7.0),
+        ("binance-usdm/market", 15.0),
+        ("binance-usdm/private/bob", float("inf")),
+    ]

@@ -1,0 +1,139 @@
+"""Typed, frozen settings of the broker sinks. The config loader builds them; sinks read them.
+
+Secrets (SASL and MQTT passwords) are resolved by the config layer from an environment variable
+or a file and wrapped in :class:`Secret`, whose ``repr``/``str`` never shows the value, so a
+config object can be logged or shown in an error without leaking it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from monitor.spool import FsyncPolicy
+
+
+class Secret:
+    """A string that does not print itself. Use :meth:`reveal` at the one place it is sent."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    """Where and how much a sink may spool while its broker is unreachable."""
+
+    directory: Path
+    max_bytes: int = 256 * 1024 * 1024
+    max_records: int | None = None
+    fsync: FsyncPolicy = FsyncPolicy.BATCH
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    bootstrap: str  # "host:port[,host:port]"
+    spool: SpoolConfig
+    alerts_topic: str = "marginwatch.alerts"
+    state_topic: str = "marginwatch.state"
+    partitions: int = 6
+    state_partitions: int = 6
+    replication_factor: int = 1
+    create_topics: bool = True
+    client_id: str = "marginwatch"
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    compression: str | None = None  # None, "gzip", "lz4", "zstd", "snappy" (codec installed)
+    linger_ms: int = 5
+    max_batch_bytes: int = 64 * 1024
+    #: How long a send may wait for its ack before the sink treats the broker as down and
+    #: spools (aiokafka's request timeout; its batches expire after it).
+    request_timeout_ms: int = 30_000
+    #: Reconnect backoff: doubles from the first value up to the second, with jitter.
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+    #: How long close() waits for the queue to reach the broker before spooling the rest.
+    close_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        # ValueError names the key; the config loader prefixes the file (UsageError).
+        sasl = self.security_protocol in (
+            SecurityProtocol.SASL_PLAINTEXT,
+            SecurityProtocol.SASL_SSL,
+        )
+        if sasl and (
+            self.sasl_mechanism is None or not self.sasl_username or self.sasl_password is None
+        ):
+            raise ValueError(
+                f"kafka.sasl_mechanism, sasl_username, sasl_password: all required with "
+                f"security_protocol {self.security_protocol.value}"
+            )
+        if not sasl and (self.sasl_username or self.sasl_password is not None):
+            raise ValueError(
+                f"kafka.sasl_username: SASL credentials given but security_protocol is "
+                f"{self.security_protocol.value}"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("kafka.ssl_certfile, ssl_keyfile: give both or neither")
+        if self.partitions < 1 or self.state_partitions < 1 or self.replication_factor < 1:
+            raise ValueError("kafka.partitions, replication_factor: must be at least 1")
+        if not self.bootstrap:
+            raise ValueError("kafka.bootstrap: required (host:port[,host:port])")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: Secret | None = None
+    tls: bool = False
+    tls_cafile: Path | None = None
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    topic_prefix: str = "marginwatch"
+    client_id: str = "marginwatch"
+    keepalive_s: int = 30
+    #: A QoS-1 publish not acknowledged within this time counts as a failed connection.
+    publish_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+    close_timeout_s: float = 10.0
+    #: Optional durable spool; without it unacknowledged alerts wait in memory only.
+    spool: SpoolConfig | None = None

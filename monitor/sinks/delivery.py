@@ -1,0 +1,95 @@
+"""Pieces the broker sinks share: the spooled record format and the reconnect backoff."""
+
+from __future__ import annotations
+
+import random
+import struct
+from dataclasses import dataclass
+
+from rules.alert_doc import Alert
+
+_VERSION = 1
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+
+
+class EnvelopeError(ValueError):
+    """A spooled record that does not decode (a bug or a foreign file, never venue data)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One alert as the broker sees it: key, headers and the schema-1 JSON value.
+
+    This is what the spool stores, so a replay after a restart sends byte-identical messages
+    without the :class:`Alert` object.
+    """
+
+    key: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    value: bytes
+
+    @classmethod
+    def of_alert(cls, alert: Alert) -> Envelope:
+        return cls(alert.key(), tuple(alert.headers()), alert.to_json())
+
+    def encode(self) -> bytes:
+        parts = [
+            _U8.pack(_VERSION),
+            _U16.pack(len(self.key)),
+            self.key,
+            _U8.pack(len(self.headers)),
+        ]
+        for name, value in self.headers:
+            raw = name.encode()
+            parts += [_U8.pack(len(raw)), raw, _U16.pack(len(value)), value]
+        parts.append(self.value)
+        return b"".join(parts)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Envelope:
+        try:
+            (version,) = _U8.unpack_from(raw, 0)
+            if version != _VERSION:
+                raise EnvelopeError(f"spooled record: unknown version {version}")
+            (klen,) = _U16.unpack_from(raw, 1)
+            key = raw[3 : 3 + klen]
+            off = 3 + klen
+            (count,) = _U8.unpack_from(raw, off)
+            off += 1
+            headers = []
+            for _ in range(count):
+                (nlen,) = _U8.unpack_from(raw, off)
+                name = raw[off + 1 : off + 1 + nlen].decode()
+                off += 1 + nlen
+                (vlen,) = _U16.unpack_from(raw, off)
+                headers.append((name, raw[off + 2 : off + 2 + vlen]))
+                off += 2 + vlen
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise EnvelopeError("spooled record: truncated or malformed") from exc
+        if off > len(raw) or len(key) != klen:
+            raise EnvelopeError("spooled record: truncated")
+        return cls(key, tuple(headers), raw[off:])
+
+    def venue_account(self) -> tuple[str, str]:
+        venue, _, account = self.key.decode().partition(":")
+        return venue, account
+
+
+class Backoff:
+    """Exponential reconnect delays with full jitter; ``reset`` after a success."""
+
+    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        self._initial = initial_s
+        self._max = max_s
+        self._next = initial_s
+        self._rng = rng or random.Random()
+
+    def reset(self) -> None:
+        self._next = self._initial
+
+    def delay(self) -> float:
+        current = self._next
+        self._next = min(self._max, self._next * 2)
+        # Jitter in [current/2, current]: many daemons restarting together do not stampede.
+        return current / 2 + self._rng.random() * current / 2

@@ -1,0 +1,39 @@
+"""What a sink reports about delivery. The metrics layer implements it; tests use a recorder.
+
+``sink`` is the sink's bounded name (``kafka``, ``mqtt``), ``reason`` a bounded label (an error
+class name such as ``KafkaConnectionError``), never a message or a payload.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class DeliveryObserver(Protocol):
+    def delivered(self, sink: str, n: int) -> None:
+        """``n`` alerts were acknowledged by the broker."""
+        ...
+
+    def failed(self, sink: str, n: int, reason: str) -> None:
+        """A delivery attempt of ``n`` alerts failed; they stay queued or spooled."""
+        ...
+
+    def spool_depth(self, sink: str, depth: int) -> None:
+        """The sink's spool now holds ``depth`` alerts (disk plus in-memory overflow)."""
+        ...
+
+
+class NullObserver:
+    """The default: observes nothing."""
+
+    def delivered(self, sink: str, n: int) -> None:
+        pass
+
+    def failed(self, sink: str, n: int, reason: str) -> None:
+        pass
+
+    def spool_depth(self, sink: str, depth: int) -> None:
+        pass
+
+
+NULL_OBSERVER: DeliveryObserver = NullObserver()

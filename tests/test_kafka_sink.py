@@ -1,0 +1,265 @@
+"""KafkaSink against a real Kafka-protocol broker (Tansu, in-memory storage)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from delivery_helpers import RecordingObserver, make_alert, make_state
+from services import Service
+
+from monitor.sinks.config_types import KafkaConfig, SpoolConfig
+from monitor.sinks.kafka import KafkaSink
+from monitor.sinks.kafka_admin import topic_config
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 60.0
+ALERTS = "marginwatch.alerts"
+STATE = "marginwatch.state"
+
+
+def config(bootstrap: str, spool_dir: Path, **overrides: Any) -> KafkaConfig:
+    settings: dict[str, Any] = {
+        "bootstrap": bootstrap,
+        "spool": SpoolConfig(spool_dir),
+        # Short timeouts so an outage is noticed within a test's patience.
+        "request_timeout_ms": 1500,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.5,
+        "close_timeout_s": 5.0,
+    }
+    settings.update(overrides)
+    return KafkaConfig(**settings)
+
+
+def bootstrap_of(service: Service) -> str:
+    return f"127.0.0.1:{service.port}"
+
+
+@contextlib.asynccontextmanager
+async def running(sink: KafkaSink, *, connected: bool = True) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(sink.run())
+    try:
+        # Tansu creates a topic on a metadata request for it: let the sink create them first.
+        if connected:
+            await sink.connected.wait()
+        yield task
+    finally:
+        await sink.close()
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Collector:
+    """A consumer that reads a topic from the beginning into a list, waking waiters per batch."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.messages: list[Any] = []
+        self._consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            metadata_max_age_ms=500,
+        )
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Collector:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        # A consumer whose broker died can end its stop() with an internal CancelledError: run it
+        # as its own task so that never reads as a cancellation of the test.
+        stop = asyncio.create_task(self._consumer.stop())
+        await asyncio.wait([stop], timeout=5)
+        if stop.done() and not stop.cancelled():
+            stop.exception()
+
+    async def _read(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                self.messages.extend(records)
+            if batches:
+                self._changed.set()
+
+    def ids(self) -> list[str]:
+        return [orjson.loads(m.value)["id"] for m in self.messages]
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            self._changed.clear()
+            await self._changed.wait()
+
+
+async def test_alerts_arrive_with_key_headers_and_schema_1_value(
+    tansu: Service, tmp_path: Path
+) -> None:
+    sink = KafkaSink(config(bootstrap_of(tansu), tmp_path / "spool"))
+    sent = [make_alert(i, account=f"acct-{i % 3}") for i in range(30)]
+    async with asyncio.timeout(DEADLINE_S), running(sink):
+        for alert in sent:
+            sink.submit(alert)
+        async with Collector(bootstrap_of(tansu), ALERTS) as collector:
+            await collector.wait_for(lambda: len(collector.messages) >= 30)
+    assert len(collector.messages) == 30
+    by_id = {a.id: a for a in sent}
+    for msg in collector.messages:
+        value = orjson.loads(msg.value)
+        alert = by_id[value["id"]]
+        assert msg.key == f"binance:{alert.account}".encode()
+        assert list(msg.headers) == [
+            ("kind", b"margin_level"),
+            ("level", b"danger"),
+            ("schema_version", b"1"),
+        ]
+        assert value["schema_version"] == 1
+        assert value["kind"] == "margin_level"
+        assert value["venue"] == "binance"
+        assert value["account"] == alert.account
+        assert value["level"] == "danger"
+        assert value["previous_level"] == "warning"
+        assert value["figures"]["equity"] == 10_500.0
+        assert value["figures"]["maintenance_margin"] == 9_000.0
+        assert value["figures"]["liquidation_distance"] == {"down": 0.041, "up": None}
+        assert value["top_positions"][0]["symbol"] == "BTCUSDT"
+        assert value["event_time_ms"] == alert.event_time_ms
+        assert msg.value == alert.to_json()
+    # One account's alerts share a partition and keep their order.
+    for account in ("acct-0", "acct-1", "acct-2"):
+        mine = [m for m in collector.messages if m.key == f"binance:{account}".encode()]
+        assert len({m.partition for m in mine}) == 1
+        got = [orjson.loads(m.value)["id"] for m in mine]
+        assert got == [a.id for a in sent if a.account == account]
+    assert sink.delivered == 30
+    assert sink.pending() == 0
+
+
+async def test_topics_created_with_partitions_and_compacted_state(
+    tansu: Service, tmp_path: Path
+) -> None:
+    sink = KafkaSink(config(bootstrap_of(tansu), tmp_path / "spool", partitions=4))
+    async with asyncio.timeout(DEADLINE_S), running(sink):
+        sink.submit_state(make_state("acct-1", 1.5, 1000))
+        sink.submit_state(make_state("acct-2", 1.4, 1001))
+        sink.submit_state(make_state("acct-1", 1.1, 1002))  # replaces the unsent 1.5
+        async with Collector(bootstrap_of(tansu), STATE) as collector:
+            await collector.wait_for(lambda: len(collector.messages) >= 2)
+            sink.submit_state(make_state("acct-2", 1.9, 1003))
+            await collector.wait_for(
+                lambda: any(orjson.loads(m.value)["updated_ms"] == 1003 for m in collector.messages)
+            )
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_of(tansu))
+        await admin.start()
+        try:
+            (alerts_meta,) = await admin.describe_topics([ALERTS])
+            configs = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, STATE)]
+            )
+        finally:
+            await admin.close()
+    assert len(alerts_meta["partitions"]) == 4
+    assert topic_config(configs, "cleanup.policy") == "compact"
+    latest: dict[bytes, dict[str, Any]] = {}
+    for msg in collector.messages:
+        latest[msg.key] = orjson.loads(msg.value)
+    assert set(latest) == {b"binance:acct-1", b"binance:acct-2"}
+    assert latest[b"binance:acct-1"]["figures"]["health"] == 1.1
+    assert latest[b"binance:acct-1"]["level"] == "danger"
+    assert latest[b"binance:acct-2"]["figures"]["health"] == 1.9
+    assert latest[b"binance:acct-2"]["level"] == "ok"
+    # Latest-wins before sending: the superseded 1.5 never left the process.
+    healths = [orjson.loads(m.value)["figures"]["health"] for m in collector.messages]
+    assert 1.5 not in healths
+
+
+async def test_broker_killed_mid_stream_loses_no_alert(tansu: Service, tmp_path: Path) -> None:
+    observer = RecordingObserver()
+    sink = KafkaSink(config(bootstrap_of(tansu), tmp_path / "spool"), observer=observer)
+    accounts = [f"acct-{k}" for k in range(5)]
+    emitted: list[str] = []
+    counter = 0
+
+    def submit(n: int) -> None:
+        nonlocal counter
+        for _ in range(n):
+            alert = make_alert(counter, account=accounts[counter % len(accounts)])
+            sink.submit(alert)
+            emitted.append(alert.id)
+            counter += 1
+
+    async with asyncio.timeout(DEADLINE_S), running(sink):
+        async with Collector(bootstrap_of(tansu), ALERTS) as first:
+            submit(200)
+            await first.wait_for(lambda: len(set(first.ids())) >= 200)
+            # Mid-stream: a batch is submitted and the broker dies before it is sent.
+            submit(100)
+            tansu.kill()
+        seen_first = set(first.ids())
+        # While the broker is down, alerts keep coming and pile up in the spool.
+        submit(100)
+        await observer.wait_for(lambda: bool(observer.depths) and observer.depths[-1] >= 200)
+        submit(100)
+        await observer.wait_for(lambda: observer.depths[-1] >= 300)
+        assert sink.pending() >= 300
+        tansu.start()  # a new, empty broker on the same port
+        submit(100)
+        missing = set(emitted) - seen_first
+        async with Collector(bootstrap_of(tansu), ALERTS) as second:
+            await second.wait_for(lambda: missing <= set(second.ids()))
+        await observer.wait_for(lambda: observer.depths[-1] == 0)
+    assert set(emitted) <= seen_first | set(second.ids())
+    assert max(observer.depths) >= 300
+    assert observer.failures and observer.failures[0][1]  # a reason label was reported
+    # The replay keeps each account's order (first occurrences; duplicates are allowed).
+    for account in accounts:
+        key = f"binance:{account}".encode()
+        got = [orjson.loads(m.value)["id"] for m in second.messages if m.key == key]
+        first_seen = list(dict.fromkeys(got))
+        assert first_seen == sorted(first_seen)
+
+
+async def test_restarted_sink_sends_what_was_spooled(tansu: Service, tmp_path: Path) -> None:
+    tansu.stop()  # the broker is away while the first daemon runs
+    spool_dir = tmp_path / "spool"
+    observer = RecordingObserver()
+    first = KafkaSink(config(bootstrap_of(tansu), spool_dir), observer=observer)
+    alerts = [make_alert(i, account=f"acct-{i % 2}") for i in range(50)]
+    async with asyncio.timeout(DEADLINE_S):
+        async with running(first, connected=False):
+            for alert in alerts[:40]:
+                first.submit(alert)
+            await observer.wait_for(lambda: bool(observer.depths) and observer.depths[-1] == 40)
+            for alert in alerts[40:]:
+                first.submit(alert)  # still in memory when the daemon stops: close spools it
+        assert first.pending() == 50
+
+        tansu.start()
+        second = KafkaSink(config(bootstrap_of(tansu), spool_dir))
+        assert second.pending() == 50
+        async with running(second), Collector(bootstrap_of(tansu), ALERTS) as collector:
+            await collector.wait_for(lambda: len(collector.messages) >= 50)
+            assert second.pending() == 0
+    assert sorted(collector.ids()) == sorted(a.id for a in alerts)  # each exactly once
+    for account in ("acct-0", "acct-1"):
+        key = f"binance:{account}".encode()
+        got = [orjson.loads(m.value)["id"] for m in collector.messages if m.key == key]
+        assert got == [a.id for a in alerts if a.account == account]

@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_VENUE_RUNNERS[args.venue](args))
     except KeyboardInterrupt:  # a Ctrl-C before the daemon's own handler was installed
         return 0
+    except asyncio.CancelledError:
+        return 130  # a second Ctrl-C cut the drain short
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """``marginwatch run --config FILE [--http HOST:PORT] [--check]``: the monitor daemon.
 
 Exit status: 0 after a clean shutdown (SIGTERM/SIGINT drain the engine and flush every sink),
-1 when a task failed (logged with its traceback), 2 for a usage or config error (one line).
+1 when a task failed (logged with its traceback), 2 for a usage or config error (one line),
+130 when a second signal cut the drain short.
 """
 
 from __future__ import annotations
@@ -41,4 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from monitor.daemon import configure_logging, run_daemon  # noqa: PLC0415 - see above
 
     configure_logging(cfg.daemon.log_level)
-    return asyncio.run(run_daemon(cfg))
+    try:
+        return asyncio.run(run_daemon(cfg))
+    except asyncio.CancelledError:
+        return 130  # a second signal: we stopped waiting for the sinks (logged)

@@ -45,6 +45,7 @@ class HttpServer:
         self._port = port
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self._host, self._port)
@@ -59,11 +60,15 @@ class HttpServer:
         if self._server is not None:
             self._server.close()
             for writer in list(self._writers):
-                writer.close()
+                writer.close()  # the handler reads EOF and ends
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             while True:
                 request = await _read_request(reader)
@@ -79,6 +84,8 @@ class HttpServer:
             log.debug("fake HTTP connection ended abnormally", exc_info=True)
         finally:
             self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

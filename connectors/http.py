@@ -69,8 +69,13 @@ class HttpClient:
                 async with asyncio.timeout(self._timeout_s):
                     return await self._exchange(method, target, headers or {}, body)
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-                await self._drop()
+                self._abandon()
                 raise TransientError(f"{method} {self._host_header}: {type(exc).__name__}") from exc
+            except BaseException:
+                # Cancelled mid-exchange: the connection may hold an unread response, and the
+                # next request would read it as its own. Never reuse it.
+                self._abandon()
+                raise
 
     async def close(self) -> None:
         async with self._lock:
@@ -109,6 +114,11 @@ class HttpClient:
                 self._host, self._port, ssl=self._ssl, limit=MAX_HEADER_BYTES
             )
         return self._conn
+
+    def _abandon(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn[1].close()
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None

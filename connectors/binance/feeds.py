@@ -227,6 +227,7 @@ class BinanceUserFeed(_FeedTimes):
         self._instruments = _Cached(cache_max_age_s, clock)
         self.listen_key: str | None = None
         self.hedge_mode: bool | None = None
+        self.multi_asset: bool | None = None
         self.notional_coefs: dict[str, float] = {}
         """Per-symbol ``notionalCoef`` of this account's brackets (only where it is scaled)."""
 
@@ -277,27 +278,35 @@ class BinanceUserFeed(_FeedTimes):
         started = rest.server_now_ms() - 1
         events: list[Event] = []
         events.extend(await self._instrument_events())
+        multi = await self._modes()
         events.extend(await self._bracket_events(started))
-        account_body, risk_body, dual_body = await asyncio.gather(
-            rest.signed("GET", spec.account_path),
-            rest.signed("GET", spec.position_risk_path),
-            rest.signed("GET", spec.dual_side_path),
+        account_body, risk_body = await asyncio.gather(
+            rest.signed("GET", spec.account_path), rest.signed("GET", spec.position_risk_path)
         )
-        multi = False
-        if spec.multi_assets_path is not None:
-            multi = snapshots.parse_multi_assets(
-                await rest.signed("GET", spec.multi_assets_path), venue
-            )
-        hedge = snapshots.parse_dual_side(dual_body, venue)
-        if hedge != self.hedge_mode:
-            log.info("%s: position mode %s", self.name, "hedge" if hedge else "one-way")
-            self.hedge_mode = hedge
         facts = snapshots.parse_account_v3(account_body, venue)
         positions = snapshots.parse_position_risk_v3(risk_body, venue, self._account,
                                                      event_ms=started)  # fmt: skip
         events.append(snapshots.account_snapshot(venue, self._account, facts, positions,
                                                  multi_asset=multi, event_ms=started))  # fmt: skip
         return events, started
+
+    async def _modes(self) -> bool:
+        """Position mode and multi-assets mode, cached with the brackets: both endpoints weigh
+        30, and a multi-assets switch is pushed (ACCOUNT_CONFIG_UPDATE) and invalidates them.
+        The position mode can only change while flat, and positions carry their side anyway."""
+        if self._brackets.fresh() and self.multi_asset is not None:
+            return self.multi_asset
+        rest, spec, venue = self._rest, self.spec, self.spec.venue
+        hedge = snapshots.parse_dual_side(await rest.signed("GET", spec.dual_side_path), venue)
+        if hedge != self.hedge_mode:
+            log.info("%s: position mode %s", self.name, "hedge" if hedge else "one-way")
+            self.hedge_mode = hedge
+        multi = False
+        if spec.multi_assets_path is not None:
+            body = await rest.signed("GET", spec.multi_assets_path)
+            multi = snapshots.parse_multi_assets(body, venue)
+        self.multi_asset = multi
+        return multi
 
     async def _instrument_events(self) -> list[Event]:
         if not self._instruments.fresh():

@@ -167,6 +167,8 @@ class FakeAccount:
             delta = max(delta, -pos.qty)  # a hedge leg never flips through zero
         elif ps == "SHORT":
             delta = min(delta, -pos.qty)
+        if delta == 0.0:
+            return  # closing an empty hedge leg: Binance rejects it (ReduceOnly), no events
         realized = self._fill(pos, delta, fill_price)
         asset = self._asset(symbol)
         fee = (

@@ -94,7 +94,9 @@ def build_sinks(
     if cfg.sinks.mqtt is not None:
         from monitor.sinks.mqtt import MqttSink  # noqa: PLC0415 - aiomqtt only when used
 
-        sinks.append(MqttSink(cfg.sinks.mqtt, observer=observer))
+        sinks.append(
+            MqttSink(cfg.sinks.mqtt, observer=observer, on_delivery_failing=on_delivery_failing)
+        )
     return sinks
 
 

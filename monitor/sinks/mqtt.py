@@ -1,0 +1,230 @@
+"""MQTT sink for lightweight subscribers (aiomqtt).
+
+- Alerts: QoS 1 to ``<prefix>/alerts/<venue>/<account>``, the schema-1 JSON as payload.
+- State: retained, QoS 1, to ``<prefix>/state/<venue>/<account>``, so a subscriber sees each
+  account's present level and figures the moment it subscribes.
+
+Alerts are published one at a time and each waits for its PUBACK, so one account's alerts reach
+the broker in order. An alert leaves the queue only when acknowledged: on a disconnect or a
+PUBACK timeout it stays at the head and is published again after reconnecting (at-least-once;
+subscribers drop duplicates by id). The queue is memory only: Kafka is the durable path, and
+what is still queued at shutdown is logged as an error with its count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+
+from monitor.errors import DeliveryError
+from monitor.sinks.config_types import MqttConfig
+from monitor.sinks.delivery import Backoff
+from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
+from rules.alert_doc import Alert, StateDocument
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_", "\x00": "_"})
+
+
+def _level(name: str) -> str:
+    """One topic level: MQTT separators and wildcards cannot appear inside it."""
+    return name.translate(_UNSAFE)
+
+
+def alert_topic(prefix: str, venue: str, account: str) -> str:
+    return f"{prefix}/alerts/{_level(venue)}/{_level(account)}"
+
+
+def state_topic(prefix: str, venue: str, account: str) -> str:
+    return f"{prefix}/state/{_level(venue)}/{_level(account)}"
+
+
+def client_options(cfg: MqttConfig) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "hostname": cfg.host,
+        "port": cfg.port,
+        "identifier": cfg.client_id,
+        "keepalive": cfg.keepalive_s,
+        "timeout": cfg.publish_timeout_s,
+    }
+    if cfg.username is not None:
+        opts["username"] = cfg.username
+        opts["password"] = None if cfg.password is None else cfg.password.reveal()
+    if cfg.tls:
+        context = ssl.create_default_context(cafile=cfg.tls_cafile)
+        if cfg.tls_certfile is not None:
+            context.load_cert_chain(cfg.tls_certfile, cfg.tls_keyfile)
+        opts["tls_context"] = context
+    return opts
+
+
+class MqttSink:
+    """QoS-1 alerts and retained state over MQTT. See the module docstring."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        *,
+        observer: DeliveryObserver = NULL_OBSERVER,
+        on_delivery_failing: Callable[[str, str], None] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._observer = observer
+        self._on_delivery_failing = on_delivery_failing
+        self._backoff = backoff or Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
+        self._queue: deque[Alert] = deque()
+        self._states: dict[bytes, StateDocument] = {}
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        #: Set while connected to the broker (readiness probes, tests).
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+        self._running = False
+        self._stopping = False
+        self._closed = False
+        self._failing = False
+        #: Alerts acknowledged (PUBACK) since start.
+        self.delivered = 0
+
+    @property
+    def name(self) -> str:
+        return "mqtt"
+
+    def submit(self, alert: Alert) -> None:
+        if self._closed:
+            raise DeliveryError(f"mqtt: alert {alert.id} submitted after close")
+        self._queue.append(alert)
+        self._wake.set()
+
+    def submit_state(self, state: StateDocument) -> None:
+        self._states[state.key()] = state
+        self._wake.set()
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def run(self) -> None:
+        if self._running or self._closed:
+            raise RuntimeError("mqtt: run() is already running or the sink is closed")
+        self._running = True
+        self._stopped.clear()
+        self._task = asyncio.current_task()
+        try:
+            await self._connect_loop()
+        finally:
+            self._running = False
+            self._stopped.set()
+
+    async def close(self) -> None:
+        """Publish what is queued (bounded by ``close_timeout_s``), then disconnect."""
+        if self._closed:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            try:
+                await asyncio.wait_for(self._stopped.wait(), self._cfg.close_timeout_s)
+            except TimeoutError:
+                if self._task is not None:
+                    self._task.cancel()
+                await self._stopped.wait()
+        self._closed = True
+        if self._queue:
+            log.error("mqtt: closing with %d alerts not acknowledged", len(self._queue))
+
+    async def _connect_loop(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(**client_options(self._cfg)) as client:
+                    self.connected.set()
+                    await self._session(client)
+                    return  # stopping and drained
+            except aiomqtt.MqttError as exc:
+                self._outage(exc)
+            finally:
+                self.connected.clear()
+            if self._stopping:
+                return
+            await self._pause(self._backoff.delay())
+
+    def _outage(self, exc: BaseException) -> None:
+        reason = type(exc).__name__
+        self._observer.failed(self.name, 1 if self._queue else 0, reason)
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "mqtt: broker %s:%d unreachable (%s); %d alerts wait in memory",
+                self._cfg.host,
+                self._cfg.port,
+                reason,
+                len(self._queue),
+            )
+            if self._on_delivery_failing is not None:
+                self._on_delivery_failing(self.name, reason)
+
+    async def _pause(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self._stopping:
+            self._wake.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        """Publish until stopping; a disconnect ends it at once, even mid-PUBACK wait."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                watcher = tg.create_task(self._watch(client))
+                await self._pump(client)
+                watcher.cancel()
+        except* aiomqtt.MqttError as group:
+            raise group.exceptions[0] from None
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        # Nothing is subscribed, so the iterator only ever ends: with MqttError on disconnect.
+        async for _ in client.messages:
+            pass
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        prefix = self._cfg.topic_prefix
+        while True:
+            self._wake.clear()
+            if self._states:
+                key, doc = next(iter(self._states.items()))
+                await client.publish(
+                    state_topic(prefix, doc.venue, doc.account), doc.to_json(), qos=1, retain=True
+                )
+                if self._states.get(key) is doc:  # not replaced while we waited
+                    del self._states[key]
+            elif self._queue:
+                alert = self._queue[0]
+                topic = alert_topic(prefix, alert.venue, alert.account)
+                await client.publish(topic, alert.to_json(), qos=1)
+                # Acknowledged: only now does it leave the queue.
+                self._queue.popleft()
+                self._acknowledged()
+            elif self._stopping:
+                return
+            else:
+                await self._wake.wait()
+
+    def _acknowledged(self) -> None:
+        self.delivered += 1
+        self._observer.delivered(self.name, 1)
+        if self._failing:
+            self._failing = False
+            self._backoff.reset()
+            log.info("mqtt: delivering again; %d alerts queued", len(self._queue))

@@ -141,3 +141,18 @@ def test_backoff_doubles_with_jitter_and_resets() -> None:
 def test_mqtt_topics_escape_wildcards_and_levels() -> None:
     assert alert_topic("marginwatch", "binance", "sub-1") == "marginwatch/alerts/binance/sub-1"
     assert state_topic("marginwatch", "okx", "a/b+#") == "marginwatch/state/okx/a_b__"
+
+
+def test_mqtt_options_carry_credentials_and_reject_a_spool() -> None:
+    from monitor.sinks.config_types import MqttConfig
+    from monitor.sinks.mqtt import client_options as mqtt_options
+
+    opts = mqtt_options(MqttConfig("127.0.0.1", 1884, password=Secret("pw"), client_id="mw-1"))
+    assert (opts["hostname"], opts["port"], opts["identifier"]) == ("127.0.0.1", 1884, "mw-1")
+    assert (opts["username"], opts["password"]) == ("", "pw")
+    assert "tls_context" not in opts
+    assert "pw" not in repr(MqttConfig("127.0.0.1", password=Secret("pw")))
+    with pytest.raises(ValueError, match=r"mqtt\.spool"):
+        MqttConfig("127.0.0.1", spool=SPOOL)
+    with pytest.raises(ValueError, match=r"mqtt\.port"):
+        MqttConfig("127.0.0.1", port=70000)

@@ -135,14 +135,16 @@ class MqttConfig:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
     close_timeout_s: float = 10.0
+    #: Reserved: the MQTT sink keeps unacknowledged alerts in memory; Kafka is the durable path.
+    spool: SpoolConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.spool is not None:
+            raise ValueError("mqtt.spool: not supported (use the Kafka sink for a durable spool)")
         if not self.host:
             raise ValueError("mqtt.host: required")
         if not 0 < self.port < 65536:
             raise ValueError(f"mqtt.port: {self.port} is not a TCP port")
-        if self.password is not None and self.username is None:
-            raise ValueError("mqtt.password: given without mqtt.username")
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("mqtt.tls_certfile, tls_keyfile: give both or neither")
         if not self.topic_prefix or any(c in self.topic_prefix for c in "+#"):

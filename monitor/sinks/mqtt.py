@@ -55,8 +55,9 @@ def client_options(cfg: MqttConfig) -> dict[str, Any]:
         "keepalive": cfg.keepalive_s,
         "timeout": cfg.publish_timeout_s,
     }
-    if cfg.username is not None:
-        opts["username"] = cfg.username
+    if cfg.username is not None or cfg.password is not None:
+        # MQTT 3.1.1 sends a password only with a user name; an empty one is allowed.
+        opts["username"] = cfg.username or ""
         opts["password"] = None if cfg.password is None else cfg.password.reveal()
     if cfg.tls:
         context = ssl.create_default_context(cafile=cfg.tls_cafile)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from monitor.errors import DeliveryError
 from monitor.sinks.config_types import KafkaConfig
@@ -44,6 +45,31 @@ _T = TypeVar("_T")
 # Failures that mean "the broker cannot take it now": spool and retry. Anything else is a bug
 # and propagates (run fails visibly; what was in memory is spooled on the way out).
 _RETRYABLE = (KafkaError, OSError, TimeoutError, DeliveryError)
+
+
+class CachedPartitioner:
+    """Kafka's default key partitioner (murmur2, as the Java client), memoised per key.
+
+    aiokafka computes murmur2 in pure Python for every message; alert keys repeat (one per
+    account), so the answer is cached per (key, partition list). Same partition as any other
+    producer of the same key.
+    """
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._cache: dict[tuple[bytes, tuple[int, ...]], int] = {}
+        self._max_keys = max_keys
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(DefaultPartitioner()(key, all_partitions, available))
+        slot = (key, tuple(all_partitions))
+        partition = self._cache.get(slot)
+        if partition is None:
+            if len(self._cache) >= self._max_keys:
+                self._cache.clear()
+            partition = int(DefaultPartitioner()(key, all_partitions, available))
+            self._cache[slot] = partition
+        return partition
 
 
 class KafkaSink:
@@ -184,6 +210,7 @@ class KafkaSink:
             # from one round in flight and the spool, duplicates are dropped by alert id.
             enable_idempotence=False,
             compression_type=cfg.compression,
+            partitioner=CachedPartitioner(),
         )
         try:
             await producer.start()

@@ -76,17 +76,19 @@ def ms(value: object) -> int:
 
 
 def _mark_price(d: dict[str, Any], venue: str, account: str | None) -> list[Event]:
-    # The hot path: one dict lookup per field, one float() each, one event.
-    mark = float(d["p"])
-    if not 0.0 < mark < _INF:
-        raise ValueError("mark out of range")
+    # The hot path: one dict lookup per field, float() once each, one event, no helper calls.
+    p = d["p"]
+    if type(p) is not str:
+        raise ValueError("mark is not a decimal string")
+    mark = float(p)
     event_ms = d["E"]
     if type(event_ms) is not int:
         event_ms = ms(event_ms)
-    index = d.get("i")
-    return [
-        MarkPrice(venue, d["s"], mark, event_ms, None if index is None else num(index)),
-    ]
+    i = d.get("i")
+    index = None if i is None else float(i)
+    if not (0.0 < mark < _INF and (index is None or -_INF < index < _INF)):
+        raise ValueError("mark out of range")
+    return [MarkPrice(venue, d["s"], mark, event_ms, index)]
 
 
 def _require_account(venue: str, account: str | None) -> str:
@@ -202,6 +204,7 @@ HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(wire.IGNORED_MARKET_EVENTS | wire.IGNORED_USER_EVENTS, _ignore),
 }
 """The one dispatch table: exact event name → handler(payload, venue, account)."""
+_handler_for: Callable[[object], Handler | None] = HANDLERS.get  # type: ignore[assignment]
 
 
 def _dispatch(payload: object, venue: str, account: str | None) -> list[Event]:
@@ -232,11 +235,16 @@ def parse_frame(frame: bytes | str, venue: str, account: str | None) -> list[Eve
         raise VenueDataError(venue, "bad_json") from exc
     try:
         if type(doc) is dict:
-            data = doc.get("data")
-            if data is not None:  # combined stream: {"stream": name, "data": payload}
-                return _dispatch(data, venue, account)
-            if "e" not in doc:
-                return _control(doc, venue)
+            # Combined stream {"stream": name, "data": payload}, or a raw payload.
+            payload = doc.get("data", doc)
+            if type(payload) is dict:
+                handler = _handler_for(payload.get("e"))
+                if handler is not None:
+                    return handler(payload, venue, account)
+                if payload is doc and "e" not in doc:
+                    return _control(doc, venue)
+                raise VenueDataError(venue, "unknown_event")
+            return _dispatch(payload, venue, account)
         return _dispatch(doc, venue, account)
     except VenueDataError:
         raise

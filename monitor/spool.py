@@ -24,7 +24,8 @@ bound records wait in an in-memory *overflow* (still FIFO, still counted in :met
 ``on_full`` is called once per episode so the engine can raise a ``spool_full`` alert; the
 episode ends when the overflow has moved to disk and usage is back under half the bound.
 Overflow records are not durable: a crash in that state loses them, which is why being full is
-itself an alert.
+itself an alert. A clean :meth:`Spool.close` writes them to disk past the bound rather than
+lose them.
 
 The class is synchronous and not thread-safe: one owner calls it (inline, or through
 ``asyncio.to_thread`` one call at a time).
@@ -421,13 +422,29 @@ class Spool:
         tmp.replace(self.directory / "committed")
 
     def close(self) -> None:
-        """Release files and the lock. Overflow records (beyond the bound) do not survive."""
+        """Release files and the lock.
+
+        Records still in the overflow are written past the bound first: at shutdown, keeping
+        alerts beats keeping the disk bound. Only if that write fails are they lost (logged).
+        """
         if self._overflow:
-            log.error(
-                "spool %s: closing with %d records in memory beyond the bound; they are lost",
-                self.directory,
-                len(self._overflow),
-            )
+            n = len(self._overflow)
+            try:
+                frames = [_frame(p) for p in self._overflow]
+                self._disk_records += n
+                self._disk_bytes += sum(len(f) for f in frames)
+                self._write(frames)
+                self._overflow.clear()
+                log.warning(
+                    "spool %s: %d records beyond the bound written at shutdown", self.directory, n
+                )
+            except OSError as exc:
+                log.error(
+                    "spool %s: %d records beyond the bound lost at shutdown: %s",
+                    self.directory,
+                    n,
+                    exc.strerror,
+                )
         self._close_reader()
         if self._writer is not None:
             self._writer.close()

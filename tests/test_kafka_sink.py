@@ -17,6 +17,7 @@ from delivery_helpers import RecordingObserver, make_alert, make_state
 from services import Service
 
 from monitor.sinks.config_types import KafkaConfig, SpoolConfig
+from monitor.sinks.delivery import Envelope
 from monitor.sinks.kafka import KafkaSink
 from monitor.sinks.kafka_admin import topic_config
 
@@ -193,7 +194,12 @@ async def test_topics_created_with_partitions_and_compacted_state(
 
 async def test_broker_killed_mid_stream_loses_no_alert(tansu: Service, tmp_path: Path) -> None:
     observer = RecordingObserver()
-    sink = KafkaSink(config(bootstrap_of(tansu), tmp_path / "spool"), observer=observer)
+    failing: list[tuple[str, str]] = []
+    sink = KafkaSink(
+        config(bootstrap_of(tansu), tmp_path / "spool"),
+        observer=observer,
+        on_delivery_failing=lambda name, reason: failing.append((name, reason)),
+    )
     accounts = [f"acct-{k}" for k in range(5)]
     emitted: list[str] = []
     counter = 0
@@ -229,6 +235,9 @@ async def test_broker_killed_mid_stream_loses_no_alert(tansu: Service, tmp_path:
     assert set(emitted) <= seen_first | set(second.ids())
     assert max(observer.depths) >= 300
     assert observer.failures and observer.failures[0][1]  # a reason label was reported
+    assert len(failing) == 1  # one delivery_failing per outage, not one per retry
+    assert failing[0][0] == "kafka"
+    assert failing[0][1] == observer.failures[0][1]
     # The replay keeps each account's order (first occurrences; duplicates are allowed).
     for account in accounts:
         key = f"binance:{account}".encode()
@@ -263,3 +272,38 @@ async def test_restarted_sink_sends_what_was_spooled(tansu: Service, tmp_path: P
         key = f"binance:{account}".encode()
         got = [orjson.loads(m.value)["id"] for m in collector.messages if m.key == key]
         assert got == [a.id for a in alerts if a.account == account]
+
+
+async def test_full_spool_calls_back_once_and_still_delivers_everything(
+    tansu: Service, tmp_path: Path
+) -> None:
+    tansu.stop()
+    observer = RecordingObserver()
+    full: list[tuple[str, int]] = []
+    alerts = [make_alert(i, account=f"acct-{i % 3}") for i in range(40)]
+    record_bytes = 8 + len(Envelope.of_alert(alerts[0]).encode())
+    cfg = config(
+        bootstrap_of(tansu),
+        tmp_path / "spool",
+        spool=SpoolConfig(tmp_path / "spool", max_bytes=10 * record_bytes),
+    )
+    sink = KafkaSink(
+        cfg, observer=observer, on_spool_full=lambda name, depth: full.append((name, depth))
+    )
+    async with asyncio.timeout(DEADLINE_S), running(sink, connected=False):
+        for alert in alerts[:25]:
+            sink.submit(alert)
+        await observer.wait_for(lambda: bool(observer.depths) and observer.depths[-1] == 25)
+        for alert in alerts[25:]:
+            sink.submit(alert)
+        await observer.wait_for(lambda: observer.depths[-1] == 40)
+        assert full == [("kafka", 25)]  # once per episode, with the depth at that moment
+        assert sink.pending() == 40  # 10 on disk, 30 waiting in memory: none dropped
+        tansu.start()
+        async with Collector(bootstrap_of(tansu), ALERTS) as collector:
+            await collector.wait_for(lambda: len(set(collector.ids())) >= 40)
+        await observer.wait_for(lambda: observer.depths[-1] == 0)
+    for account in ("acct-0", "acct-1", "acct-2"):
+        key = f"binance:{account}".encode()
+        got = [orjson.loads(m.value)["id"] for m in collector.messages if m.key == key]
+        assert list(dict.fromkeys(got)) == [a.id for a in alerts if a.account == account]

@@ -51,6 +51,9 @@ ALL_MARKS = "!markPrice@arr@1s"
 MAX_CONNECTION_AGE_S = 23.5 * 3600.0
 LISTEN_KEY_KEEPALIVE_S = 30 * 60.0
 CACHE_MAX_AGE_S = 24 * 3600.0
+USER_STALE_AFTER_S = float("inf")
+"""A user stream is silent while nothing happens on the account: silence is not staleness."""
+USER_RESYNC_S = 300.0
 
 
 def subscribe_frames(streams: Sequence[str], *, first_id: int = 1) -> list[str]:
@@ -209,8 +212,8 @@ class BinanceUserFeed(_FeedTimes):
         rest: BinanceRest,
         *,
         ws_base: str | None = None,
-        stale_after_s: float = float("inf"),
-        resync_interval_s: float = 300.0,
+        stale_after_s: float = USER_STALE_AFTER_S,
+        resync_interval_s: float = USER_RESYNC_S,
         cache_max_age_s: float = CACHE_MAX_AGE_S,
         keepalive_interval_s: float = LISTEN_KEY_KEEPALIVE_S,
         clock: Callable[[], float] = time.monotonic,
@@ -364,11 +367,16 @@ class _AccountConfig(Protocol):
     @property
     def api_secret(self) -> _Secret | None: ...
     @property
-    def resync_interval_s(self) -> float: ...
+    def stale_after_s(self) -> float | None: ...
+    @property
+    def resync_interval_s(self) -> float | None: ...
 
 
 def build_feeds(cfg: object, venue: _VenueConfig, accounts: Sequence[_AccountConfig]) -> list[Feed]:
-    """The venue's market feed(s) and one user feed per account (keys already loaded)."""
+    """The venue's market feed(s) and one user feed per account (keys already loaded).
+
+    ``cfg`` is the monitor's config (unused here; the signature is the venue registry's).
+    """
     spec = SPECS[venue.venue]
     feeds: list[Feed] = list(
         market_feeds(
@@ -385,9 +393,16 @@ def build_feeds(cfg: object, venue: _VenueConfig, accounts: Sequence[_AccountCon
             raise ValueError(f"account {acc.name}: Binance needs api_key and api_secret")
         creds = Credentials(acc.api_key.reveal(), acc.api_secret.reveal())
         rest = BinanceRest(spec, base_url=venue.rest_url, credentials=creds)
+        stale = USER_STALE_AFTER_S if acc.stale_after_s is None else acc.stale_after_s
+        resync = USER_RESYNC_S if acc.resync_interval_s is None else acc.resync_interval_s
         feeds.append(
             BinanceUserFeed(
-                spec, acc.name, rest, ws_base=venue.ws_url, resync_interval_s=acc.resync_interval_s
+                spec,
+                acc.name,
+                rest,
+                ws_base=venue.ws_url,
+                stale_after_s=stale,
+                resync_interval_s=resync,
             )
         )
     return feeds

@@ -120,6 +120,17 @@ async def test_crash_alerts_flow_to_jsonl_and_stop_flushes_every_sink(tmp_path: 
         metrics_status, metrics = await http_get(port, "/metrics")
         assert metrics_status == 200
         assert b'marginwatch_account_health{venue="sim",account="alice"}' in metrics
+        # Wired at scrape time: alert level from the engine, feed state from readiness, the age
+        # of each feed's last batch; counters of configured sinks and kinds start at 0.
+        assert b'marginwatch_account_alert_level{venue="sim",account="alice"} 4' in metrics
+        assert b'marginwatch_accounts{level="liquidatable"} 1.0' in metrics
+        for feed in ("sim/market", "sim/private/alice", "sim/private/dave"):
+            assert f'marginwatch_feed_connected{{feed="{feed}"}} 1.0'.encode() in metrics
+            assert f'marginwatch_feed_last_event_age_seconds{{feed="{feed}"}}'.encode() in metrics
+        assert b'marginwatch_alert_deliveries_total{result="ok",sink="jsonl"}' in metrics
+        assert b'marginwatch_alerts_total{kind="spool_full",level="ok"} 0.0' in metrics
+        # The initial snapshots of all five feeds are in: the long-lived heap is frozen.
+        assert daemon.heap_frozen
         stop.set()
         assert await asyncio.wait_for(task, BOUND_S) == 0
     assert recorder.closed

@@ -162,6 +162,28 @@ class FakeBinance:
                 elif stream.startswith("!markPrice@arr"):
                     self._send(conn, stream, [payload])
 
+    def set_marks(self, marks: Mapping[str, float]) -> None:
+        """Move several marks at once, as Binance's all-market stream reports them: one
+        ``!markPrice@arr`` frame carries every moved symbol; per-symbol streams get one each."""
+        now = self.clock.now_ms()
+        payloads: dict[str, dict[str, Any]] = {}
+        for symbol, mark in marks.items():
+            self.marks[symbol] = mark
+            payloads[symbol.lower()] = views.mark_price_update(symbol, mark, now, self.spec.kind)
+        if not payloads:
+            return
+        every = list(payloads.values())
+        for conn in self._conns:
+            if conn.account is not None:
+                continue
+            for stream in conn.streams:
+                if stream.startswith("!markPrice@arr"):
+                    self._send(conn, stream, every)
+                    continue
+                low, _, kind = stream.partition("@")
+                if kind in ("markPrice", "markPrice@1s") and low in payloads:
+                    self._send(conn, stream, payloads[low])
+
     # --- fault switches ------------------------------------------------------------------------
 
     def drop_sockets(self) -> None:

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from monitor.book import F64, I64, TickDeltas
+from monitor.book import F64, I64, BoolA, TickDeltas
 
 UNIT_ROUNDOFF = 2.0**-53
 BOUND_SLACK = 1.0 + 1e-6  # covers the rounding of E's own accumulation
@@ -81,6 +81,8 @@ class AccountTable:
         self.band_hi: F64
         self.dist3: F64
         self.resum_queue: dict[int, None] = {}  # ordered set of accounts due a re-sum
+        self._scratch: tuple[F64, ...] = (np.zeros(0),)
+        self._scratch_b: tuple[BoolA, ...] = ()
 
     def new_account(self) -> int:
         if self.n == self._cap:
@@ -134,18 +136,54 @@ class AccountTable:
         np.add.at(self.mm, acc, t.d_mm)
         np.add.at(self.im, acc, t.d_im)
         np.add.at(self.gross, acc, t.d_notional)
-        w = np.abs(t.d_upnl)
-        w += np.abs(t.d_mm)
-        w += np.abs(t.d_im)
-        w += np.abs(t.d_notional)
-        w *= 2.0
-        np.add.at(self.err, acc, w)
+        np.add.at(self.err, acc, t.weight)
         touched = t.touched
         k = float(t.max_rows_per_account)
         if touched.size == self.n:
             # Every account holds the instrument (BTC): whole-array arithmetic, no gathers.
-            return (touched, *self._after(slice(0, self.n), k, None))
+            return (touched, *self._after_all(k))
         return (touched, *self._after(touched, k, touched))
+
+    def _after_all(self, k: float) -> tuple[I64, list[int]]:
+        """``_after`` over every account, in preallocated scratch (no page-faulting temps)."""
+        n = self.n
+        if self._scratch[0].size < n:
+            self._scratch = tuple(np.zeros(self._cap) for _ in range(3))
+            self._scratch_b = tuple(np.zeros(self._cap, dtype=np.bool_) for _ in range(2))
+        mag, tmp, eq = (a[:n] for a in self._scratch)
+        quiet, loud = (b[:n] for b in self._scratch_b)
+        upnl, mm, im, gross = self.upnl[:n], self.mm[:n], self.im[:n], self.gross[:n]
+        err = self.err[:n]
+        np.abs(upnl, out=mag)
+        for x in (mm, im, gross):
+            np.abs(x, out=tmp)
+            mag += tmp
+        if k != 1.0:
+            mag *= k
+        err += mag
+        np.add(self.coll[:n], upnl, out=eq)
+        np.copyto(self.equity[:n], eq)
+        health = self.health[:n]
+        health.fill(math.inf)
+        np.divide(eq, mm, out=health, where=mm != 0.0)
+        np.less(self.band_lo[:n], health, out=quiet)
+        np.less(health, self.band_hi[:n], out=loud)
+        quiet &= loud
+        np.logical_not(quiet, out=loud)
+        np.add(gross, self.noncash[:n], out=tmp)
+        tmp *= self.dist3[:n]
+        np.subtract(eq, mm, out=mag)
+        np.less(mag, tmp, out=quiet)  # reused: "distance may be near"
+        loud |= quiet
+        loud &= self.complete[:n]
+        hard: list[int] = []
+        np.multiply(gross, SOFT, out=tmp)
+        np.greater(err, tmp, out=quiet)
+        if quiet.any():
+            for i in np.flatnonzero(quiet).tolist():
+                self.resum_queue[i] = None
+            hard = np.flatnonzero(err > HARD * gross).tolist()
+        return np.flatnonzero(loud), hard
 
     def _after(self, sel: slice | I64, k: float, index: I64 | None) -> tuple[I64, list[int]]:
         upnl, mm, im, gross = self.upnl[sel], self.mm[sel], self.im[sel], self.gross[sel]

@@ -48,6 +48,9 @@ _FLOAT_COLUMNS = (
     "im",
     "crossf",  # 1.0 cross, 0.0 isolated: masks deltas out of the account sums
 )
+# Per-tick scratch columns (reused, never returned beyond the next tick).
+_SCRATCH = ("w_nt", "w_up", "w_tmp", "w_mm", "w_im", "w_du", "w_dm", "w_di", "w_dn", "w_w")
+_SCRATCH_BOOL = ("w_b1", "w_b2")
 # Relative margin by which the safe mark range is shrunk, far above the rounding of size·mark.
 _SAFE_EPS = 1e-9
 
@@ -122,6 +125,7 @@ class TickDeltas:
     d_mm: F64
     d_im: F64
     d_notional: F64
+    weight: F64  # 2·(|d_upnl| + |d_mm| + |d_im| + |d_notional|) per row
     touched: I64  # unique account indices holding a row on the instrument
     max_rows_per_account: int
 
@@ -144,8 +148,10 @@ class InstrumentBook:
         self.n = 0
         self._cap = 0
         self.account = np.zeros(0, dtype=np.int64)
-        for name in _FLOAT_COLUMNS:
+        for name in (*_FLOAT_COLUMNS, *_SCRATCH):
             setattr(self, name, np.zeros(0))
+        for name in _SCRATCH_BOOL:
+            setattr(self, name, np.zeros(0, dtype=np.bool_))
         self.qcs: F64
         self.size: F64
         self.entry: F64
@@ -160,6 +166,18 @@ class InstrumentBook:
         self.mm: F64
         self.im: F64
         self.crossf: F64
+        self.w_nt: F64
+        self.w_up: F64
+        self.w_tmp: F64
+        self.w_mm: F64
+        self.w_im: F64
+        self.w_du: F64
+        self.w_dm: F64
+        self.w_di: F64
+        self.w_dn: F64
+        self.w_w: F64
+        self.w_b1: BoolA
+        self.w_b2: BoolA
         self._slow: set[int] = set()  # rows whose model is evaluated in python
         self._derived_ok = False
         self._touched = np.zeros(0, dtype=np.int64)
@@ -182,6 +200,10 @@ class InstrumentBook:
             new = np.zeros(cap, dtype=old.dtype)
             new[: self.n] = old[: self.n]
             setattr(self, name, new)
+        for name in _SCRATCH:
+            setattr(self, name, np.zeros(cap))
+        for name in _SCRATCH_BOOL:
+            setattr(self, name, np.zeros(cap, dtype=np.bool_))
         self._cap = cap
 
     def add(self, leg: Leg, model: MarginModel) -> None:
@@ -249,7 +271,7 @@ class InstrumentBook:
         p: Piece = model.piece(float(self.notional[r]), float(self.size[r]))
         self.lo[r], self.hi[r], self.mmr[r] = p.lo, p.hi, p.mm_rate
         self.ded[r], self.imr[r] = p.mm_deduction, p.im_rate
-        self._derived_ok = False
+        self._safe = (math.inf, -math.inf)  # recomputed lazily on the next tick
 
     def refresh_row(self, r: int) -> None:
         """Recompute one row's figures at the current mark exactly as rules.account does."""
@@ -324,55 +346,78 @@ class InstrumentBook:
             return None
         if not self._derived_ok:
             self._derive()
+        elif math.isinf(self._safe[0]) and self._safe[0] > 0:
+            self._update_safe_range()
+        # Every temporary lives in a preallocated scratch column: fresh 80 KB arrays per tick
+        # cost more in page faults (heap trimmed and regrown) than the arithmetic itself.
         size = self.size[:n]
+        notional, upnl, tmp = self.w_nt[:n], self.w_up[:n], self.w_tmp[:n]
         if self.kind is ContractKind.LINEAR:
-            notional = size * mark
-            upnl = self.qcs[:n] * (mark - self.entry[:n])
+            np.multiply(size, mark, out=notional)
+            np.subtract(mark, self.entry[:n], out=tmp)
         else:
-            notional = size / mark
-            upnl = self.qcs[:n] * (self.entry[:n] - 1.0 / mark)
+            np.divide(size, mark, out=notional)
+            np.subtract(self.entry[:n], 1.0 / mark, out=tmp)
+        np.multiply(self.qcs[:n], tmp, out=upnl)
         lo_m, hi_m = self._safe
         if not (lo_m < mark < hi_m):
-            out = np.flatnonzero((notional < self.lo[:n]) | (notional >= self.hi[:n]))
-            if out.size:
-                for r in out.tolist():
+            # With thousands of rows some row usually sits near a tier floor, so the exact
+            # check runs often; the range is rebuilt only after a row actually changed piece.
+            below, above = self.w_b1[:n], self.w_b2[:n]
+            np.less(notional, self.lo[:n], out=below)
+            np.greater_equal(notional, self.hi[:n], out=above)
+            np.logical_or(below, above, out=below)
+            if below.any():
+                for r in np.flatnonzero(below).tolist():
                     self.notional[r] = notional[r]
                     self.repiece(r)
-            self._update_safe_range()
-        mm = notional * self.mmr[:n]
-        mm -= self.ded[:n]
+                self._update_safe_range()
+        mm, im = self.w_mm[:n], self.w_im[:n]
+        np.multiply(notional, self.mmr[:n], out=mm)
+        np.subtract(mm, self.ded[:n], out=mm)
         if self._lev_mode == 0:
-            im = notional * self.imr[:n]
+            np.multiply(notional, self.imr[:n], out=im)
         elif self._lev_mode == 1:
-            im = notional / self.lev[:n]
+            np.divide(notional, self.lev[:n], out=im)
         else:
-            im = np.where(np.isnan(self.lev[:n]), notional * self.imr[:n], notional / self.lev[:n])
+            lev = self.lev[:n]
+            im[:] = np.where(np.isnan(lev), notional * self.imr[:n], notional / lev)
         for r in self._slow:
             model = self.legs[r].model
             assert model is not None
-            x, s = float(notional[r]), float(size[r])
-            mm[r] = model.maintenance(x, s)
-            im[r] = model.initial(x, s, self.legs[r].leverage)
-        d_upnl = upnl - self.upnl[:n]
-        d_mm = mm - self.mm[:n]
-        d_im = im - self.im[:n]
-        d_notional = notional - self.notional[:n]
-        self.upnl[:n] = upnl
-        self.mm[:n] = mm
-        self.im[:n] = im
-        self.notional[:n] = notional
+            x, sz = float(notional[r]), float(size[r])
+            mm[r] = model.maintenance(x, sz)
+            im[r] = model.initial(x, sz, self.legs[r].leverage)
+        d_upnl, d_mm = self.w_du[:n], self.w_dm[:n]
+        d_im, d_notional = self.w_di[:n], self.w_dn[:n]
+        np.subtract(upnl, self.upnl[:n], out=d_upnl)
+        np.subtract(mm, self.mm[:n], out=d_mm)
+        np.subtract(im, self.im[:n], out=d_im)
+        np.subtract(notional, self.notional[:n], out=d_notional)
+        np.copyto(self.upnl[:n], upnl)
+        np.copyto(self.mm[:n], mm)
+        np.copyto(self.im[:n], im)
+        np.copyto(self.notional[:n], notional)
         if not self._all_cross:
             cross = self.crossf[:n]
             d_upnl *= cross
             d_mm *= cross
             d_im *= cross
             d_notional *= cross
+        # Error-bound weight of this tick per row: 2·Σ|delta| (see monitor.accounts).
+        weight = self.w_w[:n]
+        np.abs(d_upnl, out=weight)
+        for d in (d_mm, d_im, d_notional):
+            np.abs(d, out=tmp)
+            weight += tmp
+        weight *= 2.0
         return TickDeltas(
             self.account[:n],
             d_upnl,
             d_mm,
             d_im,
             d_notional,
+            weight,
             self._touched,
             self._max_rows,
         )

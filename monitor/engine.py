@@ -128,7 +128,9 @@ class Engine:
         apply = self.store.apply
         for ev in events:
             changed = apply(ev, recv_ms)
-            self._register(changed.accounts.tolist() if changed.accounts.size else ())
+            touched = changed.accounts
+            if touched.size and int(touched.max()) >= len(self._states):
+                self._register([int(touched.max())])
             event_ms = recv_ms if isinstance(ev, Instrument) else ev.event_ms
             for i in changed.candidates.tolist():
                 self._evaluate(i, event_ms, recv_ms, out)
@@ -189,7 +191,7 @@ class Engine:
                 heapq.heappush(self._stale_heap, (now + cfg.account_stale_ms + 1, n))
                 n += 1
 
-    def _risk(self, i: int, event_ms: int, recv_ms: int) -> AccountRisk:
+    def _risk(self, i: int, event_ms: int, recv_ms: int, *, prices: bool = False) -> AccountRisk:
         state = self._states[i]
         cfg = self._configs[i]
         with_liq = cfg.liq_distance is not None and (
@@ -198,7 +200,9 @@ class Engine:
             or self.store.distance_maybe_near(i)
         )
         key = self.store.key_of(i)
-        return self.store.risk(key, event_ms=event_ms, recv_ms=recv_ms, with_liquidation=with_liq)
+        return self.store.risk(
+            key, event_ms=event_ms, recv_ms=recv_ms, with_liquidation=with_liq, with_prices=prices
+        )
 
     def _evaluate(
         self, i: int, event_ms: int, recv_ms: int, out: list[Alert], *, now_ms: int | None = None
@@ -210,6 +214,11 @@ class Engine:
             return  # incomplete inputs: staleness speaks for this account
         now = self.clock() if now_ms is None else now_ms
         state, alerts = evaluate(prev, risk, cfg, now)
+        if alerts:
+            # evaluate is pure: the same call with liquidation prices filled in yields the same
+            # transitions, now carrying each top position's liquidation price.
+            risk = self._risk(i, event_ms, recv_ms, prices=True)
+            state, alerts = evaluate(prev, risk, cfg, now)
         if state is not prev:
             self._states[i] = state
             self._set_band(i)

@@ -6,11 +6,12 @@ Every per-leg figure (notional, uPnL, MM, IM) is bit-identical to
 :func:`rules.account.position_figures` of the same leg (see :mod:`monitor.book`). The account
 sums ``U = Σ uPnL``, ``MM = Σ MM``, ``IM = Σ IM`` and ``G = Σ notional`` over the cross legs are
 kept by adding per-leg deltas on each tick. Plain ``+= delta`` accumulates rounding, so each
-account also carries ``E``, a running bound built from the actual rounded operands: every float
-operation ``fl(a ± b)`` errs by at most ``u·|result|`` (``u = 2⁻⁵³``), and the tick adds to ``E``
-``2·Σ|deltas|`` (the delta subtraction and the intermediate sums of repeated hedge rows) plus
-``k·(|U| + |MM| + |IM| + |G|)`` of the updated sums (``k`` = rows per account on the
-instrument). Hence, for each of the four sums, at every step::
+account also carries ``E``, a running bound built from the actual rounded operands: every
+float operation ``fl(a ± b)`` errs by at most ``u·|result|`` (``u = 2⁻⁵³``). An account updated
+by ``k`` rows (hedge legs; or several instruments in one frame) with deltas ``d_i`` errs by at
+most ``u·Σ(|d_i| + |S_i|)`` with every intermediate ``|S_i| <= |S_final| + Σ|d|``, so ``E``
+grows by ``(k + 1)·Σ|d_i| + k·(|U| + |MM| + |IM| + |G|)`` of the updated sums. Hence, for each
+of the four sums, at every step::
 
     |stored − exact sum of the current per-leg values| <= u·E·(1 + 1e-6)
 
@@ -83,6 +84,7 @@ class AccountTable:
         self.resum_queue: dict[int, None] = {}  # ordered set of accounts due a re-sum
         self._scratch: tuple[F64, ...] = (np.zeros(0),)
         self._scratch_b: tuple[BoolA, ...] = ()
+        self._wsum = np.zeros(0)  # batch accumulator of Σ|delta| per account
 
     def new_account(self) -> int:
         if self.n == self._cap:
@@ -136,15 +138,44 @@ class AccountTable:
         np.add.at(self.mm, acc, t.d_mm)
         np.add.at(self.im, acc, t.d_im)
         np.add.at(self.gross, acc, t.d_notional)
-        np.add.at(self.err, acc, t.weight)
         touched = t.touched
         k = float(t.max_rows_per_account)
+        weight = t.weight  # the book's scratch column: scaled in place
+        weight *= k + 1.0
+        np.add.at(self.err, acc, weight)
         if touched.size == self.n:
             # Every account holds the instrument (BTC): whole-array arithmetic, no gathers.
             return (touched, *self._after_all(k))
         return (touched, *self._after(touched, k, touched))
 
-    def _after_all(self, k: float) -> tuple[I64, list[int]]:
+    def add_deltas(self, t: TickDeltas) -> None:
+        """One instrument's tick inside a batch (a frame of marks); see :meth:`finish_batch`."""
+        acc = t.accounts
+        np.add.at(self.upnl, acc, t.d_upnl)
+        np.add.at(self.mm, acc, t.d_mm)
+        np.add.at(self.im, acc, t.d_im)
+        np.add.at(self.gross, acc, t.d_notional)
+        if self._wsum.size < self.n:
+            self._wsum = np.zeros(self._cap)
+        np.add.at(self._wsum, acc, t.weight)
+
+    def finish_batch(self, rows: list[I64]) -> tuple[I64, I64, list[int]]:
+        """Error bound, health and screen of every account a batch touched.
+
+        An account updated by ``m`` rows of the batch gets ``(m + 1)·Σ|d| + m·Σ|S|`` (the
+        intermediate sums are bounded by the final one plus the later deltas).
+        """
+        n = self.n
+        cnt = np.bincount(np.concatenate(rows), minlength=n).astype(np.float64)
+        touched = np.flatnonzero(cnt)
+        w = self._wsum[touched]
+        self._wsum[touched] = 0.0
+        self.err[touched] += (cnt[touched] + 1.0) * w
+        if touched.size == n:
+            return (touched, *self._after_all(cnt))
+        return (touched, *self._after(touched, cnt[touched], touched))
+
+    def _after_all(self, k: float | F64) -> tuple[I64, list[int]]:
         """``_after`` over every account, in preallocated scratch (no page-faulting temps)."""
         n = self.n
         if self._scratch[0].size < n:
@@ -158,7 +189,7 @@ class AccountTable:
         for x in (mm, im, gross):
             np.abs(x, out=tmp)
             mag += tmp
-        if k != 1.0:
+        if isinstance(k, np.ndarray) or k != 1.0:
             mag *= k
         err += mag
         np.add(self.coll[:n], upnl, out=eq)
@@ -185,14 +216,14 @@ class AccountTable:
             hard = np.flatnonzero(err > HARD * gross).tolist()
         return np.flatnonzero(loud), hard
 
-    def _after(self, sel: slice | I64, k: float, index: I64 | None) -> tuple[I64, list[int]]:
+    def _after(self, sel: I64, k: float | F64, index: I64) -> tuple[I64, list[int]]:
         upnl, mm, im, gross = self.upnl[sel], self.mm[sel], self.im[sel], self.gross[sel]
         err = self.err[sel]
         mag = np.abs(upnl)
         mag += np.abs(mm)
         mag += np.abs(im)
         mag += np.abs(gross)
-        if k != 1.0:
+        if isinstance(k, np.ndarray) or k != 1.0:
             mag *= k
         err += mag
         self.err[sel] = err
@@ -208,10 +239,10 @@ class AccountTable:
         over = err > SOFT * gross
         if over.any():
             due = np.flatnonzero(over)
-            ids = due if index is None else index[due]
+            ids = index[due]
             for i in ids.tolist():
                 self.resum_queue[i] = None
             big = np.flatnonzero(err > HARD * gross)
-            hard = (big if index is None else index[big]).tolist()
+            hard = index[big].tolist()
         found = np.flatnonzero(loud)
-        return (found if index is None else index[found]), hard
+        return index[found], hard

@@ -125,7 +125,7 @@ class TickDeltas:
     d_mm: F64
     d_im: F64
     d_notional: F64
-    weight: F64  # 2·(|d_upnl| + |d_mm| + |d_im| + |d_notional|) per row
+    weight: F64  # |d_upnl| + |d_mm| + |d_im| + |d_notional| per row (scratch, mutable)
     touched: I64  # unique account indices holding a row on the instrument
     max_rows_per_account: int
 
@@ -404,13 +404,12 @@ class InstrumentBook:
             d_mm *= cross
             d_im *= cross
             d_notional *= cross
-        # Error-bound weight of this tick per row: 2·Σ|delta| (see monitor.accounts).
+        # Error-bound weight of this tick per row: Σ|delta| (see monitor.accounts).
         weight = self.w_w[:n]
         np.abs(d_upnl, out=weight)
         for d in (d_mm, d_im, d_notional):
             np.abs(d, out=tmp)
             weight += tmp
-        weight *= 2.0
         return TickDeltas(
             self.account[:n],
             d_upnl,

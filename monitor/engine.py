@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from connectors.events import (
     AccountSnapshot,
@@ -33,11 +33,12 @@ from connectors.events import (
     FeedStatus,
     Instrument,
     MarginCall,
+    MarkPrice,
     PositionFill,
 )
 from monitor.drift import DriftCheck
 from monitor.sinks.base import Sink
-from monitor.store import AccountKey, Store
+from monitor.store import AccountKey, Changed, Store
 from rules.alerts import (
     AccountRisk,
     Alert,
@@ -104,12 +105,16 @@ class Engine:
         observer: EngineObserver | None = None,
         drift_rel_tol: float = 1e-6,
         drift_abs_tol: float = 1e-6,
+        alert_liquidation_prices: bool = False,
     ) -> None:
         self.store = store
         self._config_for = alert_config_for
         self.sinks = list(sinks)
         self.clock = clock
         self.observer: EngineObserver = observer or NullObserver()
+        # Per-position liquidation prices in an alert's top positions cost a root search per
+        # position (milliseconds for a 20-leg account) on the alert path: off by default.
+        self._alert_prices = alert_liquidation_prices
         self._drift = DriftCheck(store, drift_rel_tol, drift_abs_tol)
         self._configs: list[AlertConfig] = []
         self._states: list[AlertState] = []
@@ -122,24 +127,45 @@ class Engine:
     # --- public ------------------------------------------------------------------------------
 
     def handle(self, events: Sequence[Event], recv_ms: int) -> list[Alert]:
-        """Apply ``events`` (received at ``recv_ms``); return the alerts submitted."""
+        """Apply ``events`` (received at ``recv_ms``); return the alerts submitted.
+
+        A run of consecutive mark prices (a venue's all-marks frame) is applied as one batch.
+        """
         started = time.perf_counter()
         out: list[Alert] = []
-        apply = self.store.apply
-        for ev in events:
-            changed = apply(ev, recv_ms)
-            touched = changed.accounts
-            if touched.size and int(touched.max()) >= len(self._states):
-                self._register([int(touched.max())])
+        store = self.store
+        k, n = 0, len(events)
+        while k < n:
+            ev = events[k]
+            if type(ev) is MarkPrice and k + 1 < n and type(events[k + 1]) is MarkPrice:
+                j = k
+                while j < n and type(events[j]) is MarkPrice:
+                    j += 1
+                run = cast(Sequence[MarkPrice], events[k:j])
+                changed = store.apply_marks(run, recv_ms)
+                self._candidates(changed, max(m.event_ms for m in run), recv_ms, out)
+                k = j
+                continue
+            changed = store.apply(ev, recv_ms)
             event_ms = recv_ms if isinstance(ev, Instrument) else ev.event_ms
-            for i in changed.candidates.tolist():
-                self._evaluate(i, event_ms, recv_ms, out)
+            self._candidates(changed, event_ms, recv_ms, out)
             if type(ev) in _RELAYED:
+                mark = len(out)
                 self._relay(ev, recv_ms, out)
+                self._submit(out, mark, recv_ms)
+            k += 1
         self.observer.recompute(time.perf_counter() - started)
-        if out:
-            self._submit(out, recv_ms)
         return out
+
+    def _candidates(self, changed: Changed, event_ms: int, recv_ms: int, out: list[Alert]) -> None:
+        touched = changed.accounts
+        if touched.size and int(touched.max()) >= len(self._states):
+            self._register([int(touched.max())])
+        for i in changed.candidates.tolist():
+            mark = len(out)
+            self._evaluate(i, event_ms, recv_ms, out)
+            if len(out) > mark:
+                self._submit(out, mark, recv_ms)  # each account's alerts leave at once
 
     def tick_timers(self, now_ms: int) -> list[Alert]:
         """Matured de-escalation clocks and feed staleness; call about once a second."""
@@ -154,8 +180,7 @@ class Engine:
         while heap and heap[0][0] <= now_ms:
             _, i = heapq.heappop(heap)
             self._check_stale(i, now_ms, out)
-        if out:
-            self._submit(out, now_ms)
+        self._submit(out, 0, now_ms)
         return out
 
     def alert_state(self, key: AccountKey) -> AlertState:
@@ -214,7 +239,7 @@ class Engine:
             return  # incomplete inputs: staleness speaks for this account
         now = self.clock() if now_ms is None else now_ms
         state, alerts = evaluate(prev, risk, cfg, now)
-        if alerts:
+        if alerts and self._alert_prices:
             # evaluate is pure: the same call with liquidation prices filled in yields the same
             # transitions, now carrying each top position's liquidation price.
             risk = self._risk(i, event_ms, recv_ms, prices=True)
@@ -323,10 +348,13 @@ class Engine:
 
     # --- delivery ----------------------------------------------------------------------------
 
-    def _submit(self, alerts: list[Alert], recv_ms: int) -> None:
+    def _submit(self, alerts: list[Alert], start: int, recv_ms: int) -> None:
+        """Stamp and hand ``alerts[start:]`` to every sink (replaced in place by the stamped)."""
+        if start >= len(alerts):
+            return
         emit = self.clock()
-        for k, alert in enumerate(alerts):
-            stamped = alert.with_emit_time(emit)
+        for k in range(start, len(alerts)):
+            stamped = alerts[k].with_emit_time(emit)
             alerts[k] = stamped
             for sink in self.sinks:
                 sink.submit(stamped)

@@ -18,7 +18,7 @@ missing. Incomplete accounts are never alert candidates; staleness covers them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,6 +176,38 @@ class Store:
         touched, cands, hard = self.table.apply_tick(deltas)
         for i in hard:
             self._resum(i)
+        if structural.accounts.size:
+            touched = np.union1d(touched, structural.accounts)
+            cands = np.union1d(cands, structural.candidates)
+        return Changed(touched, cands)
+
+    def apply_marks(self, events: Sequence[MarkPrice], recv_ms: int) -> Changed:
+        """A frame of marks (e.g. Binance ``!markPrice@arr``) as one batch.
+
+        Each instrument's legs tick as usual; the account-side error bound, health and screen run
+        once over the union of touched accounts instead of once per instrument.
+        """
+        rows: list[I64] = []
+        for ev in events:
+            if not (math.isfinite(ev.mark) and ev.mark > 0.0):
+                continue
+            book = self._book(ev.venue, ev.symbol)
+            book.mark_event_ms = ev.event_ms
+            book.mark_recv_ms = recv_ms
+            if book.held:
+                book.mark = ev.mark
+                self._activate_held(book)
+            deltas = book.tick(ev.mark)
+            if deltas is not None:
+                self.table.add_deltas(deltas)
+                rows.append(deltas.accounts)
+        structural = self._finish() if self._dirty else NO_CHANGE
+        if not rows:
+            return structural
+        touched, cands, hard = self.table.finish_batch(rows)
+        for i in hard:
+            self._resum(i)
+        self._drain_resums()
         if structural.accounts.size:
             touched = np.union1d(touched, structural.accounts)
             cands = np.union1d(cands, structural.candidates)
@@ -545,10 +577,20 @@ class Store:
         event_ms: int = 0,
         recv_ms: int = 0,
         with_liquidation: bool = True,
+        with_prices: bool | None = None,
     ) -> AccountRisk:
-        """The alert policy's view; liquidation figures computed lazily and cached."""
+        """The alert policy's view; liquidation figures computed lazily and cached.
+
+        ``with_liquidation`` computes the distance (and, unless ``with_prices`` is False, the
+        per-position liquidation prices).
+        """
         return build_risk(
-            self, key, event_ms=event_ms, recv_ms=recv_ms, with_liquidation=with_liquidation
+            self,
+            key,
+            event_ms=event_ms,
+            recv_ms=recv_ms,
+            with_distance=with_liquidation,
+            with_prices=with_liquidation if with_prices is None else with_prices,
         )
 
     def distance_maybe_near(self, index: int) -> bool:

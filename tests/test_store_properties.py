@@ -248,6 +248,7 @@ def account_snapshots(draw: st.DrawFn) -> AccountSnapshot:
 
 
 events = st.one_of(
+    st.lists(mark_events(), min_size=2, max_size=5),  # a frame of marks, batched
     mark_events(),
     mark_events(),
     mark_events(),
@@ -294,17 +295,23 @@ def check_equal(store: Store, ref: Reference) -> None:
             assert fig.maintenance_margin == 0.0 and math.isinf(fig.health)
 
 
-def run_sequence(seq: list[Event]) -> None:
+def run_sequence(seq: list[Event | list[MarkPrice]]) -> None:
+    """Apply each event (a list is a frame of marks, applied as one batch); check after each."""
     store, ref = Store(), Reference()
-    for ev in _setup() + seq:
-        store.apply(ev, 0)
-        ref.apply(ev)
+    for ev in [*_setup(), *seq]:
+        if isinstance(ev, list):
+            store.apply_marks(ev, 0)
+            for m in ev:
+                ref.apply(m)
+        else:
+            store.apply(ev, 0)
+            ref.apply(ev)
         check_equal(store, ref)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seq=st.lists(events, min_size=1, max_size=120))
-def test_store_equals_scratch_after_every_event(seq: list[Event]) -> None:
+def test_store_equals_scratch_after_every_event(seq: list[Event | list[MarkPrice]]) -> None:
     run_sequence(seq)
 
 
@@ -314,7 +321,9 @@ def test_store_equals_scratch_after_every_event(seq: list[Event]) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(seq=st.lists(events, min_size=1, max_size=120))
-def test_same_with_tiny_resum_thresholds(seq: list[Event], monkeypatch_resum: None) -> None:
+def test_same_with_tiny_resum_thresholds(
+    seq: list[Event | list[MarkPrice]], monkeypatch_resum: None
+) -> None:
     # Forces the soft queue and hard re-sum paths to run constantly.
     run_sequence(seq)
 

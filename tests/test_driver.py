@@ -360,3 +360,17 @@ async def test_stop_returns_cleanly(venue: SimVenue) -> None:
     stop.set()
     await asyncio.wait_for(task, 10)
     assert probe.states() == [FeedState.CONNECTED]  # shutting down is not an outage
+
+
+async def test_firehose_frames_all_reach_deliver_in_order() -> None:
+    from connectors.sim.server import Firehose
+
+    probe = Probe()
+    venue = SimVenue(autoplay=False, firehose=Firehose(5_000, batch=1))
+    async with venue as v, running(market(v), probe):
+        await probe.until(lambda: probe.frames >= 5_001)  # ack + the firehose
+        await probe.until(lambda: sum(isinstance(e, MarkPrice) for e in probe.events) >= 5_003)
+    marks = [e for e in probe.events if isinstance(e, MarkPrice)]
+    assert len(marks) == 3 + 5_000  # snapshot marks, then every firehose frame
+    assert [m.symbol for m in marks[3:9]] == ["BTC-PERP", "ETH-PERP", "SOL-PERP"] * 2
+    assert probe.rejected == []

@@ -55,8 +55,8 @@ def _wall_ms() -> int:
 
 @dataclass(frozen=True, slots=True)
 class Firehose:
-    """Stream ``frames`` mark frames (arrays of ``batch`` marks when batch > 1) after the first
-    ``/marks`` snapshot following a market subscription, as fast as the socket takes them."""
+    """Stream ``frames`` mark frames (arrays of ``batch`` marks when batch > 1) to each market
+    subscriber, once a ``/marks`` snapshot was served, as fast as the socket takes them."""
 
     frames: int
     batch: int = 1
@@ -94,7 +94,7 @@ class SimVenue:
         self._market: set[ServerConnection] = set()
         self._private: dict[ServerConnection, str] = {}
         self._action_idx = 0
-        self._fire_pending: set[ServerConnection] = set()
+        self._marks_served = asyncio.Event()
         self._fire_tasks: set[asyncio.Task[None]] = set()
         self._snapshot_gate = asyncio.Event()
         self._snapshot_gate.set()
@@ -270,8 +270,7 @@ class SimVenue:
             self.snapshots_served += 1
             if url.path == "/marks":
                 doc = self._marks_doc()
-                for fire in list(self._fire_pending):
-                    self._start_firehose(fire)
+                self._marks_served.set()
                 return _json(doc)
             accounts = self.world.accounts_at(self.market_time())
             acct = accounts.get(query.get("account", ""))
@@ -341,7 +340,6 @@ class SimVenue:
         finally:
             self._market.discard(conn)
             self._private.pop(conn, None)
-            self._fire_pending.discard(conn)
 
     def _on_client_message(
         self, conn: ServerConnection, message: str | bytes, account: str | None
@@ -354,7 +352,7 @@ class SimVenue:
             if account is None:
                 self._market.add(conn)
                 if self._firehose is not None:
-                    self._fire_pending.add(conn)
+                    self._start_firehose(conn)
             else:
                 self._private[conn] = account
             self.subscriptions += 1
@@ -367,7 +365,6 @@ class SimVenue:
     # --- firehose ----------------------------------------------------------------------------
 
     def _start_firehose(self, conn: ServerConnection) -> None:
-        self._fire_pending.discard(conn)
         task = asyncio.get_running_loop().create_task(self._fire(conn))
         self._fire_tasks.add(task)
         task.add_done_callback(self._fire_tasks.discard)
@@ -375,10 +372,13 @@ class SimVenue:
     async def _fire(self, conn: ServerConnection) -> None:
         spec = self._firehose
         assert spec is not None
-        # Let the snapshot response reach the client first, so the stream is live, not buffered.
+        # Start once a /marks snapshot was served (it may race the subscribe frame), and give
+        # the response a moment to reach the client, so the stream is live, not buffered.
+        await self._marks_served.wait()
         await asyncio.sleep(0.05)
         chunk_frames = 2048
-        chunk = _firehose_chunk(self.path, spec.batch, chunk_frames, self._wall_ms())
+        # Venue time strictly after the snapshot served before the stream started.
+        chunk = _firehose_chunk(self.path, spec.batch, chunk_frames, self._wall_ms() + 1)
         sent = 0
         try:
             while sent < spec.frames:

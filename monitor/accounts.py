@@ -39,25 +39,30 @@ UNIT_ROUNDOFF = 2.0**-53
 BOUND_SLACK = 1.0 + 1e-6  # covers the rounding of E's own accumulation
 SOFT = 2.0**16  # E / G at which an account is queued for a re-sum
 HARD = 2.0**17  # E / G at which it is re-summed before the event returns
+BAND_EPS = 1e-12
 # Conservative liquidation-distance prefilter: a uniform relative move x of every mark and
 # non-stable collateral price changes equity − MM by at most DIST_SLOPE·x·(G + NC) for x ≤ 1/3
 # (uPnL ≤ x·notional, inverse ≤ 1.5·x·notional; MM rates ≤ 1; collateral ≤ x·NC).
 DIST_SLOPE = 3.0
 
-_ARRAYS = (
-    "coll",  # collateral value C (NaN while unknown)
-    "noncash",  # value of non-stablecoin collateral (distance prefilter)
+# One row per quantity of a 2-D table (rows contiguous: whole-book arithmetic stays fast; a
+# subset is gathered with one ``take``). The first four rows match monitor.book's figure rows,
+# so one ``np.add.at`` on the flattened table applies a tick's whole delta block.
+ROWS = (
     "upnl",
     "mm",
     "im",
     "gross",
     "err",
-    "equity",
-    "health",
+    "coll",  # collateral value C (NaN while unknown)
+    "noncash",  # value of non-stablecoin collateral (distance prefilter)
     "band_lo",
     "band_hi",
     "dist3",  # DIST_SLOPE·distance threshold; NaN when distance alerts are off
+    "wsum",  # batch accumulator of Σ|delta| per account
 )
+R = {name: k for k, name in enumerate(ROWS)}
+_GATHER = slice(0, R["dist3"] + 1)  # rows read by the per-tick screen
 
 
 class AccountTable:
@@ -66,42 +71,43 @@ class AccountTable:
     def __init__(self) -> None:
         self.n = 0
         self._cap = 0
-        for name in _ARRAYS:
-            setattr(self, name, np.zeros(0))
+        self.table = np.zeros((len(ROWS), 0))
         self.complete = np.zeros(0, dtype=np.bool_)
-        self.coll: F64
-        self.noncash: F64
-        self.upnl: F64
-        self.mm: F64
-        self.im: F64
-        self.gross: F64
-        self.err: F64
-        self.equity: F64
-        self.health: F64
-        self.band_lo: F64
-        self.band_hi: F64
-        self.dist3: F64
+        self._bind()
         self.resum_queue: dict[int, None] = {}  # ordered set of accounts due a re-sum
         self._scratch: tuple[F64, ...] = (np.zeros(0),)
         self._scratch_b: tuple[BoolA, ...] = ()
-        self._wsum = np.zeros(0)  # batch accumulator of Σ|delta| per account
+
+    def _bind(self) -> None:
+        t = self.table
+        self.flat: F64 = t.reshape(-1)
+        self.upnl: F64 = t[R["upnl"]]
+        self.mm: F64 = t[R["mm"]]
+        self.im: F64 = t[R["im"]]
+        self.gross: F64 = t[R["gross"]]
+        self.err: F64 = t[R["err"]]
+        self.coll: F64 = t[R["coll"]]
+        self.noncash: F64 = t[R["noncash"]]
+        self.band_lo: F64 = t[R["band_lo"]]
+        self.band_hi: F64 = t[R["band_hi"]]
+        self.dist3: F64 = t[R["dist3"]]
+        self.wsum: F64 = t[R["wsum"]]
 
     def new_account(self) -> int:
         if self.n == self._cap:
             cap = max(64, self._cap * 2)
-            for name in (*_ARRAYS, "complete"):
-                old = getattr(self, name)
-                new = np.zeros(cap, dtype=old.dtype)
-                new[: self.n] = old[: self.n]
-                setattr(self, name, new)
-            self._cap = cap
+            table = np.zeros((len(ROWS), cap))
+            table[:, : self.n] = self.table[:, : self.n]
+            complete = np.zeros(cap, dtype=np.bool_)
+            complete[: self.n] = self.complete[: self.n]
+            self.table, self.complete, self._cap = table, complete, cap
+            self._bind()
         i = self.n
         self.n += 1
         self.coll[i] = 0.0
         self.band_lo[i] = math.inf  # unset band: never quiet
         self.band_hi[i] = -math.inf
         self.dist3[i] = math.nan
-        self.health[i] = math.inf
         self.complete[i] = True
         return i
 
@@ -110,13 +116,20 @@ class AccountTable:
         self.upnl[i], self.mm[i], self.im[i], self.gross[i] = upnl, mm, im, gross
         self.err[i] = abs(upnl) + abs(mm) + abs(im) + abs(gross)
         self.resum_queue.pop(i, None)
-        self.refresh_health(i)
 
-    def refresh_health(self, i: int) -> None:
-        eq = self.coll.item(i) + self.upnl.item(i)
+    def equity_of(self, i: int) -> float:
+        """``C + U``: formed on read (the tick never needs it per account)."""
+        return self.coll.item(i) + self.upnl.item(i)
+
+    def health_of(self, i: int) -> float:
         mm = self.mm.item(i)
-        self.equity[i] = eq
-        self.health[i] = math.inf if mm == 0.0 else eq / mm
+        return math.inf if mm == 0.0 else self.equity_of(i) / mm
+
+    def set_band(self, i: int, lo: float, hi: float) -> None:
+        """Store the policy's quiet band shrunk by 1e-12, so the division-free screen
+        ``lo·MM < equity < hi·MM`` implies ``lo < fl(equity/MM) < hi`` despite rounding."""
+        self.band_lo[i] = lo * (1.0 + BAND_EPS) if 0.0 < lo < math.inf else lo
+        self.band_hi[i] = hi * (1.0 - BAND_EPS) if 0.0 < hi < math.inf else hi
 
     def error_bound(self, i: int) -> float:
         return UNIT_ROUNDOFF * self.err.item(i) * BOUND_SLACK
@@ -125,39 +138,27 @@ class AccountTable:
         """Whether account ``i`` must go through the alert policy after a change."""
         if not self.complete[i]:
             return False
-        h = self.health.item(i)
-        if not (self.band_lo.item(i) < h < self.band_hi.item(i)):
+        eq, mm = self.equity_of(i), self.mm.item(i)
+        if not (self.band_lo.item(i) * mm < eq < self.band_hi.item(i) * mm):
             return True
         slack = self.dist3.item(i) * (self.gross.item(i) + self.noncash.item(i))
-        return bool(self.equity.item(i) - self.mm.item(i) < slack)
+        return bool(eq - mm < slack)
 
     def apply_tick(self, t: TickDeltas) -> tuple[I64, I64, list[int]]:
         """Add one tick's deltas; return (touched accounts, candidates, accounts over HARD)."""
-        acc = t.accounts
-        np.add.at(self.upnl, acc, t.d_upnl)
-        np.add.at(self.mm, acc, t.d_mm)
-        np.add.at(self.im, acc, t.d_im)
-        np.add.at(self.gross, acc, t.d_notional)
         touched = t.touched
         k = float(t.max_rows_per_account)
-        weight = t.weight  # the book's scratch column: scaled in place
-        weight *= k + 1.0
-        np.add.at(self.err, acc, weight)
+        block = t.block  # the book's scratch: the weight row is scaled in place
+        block[-1] *= k + 1.0
+        np.add.at(self.flat, t.flat_index(self._cap, R["err"]), block.reshape(-1))
         if touched.size == self.n:
-            # Every account holds the instrument (BTC): whole-array arithmetic, no gathers.
+            # Every account holds the instrument (BTC): whole-row arithmetic, no gathers.
             return (touched, *self._after_all(k))
-        return (touched, *self._after(touched, k, touched))
+        return (touched, *self._after(touched, k))
 
     def add_deltas(self, t: TickDeltas) -> None:
         """One instrument's tick inside a batch (a frame of marks); see :meth:`finish_batch`."""
-        acc = t.accounts
-        np.add.at(self.upnl, acc, t.d_upnl)
-        np.add.at(self.mm, acc, t.d_mm)
-        np.add.at(self.im, acc, t.d_im)
-        np.add.at(self.gross, acc, t.d_notional)
-        if self._wsum.size < self.n:
-            self._wsum = np.zeros(self._cap)
-        np.add.at(self._wsum, acc, t.weight)
+        np.add.at(self.flat, t.flat_index(self._cap, R["wsum"]), t.block.reshape(-1))
 
     def finish_batch(self, rows: list[I64]) -> tuple[I64, I64, list[int]]:
         """Error bound, health and screen of every account a batch touched.
@@ -167,13 +168,17 @@ class AccountTable:
         """
         n = self.n
         cnt = np.bincount(np.concatenate(rows), minlength=n).astype(np.float64)
+        if cnt.size > n:
+            cnt = cnt[:n]
+        if bool(cnt.all()):
+            self.err[:n] += (cnt + 1.0) * self.wsum[:n]
+            self.wsum[:n] = 0.0
+            return (np.arange(n, dtype=np.int64), *self._after_all(cnt))
         touched = np.flatnonzero(cnt)
-        w = self._wsum[touched]
-        self._wsum[touched] = 0.0
-        self.err[touched] += (cnt[touched] + 1.0) * w
-        if touched.size == n:
-            return (touched, *self._after_all(cnt))
-        return (touched, *self._after(touched, cnt[touched], touched))
+        m = cnt[touched]
+        self.err[touched] += (m + 1.0) * self.wsum[touched]
+        self.wsum[touched] = 0.0
+        return (touched, *self._after(touched, m))
 
     def _after_all(self, k: float | F64) -> tuple[I64, list[int]]:
         """``_after`` over every account, in preallocated scratch (no page-faulting temps)."""
@@ -193,12 +198,12 @@ class AccountTable:
             mag *= k
         err += mag
         np.add(self.coll[:n], upnl, out=eq)
-        np.copyto(self.equity[:n], eq)
-        health = self.health[:n]
-        health.fill(math.inf)
-        np.divide(eq, mm, out=health, where=mm != 0.0)
-        np.less(self.band_lo[:n], health, out=quiet)
-        np.less(health, self.band_hi[:n], out=loud)
+        # Inside the band ⇔ lo·MM < equity < hi·MM (MM > 0; MM = 0 gives NaN or 0: loud).
+        with np.errstate(invalid="ignore"):
+            np.multiply(self.band_lo[:n], mm, out=tmp)
+            np.less(tmp, eq, out=quiet)
+            np.multiply(self.band_hi[:n], mm, out=tmp)
+            np.less(eq, tmp, out=loud)
         quiet &= loud
         np.logical_not(quiet, out=loud)
         np.add(gross, self.noncash[:n], out=tmp)
@@ -216,33 +221,24 @@ class AccountTable:
             hard = np.flatnonzero(err > HARD * gross).tolist()
         return np.flatnonzero(loud), hard
 
-    def _after(self, sel: I64, k: float | F64, index: I64) -> tuple[I64, list[int]]:
-        upnl, mm, im, gross = self.upnl[sel], self.mm[sel], self.im[sel], self.gross[sel]
-        err = self.err[sel]
-        mag = np.abs(upnl)
-        mag += np.abs(mm)
-        mag += np.abs(im)
-        mag += np.abs(gross)
+    def _after(self, index: I64, k: float | F64) -> tuple[I64, list[int]]:
+        """Error bound, equity, health and the screen for a subset of accounts (one gather)."""
+        g = self.table[_GATHER].take(index, axis=1)
+        upnl, mm, gross, err = g[R["upnl"]], g[R["mm"]], g[R["gross"]], g[R["err"]]
+        mag = np.abs(g[: R["gross"] + 1]).sum(axis=0)
         if isinstance(k, np.ndarray) or k != 1.0:
             mag *= k
         err += mag
-        self.err[sel] = err
-        eq = self.coll[sel] + upnl
-        self.equity[sel] = eq
-        health = np.full(eq.shape, math.inf)
-        np.divide(eq, mm, out=health, where=mm != 0.0)
-        self.health[sel] = health
-        loud = ~((self.band_lo[sel] < health) & (health < self.band_hi[sel]))
-        loud |= (eq - mm) < self.dist3[sel] * (gross + self.noncash[sel])
-        loud &= self.complete[sel]
+        eq = g[R["coll"]] + upnl
+        self.err[index] = err
+        with np.errstate(invalid="ignore"):  # inf·0 when MM is 0: NaN compares false → loud
+            loud = ~((g[R["band_lo"]] * mm < eq) & (eq < g[R["band_hi"]] * mm))
+        loud |= (eq - mm) < g[R["dist3"]] * (gross + g[R["noncash"]])
+        loud &= self.complete[index]
         hard: list[int] = []
         over = err > SOFT * gross
         if over.any():
-            due = np.flatnonzero(over)
-            ids = index[due]
-            for i in ids.tolist():
+            for i in index[np.flatnonzero(over)].tolist():
                 self.resum_queue[i] = None
-            big = np.flatnonzero(err > HARD * gross)
-            hard = index[big].tolist()
-        found = np.flatnonzero(loud)
-        return index[found], hard
+            hard = index[np.flatnonzero(err > HARD * gross)].tolist()
+        return index[np.flatnonzero(loud)], hard

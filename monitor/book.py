@@ -18,6 +18,7 @@ are evaluated per row in python after the vectorised pass ("slow rows").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,14 +43,13 @@ _FLOAT_COLUMNS = (
     "ded",
     "imr",
     "lev",  # NaN = no leverage set (IM from the piece's rate)
-    "notional",
-    "upnl",
-    "mm",
-    "im",
     "crossf",  # 1.0 cross, 0.0 isolated: masks deltas out of the account sums
 )
-# Per-tick scratch columns (reused, never returned beyond the next tick).
-_SCRATCH = ("w_nt", "w_up", "w_tmp", "w_mm", "w_im", "w_du", "w_dm", "w_di", "w_dn", "w_w")
+# The per-row figures live stacked in ``fig`` (rows below) so one ufunc call covers all four;
+# the order matches the account table's first four rows (see monitor.accounts).
+FIG_UPNL, FIG_MM, FIG_IM, FIG_NOTIONAL = 0, 1, 2, 3
+N_FIG = 4
+_SCRATCH = ("w_tmp",)
 _SCRATCH_BOOL = ("w_b1", "w_b2")
 # Relative margin by which the safe mark range is shrunk, far above the rounding of size·mark.
 _SAFE_EPS = 1e-9
@@ -118,14 +118,15 @@ class Leg:
 
 @dataclass(frozen=True, slots=True)
 class TickDeltas:
-    """Per-row changes of one tick, for the cross rows' accounts (isolated rows carry zeros)."""
+    """Per-row changes of one tick, for the cross rows' accounts (isolated rows carry zeros).
+
+    ``block`` is (5, n), C-contiguous scratch of the book (valid until its next tick): rows
+    uPnL, MM, IM, notional deltas, then the row's error weight ``Σ|delta|``.
+    """
 
     accounts: I64
-    d_upnl: F64
-    d_mm: F64
-    d_im: F64
-    d_notional: F64
-    weight: F64  # |d_upnl| + |d_mm| + |d_im| + |d_notional| per row (scratch, mutable)
+    block: F64
+    flat_index: Callable[[int, int], I64]
     touched: I64  # unique account indices holding a row on the instrument
     max_rows_per_account: int
 
@@ -152,6 +153,11 @@ class InstrumentBook:
             setattr(self, name, np.zeros(0))
         for name in _SCRATCH_BOOL:
             setattr(self, name, np.zeros(0, dtype=np.bool_))
+        self.fig = np.zeros((N_FIG, 0))
+        self._new = np.zeros(0)  # scratch: new figures, flat 4·cap
+        self._delta = np.zeros(0)  # scratch: deltas + weight, flat 5·cap
+        self._bind_fig()
+        self._flat_index: dict[tuple[int, int], I64] = {}
         self.qcs: F64
         self.size: F64
         self.entry: F64
@@ -161,21 +167,8 @@ class InstrumentBook:
         self.ded: F64
         self.imr: F64
         self.lev: F64
-        self.notional: F64
-        self.upnl: F64
-        self.mm: F64
-        self.im: F64
         self.crossf: F64
-        self.w_nt: F64
-        self.w_up: F64
         self.w_tmp: F64
-        self.w_mm: F64
-        self.w_im: F64
-        self.w_du: F64
-        self.w_dm: F64
-        self.w_di: F64
-        self.w_dn: F64
-        self.w_w: F64
         self.w_b1: BoolA
         self.w_b2: BoolA
         self._slow: set[int] = set()  # rows whose model is evaluated in python
@@ -204,7 +197,19 @@ class InstrumentBook:
             setattr(self, name, np.zeros(cap))
         for name in _SCRATCH_BOOL:
             setattr(self, name, np.zeros(cap, dtype=np.bool_))
+        fig = np.zeros((N_FIG, cap))
+        fig[:, : self.n] = self.fig[:, : self.n]
+        self.fig = fig
+        self._new = np.zeros(N_FIG * cap)
+        self._delta = np.zeros((N_FIG + 1) * cap)
+        self._bind_fig()
         self._cap = cap
+
+    def _bind_fig(self) -> None:
+        self.upnl: F64 = self.fig[FIG_UPNL]
+        self.mm: F64 = self.fig[FIG_MM]
+        self.im: F64 = self.fig[FIG_IM]
+        self.notional: F64 = self.fig[FIG_NOTIONAL]
 
     def add(self, leg: Leg, model: MarginModel) -> None:
         """Activate ``leg`` (kind and mark must be known) and compute its figures at the mark."""
@@ -246,6 +251,7 @@ class InstrumentBook:
             for name in ("account", *_FLOAT_COLUMNS):
                 col = getattr(self, name)
                 col[r] = col[last]
+            self.fig[:, r] = self.fig[:, last]
             self.legs[r] = moved
             moved.row = r
             if last in self._slow:
@@ -321,6 +327,7 @@ class InstrumentBook:
         has_lev = ~np.isnan(self.lev[:n])
         self._lev_mode = 1 if has_lev.all() else (2 if has_lev.any() else 0)
         self._update_safe_range()
+        self._flat_index.clear()
         self._derived_ok = True
 
     def _update_safe_range(self) -> None:
@@ -348,17 +355,19 @@ class InstrumentBook:
             self._derive()
         elif math.isinf(self._safe[0]) and self._safe[0] > 0:
             self._update_safe_range()
-        # Every temporary lives in a preallocated scratch column: fresh 80 KB arrays per tick
-        # cost more in page faults (heap trimmed and regrown) than the arithmetic itself.
+        # Every temporary lives in preallocated scratch: fresh 80 KB arrays per tick cost more in
+        # page faults (heap trimmed and regrown) than the arithmetic itself. The four figures
+        # are stacked so the deltas, the copy-back and the error weight are one call each.
         size = self.size[:n]
-        notional, upnl, tmp = self.w_nt[:n], self.w_up[:n], self.w_tmp[:n]
+        new = self._new[: N_FIG * n].reshape(N_FIG, n)
+        notional, tmp = new[FIG_NOTIONAL], self.w_tmp[:n]
         if self.kind is ContractKind.LINEAR:
             np.multiply(size, mark, out=notional)
             np.subtract(mark, self.entry[:n], out=tmp)
         else:
             np.divide(size, mark, out=notional)
             np.subtract(self.entry[:n], 1.0 / mark, out=tmp)
-        np.multiply(self.qcs[:n], tmp, out=upnl)
+        np.multiply(self.qcs[:n], tmp, out=new[FIG_UPNL])
         lo_m, hi_m = self._safe
         if not (lo_m < mark < hi_m):
             # With thousands of rows some row usually sits near a tier floor, so the exact
@@ -372,7 +381,7 @@ class InstrumentBook:
                     self.notional[r] = notional[r]
                     self.repiece(r)
                 self._update_safe_range()
-        mm, im = self.w_mm[:n], self.w_im[:n]
+        mm, im = new[FIG_MM], new[FIG_IM]
         np.multiply(notional, self.mmr[:n], out=mm)
         np.subtract(mm, self.ded[:n], out=mm)
         if self._lev_mode == 0:
@@ -388,38 +397,28 @@ class InstrumentBook:
             x, sz = float(notional[r]), float(size[r])
             mm[r] = model.maintenance(x, sz)
             im[r] = model.initial(x, sz, self.legs[r].leverage)
-        d_upnl, d_mm = self.w_du[:n], self.w_dm[:n]
-        d_im, d_notional = self.w_di[:n], self.w_dn[:n]
-        np.subtract(upnl, self.upnl[:n], out=d_upnl)
-        np.subtract(mm, self.mm[:n], out=d_mm)
-        np.subtract(im, self.im[:n], out=d_im)
-        np.subtract(notional, self.notional[:n], out=d_notional)
-        np.copyto(self.upnl[:n], upnl)
-        np.copyto(self.mm[:n], mm)
-        np.copyto(self.im[:n], im)
-        np.copyto(self.notional[:n], notional)
+        delta = self._delta[: (N_FIG + 1) * n].reshape(N_FIG + 1, n)
+        deltas = delta[:N_FIG]
+        np.subtract(new, self.fig[:, :n], out=deltas)
+        np.copyto(self.fig[:, :n], new)
         if not self._all_cross:
-            cross = self.crossf[:n]
-            d_upnl *= cross
-            d_mm *= cross
-            d_im *= cross
-            d_notional *= cross
+            deltas *= self.crossf[:n]
         # Error-bound weight of this tick per row: Σ|delta| (see monitor.accounts).
-        weight = self.w_w[:n]
-        np.abs(d_upnl, out=weight)
-        for d in (d_mm, d_im, d_notional):
-            np.abs(d, out=tmp)
-            weight += tmp
-        return TickDeltas(
-            self.account[:n],
-            d_upnl,
-            d_mm,
-            d_im,
-            d_notional,
-            weight,
-            self._touched,
-            self._max_rows,
-        )
+        np.abs(deltas, out=new)
+        np.sum(new, axis=0, out=delta[N_FIG])
+        return TickDeltas(self.account[:n], delta, self.flat_index, self._touched, self._max_rows)
+
+    def flat_index(self, stride: int, weight_row: int) -> I64:
+        """Indices into an account table flattened as ``row·stride + account``, for the delta
+        block: rows 0–3 are the figures, row 4 (the weight) goes to ``weight_row``."""
+        key = (stride, weight_row)
+        idx = self._flat_index.get(key)
+        if idx is None:
+            acc = self.account[: self.n]
+            rows = (*range(N_FIG), weight_row)
+            idx = np.concatenate([acc + row * stride for row in rows])
+            self._flat_index[key] = idx
+        return idx
 
     def row_figures(self, r: int) -> tuple[float, float, float, float]:
         """(notional, upnl, mm, im) of one row."""

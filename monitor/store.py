@@ -500,7 +500,7 @@ class Store:
     def figures(self, key: AccountKey) -> StoreFigures:
         i = self._index[key]
         t = self.table
-        eq, mm = t.equity.item(i), t.mm.item(i)
+        eq, mm = t.equity_of(i), t.mm.item(i)
         complete = bool(t.complete[i])
         nan = math.nan
         return StoreFigures(
@@ -508,7 +508,7 @@ class Store:
             maintenance_margin=mm if complete else nan,
             initial_margin=t.im.item(i) if complete else nan,
             margin_ratio=venue_ratio(key[0], eq, mm) if complete else nan,
-            health=t.health.item(i) if complete else nan,
+            health=t.health_of(i) if complete else nan,
             gross_notional=t.gross.item(i),
             error_bound=t.error_bound(i),
             complete=complete,
@@ -597,13 +597,12 @@ class Store:
         """The conservative screen: False proves the distance is at least the threshold."""
         t = self.table
         slack = t.dist3.item(index) * (t.gross.item(index) + t.noncash.item(index))
-        return bool(t.equity.item(index) - t.mm.item(index) < slack)
+        return bool(t.equity_of(index) - t.mm.item(index) < slack)
 
     # --- alert-policy hooks ------------------------------------------------------------------
 
     def set_quiet_band(self, index: int, lo: float, hi: float) -> None:
-        self.table.band_lo[index] = lo
-        self.table.band_hi[index] = hi
+        self.table.set_band(index, lo, hi)
 
     def set_distance_threshold(self, index: int, threshold: float | None) -> None:
         # NaN compares false (never near, no warnings); beyond a third the prefilter's slope
@@ -621,8 +620,10 @@ class Store:
         n = t.n
         complete = t.complete[:n].copy()
         nan = np.where(complete, 0.0, math.nan)  # NaN marks unknown rows
-        eq = t.equity[:n] + nan
+        eq = t.coll[:n] + t.upnl[:n] + nan
         mm = t.mm[:n] + nan
+        health = np.full(n, math.inf)
+        np.divide(eq, mm, out=health, where=mm != 0.0)
         ratio = np.full(n, math.nan)
         for i in np.flatnonzero(complete).tolist():
             ratio[i] = venue_ratio(self._accounts[i].venue, eq.item(i), mm.item(i))
@@ -631,7 +632,7 @@ class Store:
             equity=eq,
             maintenance_margin=mm,
             initial_margin=t.im[:n] + nan,
-            health=t.health[:n] + nan,
+            health=health,
             margin_ratio=ratio,
             complete=complete,
         )

@@ -8,7 +8,6 @@ or the policy has a distance alert live) and cached until the account's figures 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rules.account import venue_ratio
@@ -22,27 +21,12 @@ if TYPE_CHECKING:
 _Signature = tuple[float, float, float, int]
 
 
-@dataclass(frozen=True, slots=True)
-class LiquidationFigures:
-    distance_down: float | None
-    distance_up: float | None
-    prices: tuple[float | None, ...]  # in the store's leg order
-
-
 class RiskCache:
-    """Liquidation figures per account index, valid while the account's signature holds."""
+    """Liquidation distance and prices per account index, valid while its signature holds."""
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[_Signature, LiquidationFigures]] = {}
-
-    def get(self, index: int, signature: _Signature) -> LiquidationFigures | None:
-        hit = self._entries.get(index)
-        if hit is None or hit[0] != signature:
-            return None
-        return hit[1]
-
-    def put(self, index: int, signature: _Signature, figures: LiquidationFigures) -> None:
-        self._entries[index] = (signature, figures)
+        self.distance: dict[int, tuple[_Signature, tuple[float | None, float | None]]] = {}
+        self.prices: dict[int, tuple[_Signature, tuple[float | None, ...]]] = {}
 
 
 def build_risk(
@@ -51,22 +35,36 @@ def build_risk(
     *,
     event_ms: int,
     recv_ms: int,
-    with_liquidation: bool,
+    with_distance: bool,
+    with_prices: bool,
 ) -> AccountRisk:
-    """Figures of one complete account; liquidation figures only when ``with_liquidation``."""
+    """Figures of one complete account; the python-heavy liquidation figures only on request.
+
+    The alert policy needs the distance only; liquidation prices only decorate an alert's top
+    positions, so the engine asks for them once an evaluation actually produced an alert.
+    """
     i = store.index_of(key)
     assert i is not None
     fig = store.figures(key)
     legs = store.legs(key)
-    liq: LiquidationFigures | None = None
-    if with_liquidation:
-        signature = (fig.equity, fig.maintenance_margin, fig.initial_margin, store.version(i))
-        liq = store.risk_cache.get(i, signature)
-        if liq is None:
-            a = store.account_input(key)
-            down, up = liquidation_distance(a)
-            liq = LiquidationFigures(down, up, tuple(liquidation_prices(a)))
-            store.risk_cache.put(i, signature, liq)
+    cache = store.risk_cache
+    signature = (fig.equity, fig.maintenance_margin, fig.initial_margin, store.version(i))
+    distance: tuple[float | None, float | None] = (None, None)
+    prices: tuple[float | None, ...] | None = None
+    if with_distance:
+        hit = cache.distance.get(i)
+        if hit is not None and hit[0] == signature:
+            distance = hit[1]
+        else:
+            distance = liquidation_distance(store.account_input(key))
+            cache.distance[i] = (signature, distance)
+    if with_prices:
+        got = cache.prices.get(i)
+        if got is not None and got[0] == signature:
+            prices = got[1]
+        else:
+            prices = tuple(liquidation_prices(store.account_input(key)))
+            cache.prices[i] = (signature, prices)
     tops: list[PositionContribution] = []
     for n, leg in enumerate(legs):
         pf = store.leg_figures(leg)
@@ -78,7 +76,7 @@ def build_risk(
                 side=leg.side,
                 notional=pf.notional,
                 maintenance_margin=pf.maintenance_margin,
-                liquidation_price=None if liq is None else liq.prices[n],
+                liquidation_price=None if prices is None else prices[n],
             )
         )
     tops.sort(key=lambda p: (-p.maintenance_margin, p.symbol))
@@ -90,8 +88,8 @@ def build_risk(
         initial_margin=fig.initial_margin,
         margin_ratio=venue_ratio(key[0], fig.equity, fig.maintenance_margin),
         health=fig.health,
-        liq_distance_down=None if liq is None else liq.distance_down,
-        liq_distance_up=None if liq is None else liq.distance_up,
+        liq_distance_down=distance[0],
+        liq_distance_up=distance[1],
         top_positions=tuple(tops[:5]),
         event_ms=event_ms,
         recv_ms=recv_ms,

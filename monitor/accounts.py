@@ -73,6 +73,7 @@ class AccountTable:
         self._cap = 0
         self.table = np.zeros((len(ROWS), 0))
         self.complete = np.zeros(0, dtype=np.bool_)
+        self.eq_over_mm = np.zeros(0, dtype=np.bool_)  # venue ratio is equity/MM (OKX)
         self._bind()
         self.resum_queue: dict[int, None] = {}  # ordered set of accounts due a re-sum
         self._scratch: tuple[F64, ...] = (np.zeros(0),)
@@ -100,7 +101,9 @@ class AccountTable:
             table[:, : self.n] = self.table[:, : self.n]
             complete = np.zeros(cap, dtype=np.bool_)
             complete[: self.n] = self.complete[: self.n]
-            self.table, self.complete, self._cap = table, complete, cap
+            inverse = np.zeros(cap, dtype=np.bool_)
+            inverse[: self.n] = self.eq_over_mm[: self.n]
+            self.table, self.complete, self.eq_over_mm, self._cap = table, complete, inverse, cap
             self._bind()
         i = self.n
         self.n += 1

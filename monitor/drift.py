@@ -8,9 +8,14 @@ alert per transition (agree → drift → agree); the drift alert names the posi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+
 from connectors.events import AccountSnapshot
 from monitor.store import Store
+from rules.account import account_figures
 from rules.alerts import Alert, DriftPosition, Figures, Level, drift_exceeds, model_drift_alert
+from rules.types import Side
 
 
 class DriftCheck:
@@ -20,6 +25,22 @@ class DriftCheck:
         self.abs_tol = abs_tol
         self._drifting: dict[int, bool] = {}
 
+    def _our_mm(
+        self, key: tuple[str, str], marks: Mapping[str, float]
+    ) -> tuple[dict[tuple[str, Side], float | None], float]:
+        """Our per-position and total MM, at the venue's own marks when it reported them
+        (comparing at different instants would report market moves as drift)."""
+        if not marks:
+            return self.store.position_mm(key), self.store.figures(key).maintenance_margin
+        a = self.store.account_input(key)
+        positions = [replace(p, mark_price=marks.get(p.symbol, p.mark_price)) for p in a.positions]
+        figs = account_figures(replace(a, positions=tuple(positions)))
+        per = {
+            (p.symbol, p.side): f.maintenance_margin
+            for p, f in zip(positions, figs.positions, strict=True)
+        }
+        return dict(per), figs.maintenance_margin
+
     def check(
         self, i: int, ev: AccountSnapshot, recv_ms: int, level: Level, figures: Figures | None
     ) -> Alert | None:
@@ -27,7 +48,7 @@ class DriftCheck:
         if reported is None or not self.store.table.complete[i]:
             return None
         key = self.store.key_of(i)
-        ours = self.store.position_mm(key)
+        ours, our_total = self._our_mm(key, reported.mark_prices)
         positions: list[DriftPosition] = []
         disagree: list[DriftPosition] = []
         for (symbol, side), our_mm in sorted(ours.items(), key=lambda kv: kv[0][0]):
@@ -38,7 +59,6 @@ class DriftCheck:
             positions.append(row)
             if venue_mm is not None and drift_exceeds(our_mm, venue_mm, self.rel_tol, self.abs_tol):
                 disagree.append(row)
-        our_total = self.store.figures(key).maintenance_margin
         venue_total = reported.total_maintenance_margin
         drifting = bool(disagree) or (
             venue_total is not None

@@ -283,7 +283,7 @@ class Engine:
                     cross_wallet_balance=ev.cross_wallet_balance,
                 )
             )
-        elif isinstance(ev, PositionFill) and ev.liquidation:
+        elif isinstance(ev, PositionFill) and (ev.liquidation or ev.adl):
             i = self.store.ensure_account(ev.venue, ev.account)
             out.append(
                 position_liquidated_alert(

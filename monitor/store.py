@@ -18,7 +18,7 @@ missing. Incomplete accounts are never alert candidates; staleness covers them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,26 +37,37 @@ from connectors.events import (
     PositionSnapshot,
     TierTableUpdate,
 )
-from monitor.accounts import DIST_SLOPE, AccountTable
-from monitor.book import F64, I64, BoolA, InstrumentBook, Leg
-from monitor.store_risk import RiskCache, build_risk
+from monitor.accounts import AccountTable
+from monitor.book import I64, InstrumentBook, Leg
+from monitor.store_risk import RiskCache
 from monitor.store_state import AccountState, fill_result
-from rules.account import (
-    AccountFigures,
-    AccountInput,
-    PositionFigures,
-    PositionInput,
-    account_figures,
-    collateral_value,
-    venue_ratio,
+from monitor.store_views import (
+    AccountKey,
+    AccountTimes,
+    FiguresArrays,
+    InstrumentKey,
+    StoreFigures,
+    StoreViews,
 )
-from rules.alerts import AccountRisk
+from rules.account import (
+    EQUITY_OVER_MM_VENUES,
+    AccountInput,
+    collateral_value,
+)
 from rules.errors import ModelInputError
-from rules.model import MarginModel
-from rules.types import MarginMode, Side
+from rules.types import MarginMode
 
-AccountKey = tuple[str, str]
-InstrumentKey = tuple[str, str]
+__all__ = [
+    "NO_CHANGE",
+    "AccountKey",
+    "AccountTimes",
+    "Changed",
+    "FiguresArrays",
+    "InstrumentKey",
+    "Store",
+    "StoreFigures",
+]
+
 _EMPTY: I64 = np.zeros(0, dtype=np.int64)
 # Queued re-sums done per applied event: spreads them so no single tick pays for many.
 RESUM_PER_EVENT = 4
@@ -73,50 +84,14 @@ class Changed:
 NO_CHANGE = Changed(_EMPTY, _EMPTY)
 
 
-@dataclass(frozen=True, slots=True)
-class AccountTimes:
-    """Receive times (ms) of the account's private inputs; ``None`` until first seen."""
-
-    last_event_recv_ms: int | None
-    last_event_ms: int | None
-    balances_recv_ms: int | None
-    positions_recv_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class StoreFigures:
-    """What ``calc`` shows for one account, from the incremental state."""
-
-    equity: float
-    maintenance_margin: float
-    initial_margin: float
-    margin_ratio: float
-    health: float
-    gross_notional: float
-    error_bound: float
-    complete: bool
-
-
-@dataclass(frozen=True, slots=True)
-class FiguresArrays:
-    """Scrape-time view for the metrics collector; row ``i`` is ``keys[i]``. NaN = unknown."""
-
-    keys: list[AccountKey]
-    equity: F64
-    maintenance_margin: F64
-    initial_margin: F64
-    health: F64
-    margin_ratio: F64
-    complete: BoolA
-
-
-class Store:
+class Store(StoreViews):
     """Incremental per-account margin state for every watched account."""
 
     def __init__(self) -> None:
         self._books: dict[InstrumentKey, InstrumentBook] = {}
         self._accounts: list[AccountState] = []
         self._index: dict[AccountKey, int] = {}
+        self._keys: list[AccountKey] = []
         self._prices: dict[str, dict[str, float]] = {}
         self._multi: dict[str, set[int]] = {}  # venue -> multi-asset accounts
         self.table = AccountTable()
@@ -268,6 +243,10 @@ class Store:
         i = self._account(ev.venue, ev.account)
         st = self._accounts[i]
         st.touch(ev.event_ms, recv_ms, positions=True)
+        if ev.position_pushed:
+            # The venue pushes the resulting absolute position itself (Binance ACCOUNT_UPDATE):
+            # applying the delta too would count the fill twice.
+            return NO_CHANGE
         old = st.legs.get((ev.symbol, ev.side))
         book = self._book(ev.venue, ev.symbol)
         qty, entry = fill_result(old, ev.qty_delta, ev.price, book.kind)
@@ -334,12 +313,10 @@ class Store:
         if i is None:
             i = self.table.new_account()
             self._index[(venue, account)] = i
+            self._keys.append((venue, account))
+            self.table.eq_over_mm[i] = venue in EQUITY_OVER_MM_VENUES
             self._accounts.append(AccountState(i, venue, account))
         return i
-
-    def _model_for(self, leg: Leg) -> MarginModel | None:
-        override = self._accounts[leg.account].overrides.get(leg.symbol)
-        return override if override is not None else leg.book.model
 
     def _attach(self, leg: Leg) -> None:
         book = leg.book
@@ -439,200 +416,6 @@ class Store:
         self.table.complete[i] = complete
         self.table.set_sums(i, math.fsum(upnl), math.fsum(mm), math.fsum(im), math.fsum(gross))
 
-    # --- queries -----------------------------------------------------------------------------
-
     def ensure_account(self, venue: str, account: str) -> int:
         """The account's index, creating an empty account on first sight."""
         return self._account(venue, account)
-
-    def index_of(self, key: AccountKey) -> int | None:
-        return self._index.get(key)
-
-    def key_of(self, index: int) -> AccountKey:
-        st = self._accounts[index]
-        return (st.venue, st.account)
-
-    def accounts(self) -> Iterator[AccountKey]:
-        return iter(list(self._index))
-
-    def state(self, key: AccountKey) -> AccountState:
-        return self._accounts[self._index[key]]
-
-    def book(self, key: InstrumentKey) -> InstrumentBook | None:
-        return self._books.get(key)
-
-    def times(self, key: AccountKey) -> AccountTimes:
-        st = self.state(key)
-        return AccountTimes(
-            st.last_recv_ms, st.last_event_ms, st.balances_recv_ms, st.positions_recv_ms
-        )
-
-    def mark_recv_times(self, key: AccountKey) -> dict[str, int | None]:
-        """Last mark receive time of every instrument the account holds (``None``: no mark)."""
-        return {leg.symbol: leg.book.mark_recv_ms for leg in self.state(key).legs.values()}
-
-    def missing_inputs(self, key: AccountKey) -> tuple[str, ...]:
-        """Why the account's figures are unknown: one line per missing input; empty if none."""
-        st = self.state(key)
-        out: list[str] = []
-        if st.missing_collateral is not None:
-            out.append(st.missing_collateral)
-        for leg in st.legs.values():
-            if leg.row >= 0:
-                continue
-            book = leg.book
-            what = [
-                name
-                for name, missing in (
-                    ("instrument", book.kind is None),
-                    ("margin model", leg.model is None and self._model_for(leg) is None),
-                    ("mark price", book.mark is None),
-                )
-                if missing
-            ]
-            out.append(f"{leg.symbol} {leg.side.value}: no {', '.join(what)}")
-        return tuple(out)
-
-    def error_bound(self, key: AccountKey) -> float:
-        """Proven bound on |stored sum − exact sum of the legs' figures| for U, MM, IM, G."""
-        return self.table.error_bound(self._index[key])
-
-    def figures(self, key: AccountKey) -> StoreFigures:
-        i = self._index[key]
-        t = self.table
-        eq, mm = t.equity_of(i), t.mm.item(i)
-        complete = bool(t.complete[i])
-        nan = math.nan
-        return StoreFigures(
-            equity=eq if complete else nan,
-            maintenance_margin=mm if complete else nan,
-            initial_margin=t.im.item(i) if complete else nan,
-            margin_ratio=venue_ratio(key[0], eq, mm) if complete else nan,
-            health=t.health_of(i) if complete else nan,
-            gross_notional=t.gross.item(i),
-            error_bound=t.error_bound(i),
-            complete=complete,
-        )
-
-    def legs(self, key: AccountKey) -> list[Leg]:
-        return list(self.state(key).legs.values())
-
-    def leg_figures(self, leg: Leg) -> PositionFigures | None:
-        if leg.row < 0:
-            return None
-        return PositionFigures(*leg.book.row_figures(leg.row))
-
-    def account_input(self, key: AccountKey) -> AccountInput:
-        """The account as :mod:`rules.account` input; raises ModelInputError while incomplete."""
-        st = self.state(key)
-        missing = self.missing_inputs(key)
-        if missing:
-            raise ModelInputError(f"{key[1]}@{key[0]}: inputs missing: {'; '.join(missing)}")
-        positions: list[PositionInput] = []
-        for leg in st.legs.values():
-            book = leg.book
-            assert book.kind is not None and book.contract_size is not None
-            assert book.mark is not None and leg.model is not None
-            positions.append(
-                PositionInput(
-                    leg.symbol,
-                    leg.side,
-                    leg.qty,
-                    leg.entry,
-                    book.mark,
-                    book.kind,
-                    book.contract_size,
-                    leg.model,
-                    leg.margin_mode,
-                    leg.leverage,
-                    leg.isolated_margin,
-                )
-            )
-        return AccountInput(
-            st.venue,
-            dict(st.balances),
-            tuple(positions),
-            dict(st.collateral_ratios),
-            dict(self._prices.get(st.venue, {})),
-            st.multi_asset,
-        )
-
-    def recompute(self, key: AccountKey) -> AccountFigures:
-        """From scratch through :func:`rules.account.account_figures` (the reference)."""
-        return account_figures(self.account_input(key))
-
-    def position_mm(self, key: AccountKey) -> dict[tuple[str, Side], float | None]:
-        return {
-            (leg.symbol, leg.side): (None if leg.row < 0 else leg.book.mm.item(leg.row))
-            for leg in self.state(key).legs.values()
-        }
-
-    def version(self, index: int) -> int:
-        return self._accounts[index].version
-
-    def risk(
-        self,
-        key: AccountKey,
-        *,
-        event_ms: int = 0,
-        recv_ms: int = 0,
-        with_liquidation: bool = True,
-        with_prices: bool | None = None,
-    ) -> AccountRisk:
-        """The alert policy's view; liquidation figures computed lazily and cached.
-
-        ``with_liquidation`` computes the distance (and, unless ``with_prices`` is False, the
-        per-position liquidation prices).
-        """
-        return build_risk(
-            self,
-            key,
-            event_ms=event_ms,
-            recv_ms=recv_ms,
-            with_distance=with_liquidation,
-            with_prices=with_liquidation if with_prices is None else with_prices,
-        )
-
-    def distance_maybe_near(self, index: int) -> bool:
-        """The conservative screen: False proves the distance is at least the threshold."""
-        t = self.table
-        slack = t.dist3.item(index) * (t.gross.item(index) + t.noncash.item(index))
-        return bool(t.equity_of(index) - t.mm.item(index) < slack)
-
-    # --- alert-policy hooks ------------------------------------------------------------------
-
-    def set_quiet_band(self, index: int, lo: float, hi: float) -> None:
-        self.table.set_band(index, lo, hi)
-
-    def set_distance_threshold(self, index: int, threshold: float | None) -> None:
-        # NaN compares false (never near, no warnings); beyond a third the prefilter's slope
-        # bound no longer holds, so a huge finite factor makes every account near.
-        t = self.table
-        if threshold is None:
-            t.dist3[index] = math.nan
-        elif threshold > 1.0 / 3.0:
-            t.dist3[index] = 1e200
-        else:
-            t.dist3[index] = DIST_SLOPE * threshold
-
-    def figures_arrays(self) -> FiguresArrays:
-        t = self.table
-        n = t.n
-        complete = t.complete[:n].copy()
-        nan = np.where(complete, 0.0, math.nan)  # NaN marks unknown rows
-        eq = t.coll[:n] + t.upnl[:n] + nan
-        mm = t.mm[:n] + nan
-        health = np.full(n, math.inf)
-        np.divide(eq, mm, out=health, where=mm != 0.0)
-        ratio = np.full(n, math.nan)
-        for i in np.flatnonzero(complete).tolist():
-            ratio[i] = venue_ratio(self._accounts[i].venue, eq.item(i), mm.item(i))
-        return FiguresArrays(
-            keys=[(s.venue, s.account) for s in self._accounts],
-            equity=eq,
-            maintenance_margin=mm,
-            initial_margin=t.im[:n] + nan,
-            health=health,
-            margin_ratio=ratio,
-            complete=complete,
-        )

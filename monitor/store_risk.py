@@ -15,7 +15,7 @@ from rules.alerts import AccountRisk, PositionContribution
 from rules.liquidation import liquidation_distance, liquidation_prices
 
 if TYPE_CHECKING:
-    from monitor.store import Store
+    from monitor.store_views import StoreViews
 
 # (equity, mm, im, structural version) -> liquidation results
 _Signature = tuple[float, float, float, int]
@@ -30,7 +30,7 @@ class RiskCache:
 
 
 def build_risk(
-    store: Store,
+    store: StoreViews,
     key: tuple[str, str],
     *,
     event_ms: int,

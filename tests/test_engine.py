@@ -169,6 +169,18 @@ def test_model_drift_alert_names_disagreeing_positions() -> None:
     assert engine.handle([snapshot(150.0, 3)], clock.now) == []  # still drifting: no repeat
     (back,) = engine.handle([snapshot(120.0 * (1 + 1e-9), 4)], clock.now)
     assert back.detail["state"] == "agree"
+    # The venue valued its MM at its own mark (31,000 → 124): compared there, no drift.
+    at_venue_mark = AccountSnapshot(
+        VENUE,
+        "main",
+        {"USDT": 600.0},
+        (position("main", "BTCUSDT", 1.0, 30_000.0),),
+        5,
+        reported=VenueFigures(
+            124.0, {("BTCUSDT", Side.BOTH): 124.0}, mark_prices={"BTCUSDT": 31e3}
+        ),
+    )
+    assert engine.handle([at_venue_mark], clock.now) == []
 
 
 def test_liquidation_distance_alert_computed_only_when_near() -> None:

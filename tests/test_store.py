@@ -136,6 +136,17 @@ def test_fills_weighted_entry_reduce_and_flip() -> None:
             assert_matches_scratch(store, KEY)
 
 
+def test_fill_whose_position_the_venue_pushes_is_not_applied_twice() -> None:
+    store = _btc_store(100.0)
+    store.apply(position("main", "BTCUSDT", 0.001, 7_100.5), 0)
+    pushed = PositionFill(VENUE, "main", "BTCUSDT", Side.BOTH, 0.001, 7_100.5, 0,
+                          position_pushed=True)  # fmt: skip
+    assert store.apply(pushed, 5).accounts.size == 0
+    (leg,) = store.legs(KEY)
+    assert leg.qty == 0.001
+    assert store.times(KEY).positions_recv_ms == 5
+
+
 def test_inverse_fill_uses_harmonic_entry() -> None:
     store = Store()
     store.apply(Instrument("binance-coinm", "BTCUSD_PERP", ContractKind.INVERSE, 100.0, "BTC"), 0)
@@ -277,3 +288,15 @@ def test_figures_arrays_for_the_metrics_collector() -> None:
     assert arrays.health[0] == pytest.approx(5.0, rel=1e-12)
     assert arrays.margin_ratio[0] == pytest.approx(0.2, rel=1e-12)
     assert math.isnan(arrays.health[1]) and not arrays.complete[1]
+    # OKX's ratio is equity/MM; a negative equity elsewhere reads as an infinite MM/equity.
+    store.apply(BalanceUpdate("okx", "o", "USDT", 600.0, 0), 0)
+    store.apply(BalanceUpdate(VENUE, "broke", "USDT", -5.0, 0), 0)
+    store.apply(linear("BTC-USDT-SWAP", venue="okx"), 0)
+    store.apply(TierTableUpdate("okx", "BTC-USDT-SWAP", BTC_2024), 0)
+    store.apply(mark("BTC-USDT-SWAP", 30_000.0, venue="okx"), 0)
+    store.apply(position("o", "BTC-USDT-SWAP", 1.0, 30_000.0, venue="okx"), 0)
+    store.apply(position("broke", "BTCUSDT", 1.0, 30_000.0), 0)
+    arrays = store.figures_arrays()
+    assert arrays.keys[2:] == [("okx", "o"), (VENUE, "broke")]
+    assert arrays.margin_ratio[2] == pytest.approx(5.0, rel=1e-12)
+    assert arrays.margin_ratio[3] == math.inf

@@ -154,7 +154,7 @@ class InstrumentBook:
         for name in _SCRATCH_BOOL:
             setattr(self, name, np.zeros(0, dtype=np.bool_))
         self.fig = np.zeros((N_FIG, 0))
-        self._new = np.zeros(0)  # scratch: new figures, flat 4·cap
+        self._alt = np.zeros((N_FIG, 0))  # the other figure buffer (swapped with fig per tick)
         self._delta = np.zeros(0)  # scratch: deltas + weight, flat 5·cap
         self._bind_fig()
         self._flat_index: dict[tuple[int, int], I64] = {}
@@ -200,7 +200,7 @@ class InstrumentBook:
         fig = np.zeros((N_FIG, cap))
         fig[:, : self.n] = self.fig[:, : self.n]
         self.fig = fig
-        self._new = np.zeros(N_FIG * cap)
+        self._alt = np.zeros((N_FIG, cap))
         self._delta = np.zeros((N_FIG + 1) * cap)
         self._bind_fig()
         self._cap = cap
@@ -359,7 +359,7 @@ class InstrumentBook:
         # page faults (heap trimmed and regrown) than the arithmetic itself. The four figures
         # are stacked so the deltas, the copy-back and the error weight are one call each.
         size = self.size[:n]
-        new = self._new[: N_FIG * n].reshape(N_FIG, n)
+        new = self._alt[:, :n]
         notional, tmp = new[FIG_NOTIONAL], self.w_tmp[:n]
         if self.kind is ContractKind.LINEAR:
             np.multiply(size, mark, out=notional)
@@ -399,13 +399,16 @@ class InstrumentBook:
             im[r] = model.initial(x, sz, self.legs[r].leverage)
         delta = self._delta[: (N_FIG + 1) * n].reshape(N_FIG + 1, n)
         deltas = delta[:N_FIG]
-        np.subtract(new, self.fig[:, :n], out=deltas)
-        np.copyto(self.fig[:, :n], new)
+        old = self.fig[:, :n]
+        np.subtract(new, old, out=deltas)
         if not self._all_cross:
             deltas *= self.crossf[:n]
-        # Error-bound weight of this tick per row: Σ|delta| (see monitor.accounts).
-        np.abs(deltas, out=new)
-        np.sum(new, axis=0, out=delta[N_FIG])
+        # Error-bound weight of this tick per row: Σ|delta| (see monitor.accounts). The old
+        # figures are dead now: their buffer takes |delta| and becomes next tick's scratch.
+        np.abs(deltas, out=old)
+        np.sum(old, axis=0, out=delta[N_FIG])
+        self.fig, self._alt = self._alt, self.fig
+        self._bind_fig()
         return TickDeltas(self.account[:n], delta, self.flat_index, self._touched, self._max_rows)
 
     def flat_index(self, stride: int, weight_row: int) -> I64:

@@ -232,11 +232,11 @@ class Engine:
     def _evaluate(
         self, i: int, event_ms: int, recv_ms: int, out: list[Alert], *, now_ms: int | None = None
     ) -> None:
+        if not self.store.table.complete[i]:
+            return  # incomplete inputs: figures unknown, staleness speaks for this account
         prev = self._states[i]
         cfg = self._configs[i]
         risk = self._risk(i, event_ms, recv_ms)
-        if math.isnan(risk.health):
-            return  # incomplete inputs: staleness speaks for this account
         now = self.clock() if now_ms is None else now_ms
         state, alerts = evaluate(prev, risk, cfg, now)
         if alerts and self._alert_prices:

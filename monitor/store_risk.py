@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rules.account import venue_ratio
+from rules.alert_doc import TOP_POSITIONS_MAX
 from rules.alerts import AccountRisk, PositionContribution
 from rules.liquidation import liquidation_distance, liquidation_prices
 
@@ -65,21 +66,23 @@ def build_risk(
         else:
             prices = tuple(liquidation_prices(store.account_input(key)))
             cache.prices[i] = (signature, prices)
+    # Only the five largest by MM are built (the alert carries five): read MM straight from the
+    # books' columns, rank, then materialise those few.
+    ranked = sorted(
+        ((-leg.book.mm.item(leg.row), leg.symbol, n) for n, leg in enumerate(legs) if leg.row >= 0),
+    )[:TOP_POSITIONS_MAX]
     tops: list[PositionContribution] = []
-    for n, leg in enumerate(legs):
-        pf = store.leg_figures(leg)
-        if pf is None:
-            continue
+    for _, _, n in ranked:
+        leg = legs[n]
         tops.append(
             PositionContribution(
                 symbol=leg.symbol,
                 side=leg.side,
-                notional=pf.notional,
-                maintenance_margin=pf.maintenance_margin,
+                notional=leg.book.notional.item(leg.row),
+                maintenance_margin=leg.book.mm.item(leg.row),
                 liquidation_price=None if prices is None else prices[n],
             )
         )
-    tops.sort(key=lambda p: (-p.maintenance_margin, p.symbol))
     return AccountRisk(
         venue=key[0],
         account=key[1],
@@ -90,7 +93,7 @@ def build_risk(
         health=fig.health,
         liq_distance_down=distance[0],
         liq_distance_up=distance[1],
-        top_positions=tuple(tops[:5]),
+        top_positions=tuple(tops),
         event_ms=event_ms,
         recv_ms=recv_ms,
     )

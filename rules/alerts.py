@@ -9,11 +9,11 @@ Levels, in health terms (``health = equity / MM``; defaults suit Binance-style a
     liquidatable  health <= trigger         (venue trigger: 1.0; 1.05 for Binance PM)
 
 Escalation is immediate and may jump several levels (one alert, previous -> new). De-escalation
-from level ``L`` to a lower level ``j`` needs the health to stay above ``T[j+1]·(1+hysteresis)``
-(the release point of the threshold being left) *continuously* for ``cooldown_ms``; then the
-account goes straight to the lowest level whose release point has been held that long (one
-alert). A figure falling back below a release point restarts that level's clock. A price jittering
-around a threshold by less than the hysteresis band therefore produces at most one alert.
+from level ``L`` needs the health to stay above ``T[L]·(1+hysteresis)`` (the release point of the
+threshold being left) *continuously* for ``cooldown_ms``; then the account goes straight to the
+level the figure justifies now — every lower release point it is above — in one alert. A figure
+falling back below a release point restarts that level's clock. A price jittering around a
+threshold by less than the hysteresis band therefore produces at most one alert.
 
 The same shape, with its own hysteresis, applies to the liquidation distance: crossing below
 ``liq_distance`` raises a ``liquidation_distance`` alert at once; it clears after the distance has
@@ -271,12 +271,19 @@ def _evaluate_level(
                 since[k] = now_ms
         else:
             since[k] = None
+    # Leaving the current level needs its release point held for the whole cooldown; once that
+    # has matured the account goes straight to the level the figure justifies now (every lower
+    # release point it is above), so a rebound through several levels is one alert, not one per
+    # level a few milliseconds apart.
     target = current
-    for j in range(current - 1, -1, -1):  # going to level j needs level j+1's run matured
-        started = since[j]
-        if started is None or now_ms - started < cfg.cooldown_ms:
-            break
-        target = Level(j)
+    first = current - 1
+    held_from = since[first] if first >= 0 else None
+    if held_from is not None and now_ms - held_from >= cfg.cooldown_ms:
+        target = Level(first)
+        for j in range(first - 1, -1, -1):
+            if since[j] is None:
+                break
+            target = Level(j)
     for k in range(target, 4):  # runs above the new level are meaningless
         since[k] = None
     new_since = (since[0], since[1], since[2], since[3])

@@ -220,13 +220,24 @@ def test_de_escalation_goes_straight_to_the_justified_level_in_one_alert() -> No
     assert seen == [(30_000, Level.LIQUIDATABLE, Level.OK)]
 
 
-def test_de_escalation_stops_at_the_level_whose_band_was_held_for_the_cooldown() -> None:
-    # Clear of critical's band since 0, of danger's and warning's only since 29 s.
+def test_de_escalation_goes_straight_to_the_level_the_figure_justifies() -> None:
+    # Clear of critical's band since 0 and, by the time that has matured, of every band: one
+    # alert critical -> ok, not critical -> danger then danger -> ok a moment later.
     state, seen = run(
         AlertState(level=Level.CRITICAL), [(0, 1.3), (29_000, 2.5), (30_000, 2.5), (59_000, 2.5)]
     )
-    assert seen == [(30_000, Level.CRITICAL, Level.DANGER), (59_000, Level.DANGER, Level.OK)]
-    assert state == AlertState(level=Level.OK, seq=2, last_alert_id=state.last_alert_id)
+    assert seen == [(30_000, Level.CRITICAL, Level.OK)]
+    assert state == AlertState(level=Level.OK, seq=1, last_alert_id=state.last_alert_id)
+
+
+def test_de_escalation_stops_where_the_figure_is_now() -> None:
+    # Clear of critical's band for the cooldown, but only above danger's release point now.
+    state, seen = run(AlertState(level=Level.CRITICAL), [(0, 1.3), (30_000, 1.6), (40_000, 1.9)])
+    assert seen == [(30_000, Level.CRITICAL, Level.WARNING)]
+    assert state.level is Level.WARNING
+    # Leaving warning needs warning's own release point held for a full cooldown.
+    state, seen = run(state, [(41_000, 2.2), (70_000, 2.2), (71_000, 2.2)])
+    assert seen == [(71_000, Level.WARNING, Level.OK)]
 
 
 def test_just_above_threshold_does_not_release_the_level() -> None:
@@ -467,9 +478,11 @@ def test_random_walk_invariants(
             if a.level > previous:
                 assert a.level is level_of(health, cfg)
             else:
-                # The release point of the level just above the new one was held for the
-                # whole cooldown: some sample at or before now - cooldown started the run.
-                release = cfg.release_points[a.level]
+                # The release point of the level being left was held for the whole cooldown
+                # (some sample at or before now - cooldown started the run), and the figure is
+                # above the release point of the level just above the new one now.
+                assert health > cfg.release_points[a.level]
+                release = cfg.release_points[previous - 1]
                 run_start = now
                 for when, h in reversed(history):
                     if h <= release:

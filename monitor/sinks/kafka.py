@@ -1,17 +1,22 @@
 """Kafka sink: alerts to ``marginwatch.alerts``, account states to the compacted state topic.
 
 Tick path: :meth:`KafkaSink.submit` appends to a deque and wakes the run task; nothing awaits a
-broker. The run task sends in *rounds*: up to ``ROUND_MAX`` alerts go to the producer with
-``send`` (batched by aiokafka: ``acks=all``, ``linger_ms``, ``max_batch_size``), then the round's
-acks are awaited together. A round that fails (broker gone, request timeout) is written to the
-spool in order, and until the spool is empty every new alert goes behind it on disk, so each
-account's alerts leave in the order they were submitted. After a backoff the sink makes a new
-producer, sets up the topics (a broker may come back empty) and replays the spool first.
+broker. The run task sends in *rounds* (see :mod:`monitor.sinks.kafka_batch`): up to
+``ROUND_MAX`` alerts cut into per-partition record batches (``acks=all``, ``max_batch_bytes``)
+and handed to the producer. Up to ``ROUNDS_IN_FLIGHT`` rounds are in flight; they are retired
+strictly in submission order, so what is acknowledged is always a prefix of what was sent.
+When any round fails (broker gone, request timeout) the sink stops handing over, waits for every
+round in flight to be answered (so none can land after the replay), and writes every
+unretired round and the queue to the spool, in order. Until the spool is empty every new alert
+goes behind it on disk, so each account's alerts leave in the order they were submitted. After
+a backoff the sink makes a new producer, sets up the topics (a broker may come back empty) and
+replays the spool first, also a few rounds at a time; a replay round's records leave the spool
+when it is retired.
 
-Delivery is at-least-once: a round that failed half-way is spooled whole and sent again;
-consumers drop duplicates by alert id. State documents are latest-wins per account: they wait in
-a dict (a newer one replaces an unsent older one) and are not spooled; the engine republishes
-state on start-up.
+Delivery is at-least-once: a failed round, and any round after it, is spooled whole and sent
+again (even if some of its batches were acknowledged); consumers drop duplicates by alert id.
+State documents are latest-wins per account: they wait in a dict (a newer one replaces an unsent
+older one) and are not spooled; the engine republishes state on start-up.
 """
 
 from __future__ import annotations
@@ -25,51 +30,32 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
 from monitor.errors import DeliveryError
 from monitor.sinks.config_types import KafkaConfig
 from monitor.sinks.delivery import Backoff, Envelope, EnvelopeError
 from monitor.sinks.kafka_admin import TopicSetupError, client_options, ensure_topics
+from monitor.sinks.kafka_batch import (
+    ROUND_MAX,
+    ROUNDS_IN_FLIGHT,
+    CachedPartitioner,
+    Round,
+    alert_records,
+    envelope_records,
+    send_round,
+)
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 from monitor.spool import Spool
 from rules.alert_doc import Alert, StateDocument
 
 log = logging.getLogger(__name__)
 
-#: Alerts per send round: large enough to fill batches, small enough to bound a re-send.
-ROUND_MAX = 4096
 _STOP_PRODUCER_S = 5.0
 _T = TypeVar("_T")
 
 # Failures that mean "the broker cannot take it now": spool and retry. Anything else is a bug
 # and propagates (run fails visibly; what was in memory is spooled on the way out).
 _RETRYABLE = (KafkaError, OSError, TimeoutError, DeliveryError)
-
-
-class CachedPartitioner:
-    """Kafka's default key partitioner (murmur2, as the Java client), memoised per key.
-
-    aiokafka computes murmur2 in pure Python for every message; alert keys repeat (one per
-    account), so the answer is cached per (key, partition list). Same partition as any other
-    producer of the same key.
-    """
-
-    def __init__(self, max_keys: int = 100_000) -> None:
-        self._cache: dict[tuple[bytes, tuple[int, ...]], int] = {}
-        self._max_keys = max_keys
-
-    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-        if key is None:
-            return int(DefaultPartitioner()(key, all_partitions, available))
-        slot = (key, tuple(all_partitions))
-        partition = self._cache.get(slot)
-        if partition is None:
-            if len(self._cache) >= self._max_keys:
-                self._cache.clear()
-            partition = int(DefaultPartitioner()(key, all_partitions, available))
-            self._cache[slot] = partition
-        return partition
 
 
 class KafkaSink:
@@ -98,7 +84,9 @@ class KafkaSink:
             on_full=self._note_spool_full,
         )
         self._queue: deque[Alert] = deque()
-        self._inflight: list[Envelope] = []
+        #: Rounds handed to the producer and not yet retired, oldest first.
+        self._rounds: deque[Round] = deque()
+        self._inflight = 0  # alerts in direct (not spooled) rounds of ``_rounds``
         self._states: dict[bytes, StateDocument] = {}
         self._wake = asyncio.Event()
         #: Set while a producer is connected and the topics are set up (readiness probes).
@@ -111,7 +99,8 @@ class KafkaSink:
         self._closed = False
         self._failing = False
         self._last_setup_error = ""
-        self._round_size = 0  # alerts in the round being sent (for the failure count)
+        self._partitioner = CachedPartitioner()
+        self._failed_count = 0  # alerts in the rounds that were in flight when sending failed
         #: Alerts acknowledged by the broker since start (including spool replays).
         self.delivered = 0
         observer.spool_depth(self.name, self._spool.depth())
@@ -133,7 +122,7 @@ class KafkaSink:
         self._wake.set()
 
     def pending(self) -> int:
-        return len(self._queue) + len(self._inflight) + self._spool.depth()
+        return len(self._queue) + self._inflight + self._spool.depth()
 
     def spool_depth(self) -> int:
         return self._spool.depth()
@@ -206,11 +195,12 @@ class KafkaSink:
             acks="all",
             linger_ms=cfg.linger_ms,
             max_batch_size=cfg.max_batch_bytes,
-            # Idempotence would need a broker with producer-id support; per-account order comes
-            # from one round in flight and the spool, duplicates are dropped by alert id.
+            # Idempotence would need a broker with producer-id support. Per-account order comes
+            # from aiokafka (one request per broker in flight, batches of a partition in order)
+            # and from retiring rounds in order; duplicates are dropped by alert id.
             enable_idempotence=False,
             compression_type=cfg.compression,
-            partitioner=CachedPartitioner(),
+            partitioner=self._partitioner,
         )
         try:
             await producer.start()
@@ -220,16 +210,16 @@ class KafkaSink:
         return producer
 
     async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
-        # Every round's futures are resolved before we get here, so stop has nothing to flush;
-        # the bound only guards against a wedged connection.
+        # Every round is answered before the pump returns or raises, so stop has nothing to
+        # flush; the bound only guards against a wedged connection (or a cancelled pump).
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.stop(), _STOP_PRODUCER_S)
 
     async def _outage(self, exc: BaseException) -> None:
         reason = type(exc).__name__
         await self._to_spool(self._take_memory())
-        self._observer.failed(self.name, self._round_size, reason)
-        self._round_size = 0
+        self._observer.failed(self.name, self._failed_count, reason)
+        self._failed_count = 0
         if not self._failing:
             self._failing = True
             log.warning(
@@ -257,24 +247,74 @@ class KafkaSink:
     # -- delivery --------------------------------------------------------------------------------
 
     async def _pump(self, producer: AIOKafkaProducer) -> None:
+        rounds = self._rounds
+        spool_ahead = 0  # spool records in replay rounds in flight (peeked, not yet acked)
         while True:
-            self._wake.clear()
-            if self._spool.depth():
-                await self._replay_round(producer)
-            elif self._queue:
-                await self._direct_round(producer)
-            elif self._states:
-                await self._send_round(producer, [])
-            elif self._stopping:
-                return
-            else:
+            self._wake.clear()  # rounds being answered set it too
+            if any(r.error is not None for r in rounds):
+                # Stop handing over; raise once every round is answered, so nothing of ours
+                # can land after the replay that follows.
+                if all(r.done for r in rounds):
+                    self._failed_count = sum(r.count for r in rounds)
+                    raise next(r.error for r in rounds if r.error is not None)
                 await self._wake.wait()
+                continue
+            while rounds and rounds[0].done:
+                done = rounds[0]
+                await self._retire(done)
+                rounds.popleft()
+                spool_ahead -= done.spooled
+            if len(rounds) < ROUNDS_IN_FLIGHT:
+                nxt = await self._next_round(spool_ahead)
+                if nxt is not None:
+                    spool_ahead += nxt[0].spooled
+                    await self._hand_over(producer, *nxt)
+                    continue
+            if not rounds and self._stopping:
+                return
+            await self._wake.wait()
 
-    async def _replay_round(self, producer: AIOKafkaProducer) -> None:
-        if self._queue:
-            # New alerts queue up behind the spooled ones: one FIFO, per-account order kept.
-            await self._to_spool(self._take_memory())
-        raws = await self._spool_call(self._spool.peek, ROUND_MAX)
+    async def _next_round(self, spool_ahead: int) -> tuple[Round, list[bytes]] | None:
+        """The next round to hand over (with its spool records): spool first, queue, states."""
+        if self._spool.depth():
+            if self._queue:
+                # New alerts queue up behind the spooled ones: one FIFO, per-account order kept.
+                await self._to_spool(self._take_queue())
+            if self._spool.depth() > spool_ahead:
+                peeked = await self._spool_call(self._spool.peek, spool_ahead + ROUND_MAX)
+                raws = peeked[spool_ahead:]
+                return Round(self._wake, spooled=len(raws)), raws
+        elif self._queue:
+            queue = self._queue
+            alerts = [queue.popleft() for _ in range(min(len(queue), ROUND_MAX))]
+            self._inflight += len(alerts)
+            return Round(self._wake, alerts=alerts), []
+        if self._states:
+            return Round(self._wake), []
+        return None
+
+    async def _hand_over(self, producer: AIOKafkaProducer, rnd: Round, raws: list[bytes]) -> None:
+        """Give ``rnd`` (and the pending states) to the producer; failures land in ``rnd``."""
+        self._rounds.append(rnd)
+        states, self._states = self._states, {}
+        rnd.states = list(states.items())
+        try:
+            if rnd.spooled:
+                envelopes = self._decode(raws)
+                rnd.count = len(envelopes)
+                records = envelope_records(envelopes)
+            else:
+                records = alert_records(rnd.alerts)
+            if rnd.count:
+                await send_round(producer, self._cfg.alerts_topic, self._partitioner, records, rnd)
+            for key, doc in rnd.states:
+                rnd.watch(await producer.send(self._cfg.state_topic, doc.to_json(), key=key))
+        except _RETRYABLE as exc:
+            rnd.submitted(exc)
+        else:
+            rnd.submitted()
+
+    def _decode(self, raws: list[bytes]) -> list[Envelope]:
         envelopes: list[Envelope] = []
         for raw in raws:
             try:
@@ -283,52 +323,16 @@ class KafkaSink:
                 # It passed the CRC, so we wrote it: a format bug, not a broker problem.
                 log.error("kafka: undecodable spooled record skipped (%d bytes)", len(raw))
                 self._observer.failed(self.name, 1, "EnvelopeError")
-        await self._send_round(producer, envelopes)
-        await self._spool_call(self._spool.ack, len(raws))
-        self._observer.spool_depth(self.name, self._spool.depth())
+        return envelopes
 
-    async def _direct_round(self, producer: AIOKafkaProducer) -> None:
-        n = min(len(self._queue), ROUND_MAX)
-        self._inflight = [Envelope.of_alert(self._queue.popleft()) for _ in range(n)]
-        await self._send_round(producer, self._inflight)
-        self._inflight = []
-
-    async def _send_round(self, producer: AIOKafkaProducer, envelopes: Sequence[Envelope]) -> None:
-        """Send alerts (and pending states), await all acks; raise the first failure."""
-        states, self._states = self._states, {}
-        self._round_size = len(envelopes)
-        futures: list[asyncio.Future[Any]] = []
-        state_futures: list[tuple[bytes, StateDocument, asyncio.Future[Any]]] = []
-        first_error: BaseException | None = None
-        try:
-            topic = self._cfg.alerts_topic
-            for env in envelopes:
-                fut = await producer.send(topic, env.value, key=env.key, headers=list(env.headers))
-                futures.append(fut)
-            for key, doc in states.items():
-                fut = await producer.send(self._cfg.state_topic, doc.to_json(), key=key)
-                state_futures.append((key, doc, fut))
-        except _RETRYABLE as exc:
-            first_error = exc
-        # Wait for whatever was handed over, even after a failure, so no send of this round can
-        # land after the replay that follows it.
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        state_results = await asyncio.gather(
-            *(f for _, _, f in state_futures), return_exceptions=True
-        )
-        sent_states = {key for key, _, _ in state_futures}
-        for (key, doc, _), result in zip(state_futures, state_results, strict=True):
-            if isinstance(result, BaseException):
-                self._states.setdefault(key, doc)  # unless a newer one arrived meanwhile
-        for key, doc in states.items():
-            if key not in sent_states:
-                self._states.setdefault(key, doc)
-        for result in (*results, *state_results):
-            if isinstance(result, BaseException) and first_error is None:
-                first_error = result
-        if first_error is not None:
-            raise first_error
-        self._delivered(len(envelopes))
+    async def _retire(self, rnd: Round) -> None:
+        """The oldest round is acknowledged in full: forget it (from the spool, for a replay)."""
+        if rnd.spooled:
+            await self._spool_call(self._spool.ack, rnd.spooled)
+            self._observer.spool_depth(self.name, self._spool.depth())
+        else:
+            self._inflight -= len(rnd.alerts)
+        self._delivered(rnd.count)
 
     def _delivered(self, n: int) -> None:
         self.delivered += n
@@ -341,12 +345,25 @@ class KafkaSink:
 
     # -- spool -----------------------------------------------------------------------------------
 
-    def _take_memory(self) -> list[Envelope]:
-        """Everything not yet acknowledged and not on disk, oldest first."""
-        taken = self._inflight
-        self._inflight = []
-        taken.extend(Envelope.of_alert(a) for a in self._queue)
+    def _take_queue(self) -> list[Envelope]:
+        taken = [Envelope.of_alert(a) for a in self._queue]
         self._queue.clear()
+        return taken
+
+    def _take_memory(self) -> list[Envelope]:
+        """Everything not yet acknowledged and not on disk, oldest first; the rounds are dropped.
+
+        Replay rounds are still in the spool (unacked) and stay there, ahead of the rest; their
+        state documents, and those of direct rounds, go back to wait for the next producer.
+        """
+        taken: list[Envelope] = []
+        for rnd in self._rounds:
+            taken.extend(rnd.envelopes())
+            for key, doc in rnd.states:
+                self._states.setdefault(key, doc)  # unless a newer one arrived meanwhile
+        self._rounds.clear()
+        self._inflight = 0
+        taken.extend(self._take_queue())
         return taken
 
     async def _to_spool(self, envelopes: Sequence[Envelope]) -> None:

@@ -1,9 +1,16 @@
 """Ingest: sim venue firehose in another process → loopback websocket → real driver → parse →
-``monitor.store.Store.apply``.
+``monitor.engine.Engine.handle`` → ``monitor.store.Store`` (the daemon's own deliver path, minus
+its O(1) metrics hooks; no sinks).
 
 The headline ``ingest_frames_per_s`` is single-mark frames per CPU-second of the consuming
 process (its one core): ``frames / process CPU time``, measured from the first live frame to the
-last. The store holds the sim's instruments and tier tables (from the driver's own snapshot), so
+last. ``ingest_frames_per_wall_s`` is the same count per wall second (the producer runs in its
+own process, on the other core). The driver takes every frame websockets already holds after
+each ``recv`` and delivers them as one list, so the engine applies runs of marks through
+``Store.apply_marks``; ``ingest_mean_batch_frames`` says how many frames a batch held on average
+(it depends on how far the consumer lags the producer, i.e. on load).
+
+The store holds the sim's instruments and tier tables (from the driver's own snapshot), so
 each mark updates its instrument book; no account holds positions, so this is the ingest path
 itself. ``ingest_frames_per_s_with_accounts`` loads the sim's four accounts too, so every mark
 also revalues their positions: that adds the store's per-tick revaluation cost (benchmarked on
@@ -23,7 +30,9 @@ from connectors.events import AccountSnapshot, Event, MarkPrice, PositionSnapsho
 from connectors.sim.feed import SimMarketFeed
 from connectors.sim.market import ACCOUNTS
 from connectors.sim.protocol import VENUE
+from monitor.engine import Engine
 from monitor.store import Store
+from rules.alerts import AlertConfig
 
 CEILINGS = {"ingest_frames_per_s": ("min", 200000.0)}
 
@@ -37,6 +46,7 @@ class Result:
     marks: int
     cpu_s: float
     wall_s: float
+    batches: int
 
 
 def _accounts() -> list[Event]:
@@ -52,7 +62,9 @@ def _accounts() -> list[Event]:
 
 async def _consume(port: int, frames: int, with_accounts: bool) -> Result:
     store = Store()
-    apply = store.apply
+    engine = Engine(store, lambda key: AlertConfig(), [])
+    handle = engine.handle
+    batches = 0
     stop = asyncio.Event()
     marks = 0
     live_frames = 0
@@ -73,17 +85,17 @@ async def _consume(port: int, frames: int, with_accounts: bool) -> Result:
             raise AssertionError(f"reconnect {reason}")
 
     def deliver(events: list[Event], recv_ms: int) -> None:
-        nonlocal marks
-        for ev in events:
-            apply(ev, recv_ms)
+        nonlocal marks, batches
+        handle(events, recv_ms)
+        batches += 1
         if type(events[0]) is MarkPrice:
             marks += len(events)
             if not started and marks > 10:  # past the snapshot: live stream begins
                 if with_accounts:
-                    for acct in _accounts():
-                        apply(acct, recv_ms)
+                    handle(_accounts(), recv_ms)
                 started.append(time.process_time())
                 started.append(time.perf_counter())
+                started.append(float(batches))
 
     feed = SimMarketFeed("127.0.0.1", port, app_ping_interval_s=None, stale_after_s=30.0)
     task = asyncio.create_task(run_feed(feed, deliver, observer=Counter(), stop=stop))
@@ -92,7 +104,7 @@ async def _consume(port: int, frames: int, with_accounts: bool) -> Result:
     cpu, wall = time.process_time(), time.perf_counter()
     stop.set()
     await task
-    return Result(frames, marks, cpu - started[0], wall - started[1])
+    return Result(frames, marks, cpu - started[0], wall - started[1], batches - int(started[2]))
 
 
 def _measure(frames: int, batch: int, *, with_accounts: bool = False) -> Result:
@@ -128,6 +140,7 @@ def run() -> dict[str, float]:
     return {
         "ingest_frames_per_s": single.frames / single.cpu_s,
         "ingest_frames_per_wall_s": single.frames / single.wall_s,
+        "ingest_mean_batch_frames": single.frames / max(1, single.batches),
         "ingest_batched_marks_per_s": batched.frames * BATCH / batched.cpu_s,
         "ingest_frames_per_s_with_accounts": loaded.frames / loaded.cpu_s,
     }

@@ -20,6 +20,7 @@ watchdog task samples.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.frames import Opcode
 
 from connectors.backoff import Backoff
 from connectors.errors import AuthError, ConnectorError, VenueDataError
@@ -41,6 +43,9 @@ Deliver = Callable[[list[Event], int], None]
 
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # largest venue frame we accept (batch mark arrays fit easily)
 MAX_BUFFERED = 500_000  # pushes held while a snapshot is in flight before giving up on it
+# Frames taken per batch at most: bounds how long the first frame of a batch waits for the
+# last one's parse before delivery (about a millisecond of work).
+MAX_BATCH_FRAMES = 512
 SILENT_RECONNECT_FACTOR = 4.0  # stale for this many stale_after_s → reconnect and resubscribe
 _UP = (FeedState.CONNECTED, FeedState.RESYNCED)
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -124,6 +129,49 @@ def _pick(exc: BaseException) -> BaseException:
     return leaves[0]
 
 
+TakeReady = Callable[[list[bytes], int], None]
+
+
+def ready_taker(ws: object) -> TakeReady:
+    """``take(out, limit)``: append messages ``ws`` already holds, complete, without awaiting.
+
+    websockets (14+, asyncio) has no public non-blocking receive; its connection keeps the
+    frames that arrived in ``recv_messages`` (an ``Assembler``) whose ``frames.queue`` is a
+    deque. This is the one place that reads those internals. Only complete, unfragmented
+    text/binary messages are taken (a fragmented one, or anything odd, is left for ``recv``,
+    which owns reassembly and errors), the reader is resumed like ``Assembler.get`` does, and
+    ``out`` never grows past ``limit``. If the internals are not what we expect (another
+    websockets version), the taker takes nothing: one frame per ``recv``, as before.
+    """
+    assembler = getattr(ws, "recv_messages", None)
+    queue = getattr(getattr(assembler, "frames", None), "queue", None)
+    resume = getattr(assembler, "maybe_resume", None)
+    if not isinstance(queue, collections.deque) or resume is None or assembler is None:
+        return _take_nothing
+    popleft = queue.popleft
+    data_opcodes = (Opcode.TEXT, Opcode.BINARY)
+
+    def take(out: list[bytes], limit: int) -> None:
+        if not queue or assembler.get_in_progress:
+            return
+        room = limit - len(out)
+        while queue and room > 0:
+            frame = queue[0]
+            if not frame.fin or frame.opcode not in data_opcodes:
+                break
+            popleft()
+            data = frame.data
+            out.append(data if type(data) is bytes else bytes(data))
+            room -= 1
+        resume()
+
+    return take
+
+
+def _take_nothing(out: list[bytes], limit: int) -> None:
+    return None
+
+
 def _event_ms(ev: Event) -> int:
     ms: int = getattr(ev, "event_ms", 0)
     return ms
@@ -191,6 +239,7 @@ class _FeedDriver:
         # Per-connection state, reset in _serve.
         self.frames = 0
         self._buffer: list[tuple[list[Event], int]] | None = None
+        self._buffered = 0  # frames behind the held batches
         self._stale = False
         self._recovering = False
         self._resync_wanted = asyncio.Event()
@@ -277,6 +326,7 @@ class _FeedDriver:
     async def _serve(self, ws: ClientConnection) -> None:
         self.frames = 0
         self._buffer = []  # buffer from the first push until the snapshot is applied
+        self._buffered = 0
         self._stale = False
         self._resync_wanted = asyncio.Event()
         feed = self.feed
@@ -291,42 +341,65 @@ class _FeedDriver:
                 tg.create_task(self._keepalive(feed.keepalive_interval_s))
 
     async def _read(self, ws: ClientConnection) -> None:
-        # Hot path: locals for everything touched per frame.
+        # Hot path: locals for everything touched per frame. One await per *batch*: after a
+        # frame arrives, every message websockets has already assembled is taken without
+        # suspending (take_ready), parsed, and delivered as ONE list, so the engine applies a
+        # run of marks together and the await/recv machinery is paid once per batch.
         recv = ws.recv
+        take = ready_taker(ws)
         parse = self.feed.parse
         deliver = self._deliver
         wall_ms = self._wall_ms
         on_frame = self._observer.frame
+        rejected = self._observer.frame_rejected
         venue = self.feed.venue
         private = self.feed.account is not None
         max_buffered = self._max_buffered
+        batch_max = MAX_BATCH_FRAMES
+        frames: list[bytes] = []
         while True:
-            frame = await recv(False)  # bytes: parsers decode JSON straight from UTF-8
-            self.frames += 1
-            on_frame(venue)
+            frames.append(await recv(False))  # bytes: parsers decode JSON straight from UTF-8
+            take(frames, batch_max)
+            self.frames += len(frames)
             if self._stale:
                 self._data_after_stale()
-            try:
-                events = parse(frame)
-            except VenueDataError as exc:
-                self._observer.frame_rejected(venue, exc.reason)
-                continue
-            except Exception:  # a parser bug must not blind the monitor: count, log once
-                self._parser_failed()
-                continue
-            if not events:
-                continue
-            if private:
-                for ev in events:
-                    if type(ev) is StreamExpired:
-                        raise _Restart("stream_expired", immediate=True)
-            buffer = self._buffer
-            if buffer is None:
-                deliver(events, wall_ms())
-            else:
-                buffer.append((events, wall_ms()))
-                if len(buffer) > max_buffered:
-                    raise _Restart("resync_overflow", immediate=False)
+            batch: list[Event] = []
+            for frame in frames:
+                on_frame(venue)
+                try:
+                    events = parse(frame)
+                except VenueDataError as exc:
+                    rejected(venue, exc.reason)
+                    continue
+                except Exception:  # a parser bug must not blind the monitor: count, log once
+                    self._parser_failed()
+                    continue
+                if private:
+                    for ev in events:
+                        if type(ev) is StreamExpired:
+                            # What came before the expiry still counts; the rest is dropped
+                            # with the connection, as it would be frame by frame.
+                            if batch:
+                                self._push(batch, wall_ms(), len(frames), max_buffered)
+                            raise _Restart("stream_expired", immediate=True)
+                batch += events
+            if batch:
+                if self._buffer is None:
+                    deliver(batch, wall_ms())
+                else:
+                    self._push(batch, wall_ms(), len(frames), max_buffered)
+            frames.clear()
+
+    def _push(self, batch: list[Event], recv_ms: int, frames: int, max_buffered: int) -> None:
+        """Deliver now, or hold while a snapshot is in flight (bounded by frames held)."""
+        buffer = self._buffer
+        if buffer is None:
+            self._deliver(batch, recv_ms)
+            return
+        buffer.append((batch, recv_ms))
+        self._buffered += frames
+        if self._buffered > max_buffered:
+            raise _Restart("resync_overflow", immediate=False)
 
     def _parser_failed(self) -> None:
         self._observer.frame_rejected(self.feed.venue, "parser_error")
@@ -356,6 +429,7 @@ class _FeedDriver:
     async def _resync(self) -> None:
         if self._buffer is None:
             self._buffer = []
+            self._buffered = 0
         async with asyncio.timeout(self._snapshot_timeout_s):
             events, snapshot_ms = await self.feed.snapshot()
         # From here to the end no await: the reader cannot interleave, so the snapshot and the

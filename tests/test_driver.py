@@ -374,3 +374,85 @@ async def test_firehose_frames_all_reach_deliver_in_order() -> None:
     assert len(marks) == 3 + 5_000  # snapshot marks, then every firehose frame
     assert [m.symbol for m in marks[3:9]] == ["BTC-PERP", "ETH-PERP", "SOL-PERP"] * 2
     assert probe.rejected == []
+
+
+# --- taking already-received messages without awaiting (connectors.driver.ready_taker) ---------
+
+
+class _Conn:
+    """What ready_taker reads of a websockets ClientConnection: its real Assembler."""
+
+    def __init__(self) -> None:
+        from websockets.asyncio.messages import Assembler
+
+        self.resumed = 0
+        self.recv_messages = Assembler(high=4, low=1, resume=self._resume)
+
+    def _resume(self) -> None:
+        self.resumed += 1
+
+
+def _frame(data: bytes, *, fin: bool = True, opcode: Any = None) -> Any:
+    from websockets.frames import Frame, Opcode
+
+    return Frame(Opcode.TEXT if opcode is None else opcode, data, fin=fin)
+
+
+async def test_ready_taker_takes_complete_messages_in_order_up_to_the_limit() -> None:
+    from connectors.driver import ready_taker
+
+    conn = _Conn()
+    for k in range(6):
+        conn.recv_messages.put(_frame(b"m%d" % k))
+    assert conn.recv_messages.paused  # above the high-water mark: reading paused
+    take = ready_taker(conn)
+    out = [b"first"]
+    take(out, 4)
+    assert out == [b"first", b"m0", b"m1", b"m2"]
+    take(out, 100)
+    assert out == [b"first", b"m0", b"m1", b"m2", b"m3", b"m4", b"m5"]
+    assert not conn.recv_messages.paused and conn.resumed == 1  # resumed as recv would
+    take(out, 100)  # nothing left: nothing happens
+    assert len(out) == 7
+
+
+async def test_ready_taker_leaves_fragmented_messages_to_recv() -> None:
+    from websockets.frames import Opcode
+
+    from connectors.driver import ready_taker
+
+    conn = _Conn()
+    conn.recv_messages.put(_frame(b"whole"))
+    conn.recv_messages.put(_frame(b"frag", fin=False))
+    conn.recv_messages.put(_frame(b"ment", opcode=Opcode.CONT))
+    conn.recv_messages.put(_frame(b"after"))
+    out: list[bytes] = []
+    ready_taker(conn)(out, 100)
+    assert out == [b"whole"]
+    # recv still reassembles the fragmented one, then the taker goes on.
+    assert await conn.recv_messages.get(False) == b"fragment"
+    ready_taker(conn)(out, 100)
+    assert out == [b"whole", b"after"]
+
+
+async def test_ready_taker_without_the_expected_internals_takes_nothing() -> None:
+    from connectors.driver import ready_taker
+
+    out: list[bytes] = []
+    ready_taker(object())(out, 100)
+    ready_taker(type("Odd", (), {"recv_messages": None})())(out, 100)
+    assert out == []
+
+
+async def test_firehose_arrives_in_batches_of_several_frames() -> None:
+    from connectors.sim.server import Firehose
+
+    probe = Probe()
+    venue = SimVenue(autoplay=False, firehose=Firehose(20_000, batch=1))
+    async with venue as v, running(market(v), probe):
+        await probe.until(lambda: sum(isinstance(e, MarkPrice) for e in probe.events) >= 20_003)
+    live = [evs for evs, _ in probe.batches if evs and isinstance(evs[0], MarkPrice)]
+    assert sum(len(evs) for evs in live) == 20_000
+    # Frames that were already waiting arrive as one list (the engine applies it as a run).
+    assert max(len(evs) for evs in live) > 1
+    assert max(len(evs) for evs in live) <= 512

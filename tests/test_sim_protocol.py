@@ -21,7 +21,7 @@ from connectors.events import (
     TierTableUpdate,
 )
 from connectors.sim import protocol
-from connectors.sim.protocol import parse
+from connectors.sim.protocol import parse, parse_general
 from rules.types import ContractKind, MarginMode, Side
 
 # Frames as SimVenue sends them (recorded from a run of connectors.sim.server).
@@ -345,3 +345,64 @@ def test_valid_prices_round_trip_exactly(price: float) -> None:
     (ev,) = parse(protocol.encode_mark("SOL-PERP", price, 3))
     assert isinstance(ev, MarkPrice)
     assert ev.mark == price
+
+
+# --- the single-mark fast path agrees with the general decoder ---------------------------------
+
+
+def _outcome(decode: object, frame: bytes) -> tuple[str, object]:
+    assert callable(decode)
+    try:
+        events = decode(frame)
+    except VenueDataError as exc:
+        return "rejected", exc.reason
+    return "events", [(type(e), e) for e in events]
+
+
+_mark_values = st.one_of(
+    _json_values,
+    st.sampled_from(["60000.5", "1e-3", "0", "-1", "nan", "inf", "1_0", " 7 ", "", "x"]),
+    st.floats(allow_nan=True).map(repr),
+)
+
+
+@given(
+    e=st.one_of(st.just("mark"), _json_values),
+    s=st.one_of(st.sampled_from(["BTC-PERP", ""]), _json_values),
+    p=_mark_values,
+    ms=st.one_of(st.integers(min_value=-5, max_value=2**63 - 1), _json_values),
+    extra=st.dictionaries(st.sampled_from(["i", "x"]), _mark_values, max_size=1),
+    drop=st.sets(st.sampled_from(["e", "s", "p", "E"]), max_size=1),
+)
+def test_fast_path_decodes_exactly_what_the_general_path_does(
+    *, e: object, s: object, p: object, ms: object, extra: dict[str, object], drop: set[str]
+) -> None:
+    doc = {k: v for k, v in {"e": e, "s": s, "p": p, "E": ms}.items() if k not in drop}
+    frame = orjson.dumps({**doc, **extra})
+    assert _outcome(parse, frame) == _outcome(protocol.parse_general, frame)
+
+
+@given(
+    st.text(min_size=1, max_size=12),
+    st.floats(min_value=1e-9, max_value=1e12, allow_nan=False),
+    st.integers(min_value=0, max_value=2**62),
+)
+def test_valid_single_marks_take_the_fast_path_and_equal_the_constructor(
+    symbol: str, price: float, event_ms: int
+) -> None:
+    frame = protocol.encode_mark(symbol, price, event_ms)
+    (ev,) = parse(frame)
+    expected = MarkPrice("sim", symbol, price, event_ms, None)
+    assert type(ev) is MarkPrice and ev == expected and hash(ev) == hash(expected)
+    assert parse_general(frame) == [expected]
+
+
+def test_both_mark_constructors_build_the_normal_event() -> None:
+    for make in (protocol._mark_by_retag, protocol._mark_by_slots):
+        ev = make("ETH-PERP", 3001.25, 7, 3000.5)
+        assert type(ev) is MarkPrice
+        assert ev == MarkPrice("sim", "ETH-PERP", 3001.25, 7, 3000.5)
+        assert repr(ev) == repr(MarkPrice("sim", "ETH-PERP", 3001.25, 7, 3000.5))
+        with pytest.raises(AttributeError):
+            ev.mark = 1.0  # type: ignore[misc]
+    assert protocol._RETAG  # this CPython allows the retag: the fast constructor is in use

@@ -25,6 +25,31 @@ the account's gross notional) whatever the history: drift cannot accumulate. Str
 Equity is ``C + U`` with ``C`` computed by :func:`rules.account.collateral_value` itself, health
 ``equity / MM`` (``inf`` when MM is 0), exactly as :func:`rules.account.account_figures` forms
 them from its own (``fsum``) sums.
+
+Lazy error bound and the screen's budget ("room")
+-------------------------------------------------
+A single-instrument tick must not pay a dozen numpy calls over its touched accounts, so the
+``k·Σ|S|`` term and the screen are settled lazily. Each account carries ``room`` (a budget in
+units of ``(k+1)·Σ|d|``), ``cntroom`` (updates left) and ``s0`` (``|U| + |MM| + |IM| + |G|`` when
+the budget was set). A tick scatters ``−(k+1)·Σ|d|`` into ``room`` and ``−k`` into ``cntroom`` with
+the same ``np.add.at`` as the deltas; only accounts whose ``room`` or ``cntroom`` went negative
+are *flagged* and get the full screen. Until then, with ``W = (room0 − room)/2 >= Σ|d|`` since
+the budget was set, every ``|S_t| <= s0 + W`` (each stored sum moved by at most its deltas plus
+its roundings, which BOUND_SLACK covers), so the error bound *materialised* as
+``E = E0 + (room0 − room) + (CNT − cntroom)·(s0 + (room0 − room)/2)`` dominates the eager
+``E``. The budget is armed only when it keeps ``E < HARD·G`` for its whole life.
+
+Why an unflagged account needs no screen: with ``s = max(1, |lo|, |hi|, dist3)`` (finite ones;
+the band shrunk as in :meth:`AccountTable.set_band`), each of ``equity − lo·MM``,
+``hi·MM − equity`` and ``equity − MM − dist3·(G + NC)`` moves by at most
+``|ΔU| + s·(|ΔMM| + |ΔG|) <= s·Σ|d|`` per row. The budget is
+``2·(min of the three − 1e-9·(|C| + |U| + s·(|MM| + G + NC)))/s`` (the 1e-9 term dwarfs the
+roundings of the stored sums over at most CNT updates and of the screen's own arithmetic, all
+below ``2⁻³⁶·`` those magnitudes), capped at ``G``; so while ``room >= 0`` all three stay
+positive: the account is still quiet and not near, exactly what a full screen would find. Any
+change outside ticks (re-sum, band, threshold, collateral) disarms the account (``room < 0``):
+it is screened on its next tick. Batches (frames) and ticks touching every account screen all
+of them and re-arm.
 """
 
 from __future__ import annotations
@@ -33,7 +58,7 @@ import math
 
 import numpy as np
 
-from monitor.book import F64, I64, BoolA, TickDeltas
+from monitor.book import F64, I64, TickDeltas
 
 UNIT_ROUNDOFF = 2.0**-53
 BOUND_SLACK = 1.0 + 1e-6  # covers the rounding of E's own accumulation
@@ -44,6 +69,8 @@ BAND_EPS = 1e-12
 # non-stable collateral price changes equity − MM by at most DIST_SLOPE·x·(G + NC) for x ≤ 1/3
 # (uPnL ≤ x·notional, inverse ≤ 1.5·x·notional; MM rates ≤ 1; collateral ≤ x·NC).
 DIST_SLOPE = 3.0
+CNT = 1024.0  # updates an armed budget lasts at most (bounds the lazy k·|S| term)
+ROOM_EPS = 1e-9  # relative margin of the budget (see the module docstring)
 
 # One row per quantity of a 2-D table (rows contiguous: whole-book arithmetic stays fast; a
 # subset is gathered with one ``take``). The first four rows match monitor.book's figure rows,
@@ -53,16 +80,24 @@ ROWS = (
     "mm",
     "im",
     "gross",
-    "err",
     "coll",  # collateral value C (NaN while unknown)
     "noncash",  # value of non-stablecoin collateral (distance prefilter)
     "band_lo",
     "band_hi",
     "dist3",  # DIST_SLOPE·distance threshold; NaN when distance alerts are off
+    "scale",  # s of the budget: max(1, finite |band_lo|, |band_hi|, dist3)
+    "err",  # materialised error bound E0
+    "room",  # budget left, in units of (k+1)·Σ|d|; negative: screen on the next tick
+    "room0",  # room when armed
+    "cntroom",  # updates left
+    "s0",  # |U| + |MM| + |IM| + |G| when armed
     "wsum",  # batch accumulator of Σ|delta| per account
 )
 R = {name: k for k, name in enumerate(ROWS)}
-_GATHER = slice(0, R["dist3"] + 1)  # rows read by the per-tick screen
+_NG = R["s0"] + 1  # rows read by the screen
+_W0 = R["err"]  # rows err..s0 are written back by the screen
+_TICK_ROWS = (0, 1, 2, 3, R["room"], R["cntroom"])  # where a tick's block rows go
+_EMPTY_I: I64 = np.zeros(0, dtype=np.int64)
 
 
 class AccountTable:
@@ -76,8 +111,8 @@ class AccountTable:
         self.eq_over_mm = np.zeros(0, dtype=np.bool_)  # venue ratio is equity/MM (OKX)
         self._bind()
         self.resum_queue: dict[int, None] = {}  # ordered set of accounts due a re-sum
-        self._scratch: tuple[F64, ...] = (np.zeros(0),)
-        self._scratch_b: tuple[BoolA, ...] = ()
+        self._flag = np.zeros(0)
+        self._flag_b = np.zeros(0, dtype=np.bool_)
 
     def _bind(self) -> None:
         t = self.table
@@ -86,12 +121,14 @@ class AccountTable:
         self.mm: F64 = t[R["mm"]]
         self.im: F64 = t[R["im"]]
         self.gross: F64 = t[R["gross"]]
-        self.err: F64 = t[R["err"]]
         self.coll: F64 = t[R["coll"]]
         self.noncash: F64 = t[R["noncash"]]
         self.band_lo: F64 = t[R["band_lo"]]
         self.band_hi: F64 = t[R["band_hi"]]
         self.dist3: F64 = t[R["dist3"]]
+        self.scale: F64 = t[R["scale"]]
+        self.err: F64 = t[R["err"]]
+        self.room: F64 = t[R["room"]]
         self.wsum: F64 = t[R["wsum"]]
 
     def new_account(self) -> int:
@@ -111,13 +148,43 @@ class AccountTable:
         self.band_lo[i] = math.inf  # unset band: never quiet
         self.band_hi[i] = -math.inf
         self.dist3[i] = math.nan
+        self.scale[i] = 1.0
         self.complete[i] = True
+        self.disarm(i)
         return i
+
+    # --- the lazy error bound and budget -------------------------------------------------
+
+    def disarm(self, i: int) -> None:
+        """Settle account ``i``'s lazy bound; it is screened (and re-armed) on its next tick."""
+        t = self.table
+        t[R["err"], i] = self._materialised(i)
+        t[R["room"], i] = t[R["room0"], i] = -1.0
+        t[R["cntroom"], i] = CNT
+        t[R["s0"], i] = self._magnitude(i)
+
+    def _magnitude(self, i: int) -> float:
+        return (
+            abs(self.upnl.item(i))
+            + abs(self.mm.item(i))
+            + abs(self.im.item(i))
+            + abs(self.gross.item(i))
+        )
+
+    def _materialised(self, i: int) -> float:
+        t = self.table
+        used = t[R["room0"], i] - t[R["room"], i]
+        cnt = CNT - t[R["cntroom"], i]
+        return float(t[R["err"], i] + used + cnt * (t[R["s0"], i] + 0.5 * used))
 
     def set_sums(self, i: int, upnl: float, mm: float, im: float, gross: float) -> None:
         """Exact sums of account ``i`` (from an fsum re-sum); resets its error bound."""
         self.upnl[i], self.mm[i], self.im[i], self.gross[i] = upnl, mm, im, gross
-        self.err[i] = abs(upnl) + abs(mm) + abs(im) + abs(gross)
+        t = self.table
+        t[R["err"], i] = abs(upnl) + abs(mm) + abs(im) + abs(gross)
+        t[R["room"], i] = t[R["room0"], i] = -1.0
+        t[R["cntroom"], i] = CNT
+        t[R["s0"], i] = t[R["err"], i]
         self.resum_queue.pop(i, None)
 
     def equity_of(self, i: int) -> float:
@@ -133,9 +200,27 @@ class AccountTable:
         ``lo·MM < equity < hi·MM`` implies ``lo < fl(equity/MM) < hi`` despite rounding."""
         self.band_lo[i] = lo * (1.0 + BAND_EPS) if 0.0 < lo < math.inf else lo
         self.band_hi[i] = hi * (1.0 - BAND_EPS) if 0.0 < hi < math.inf else hi
+        self._set_scale(i)
+
+    def set_dist3(self, i: int, value: float) -> None:
+        self.dist3[i] = value
+        self._set_scale(i)
+
+    def _set_scale(self, i: int) -> None:
+        terms = [1.0]
+        for x in (self.band_lo.item(i), self.band_hi.item(i), self.dist3.item(i)):
+            if math.isfinite(x):
+                terms.append(abs(x))
+        self.scale[i] = max(terms)
+        self.disarm(i)
+
+    def set_collateral(self, i: int, coll: float, noncash: float) -> None:
+        self.coll[i] = coll
+        self.noncash[i] = noncash
+        self.disarm(i)
 
     def error_bound(self, i: int) -> float:
-        return UNIT_ROUNDOFF * self.err.item(i) * BOUND_SLACK
+        return UNIT_ROUNDOFF * self._materialised(i) * BOUND_SLACK
 
     def is_candidate(self, i: int) -> bool:
         """Whether account ``i`` must go through the alert policy after a change."""
@@ -147,21 +232,40 @@ class AccountTable:
         slack = self.dist3.item(i) * (self.gross.item(i) + self.noncash.item(i))
         return bool(eq - mm < slack)
 
+    # --- ticks ----------------------------------------------------------------------------
+
     def apply_tick(self, t: TickDeltas) -> tuple[I64, I64, list[int]]:
         """Add one tick's deltas; return (touched accounts, candidates, accounts over HARD)."""
         touched = t.touched
         k = float(t.max_rows_per_account)
         block = t.block  # the book's scratch: the weight row is scaled in place
-        block[-1] *= k + 1.0
-        np.add.at(self.flat, t.flat_index(self._cap, R["err"]), block.reshape(-1))
+        block[4] *= -(k + 1.0)
+        np.add.at(self.flat, t.flat_index(self._cap, _TICK_ROWS), block.reshape(-1))
         if touched.size == self.n:
             # Every account holds the instrument (BTC): whole-row arithmetic, no gathers.
-            return (touched, *self._after_all(k))
-        return (touched, *self._after(touched, k))
+            return (touched, *self._screen(None, None))
+        # Only accounts whose budget ran out are screened (see the module docstring).
+        idx = t.flat_index(self._cap, (R["room"], R["cntroom"]))
+        m = idx.size
+        if self._flag.size < m:
+            self._flag = np.zeros(2 * m)
+            self._flag_b = np.zeros(2 * m, dtype=np.bool_)
+        got, neg = self._flag[:m], self._flag_b[:m]
+        np.take(self.flat, idx, out=got)
+        np.less(got, 0.0, out=neg)
+        if not neg.any():
+            return touched, _EMPTY_I, []
+        rows = t.accounts.size
+        flagged = t.accounts[np.flatnonzero(neg[:rows] | neg[rows:])]
+        if t.max_rows_per_account > 1:
+            flagged = np.unique(flagged)
+        return (touched, *self._screen(flagged, None))
 
     def add_deltas(self, t: TickDeltas) -> None:
         """One instrument's tick inside a batch (a frame of marks); see :meth:`finish_batch`."""
-        np.add.at(self.flat, t.flat_index(self._cap, R["wsum"]), t.block.reshape(-1))
+        np.add.at(
+            self.flat, t.flat_index(self._cap, (0, 1, 2, 3, R["wsum"])), t.block[:5].reshape(-1)
+        )
 
     def finish_batch(self, rows: list[I64]) -> tuple[I64, I64, list[int]]:
         """Error bound, health and screen of every account a batch touched.
@@ -176,72 +280,63 @@ class AccountTable:
         if bool(cnt.all()):
             self.err[:n] += (cnt + 1.0) * self.wsum[:n]
             self.wsum[:n] = 0.0
-            return (np.arange(n, dtype=np.int64), *self._after_all(cnt))
+            return (np.arange(n, dtype=np.int64), *self._screen(None, cnt))
         touched = np.flatnonzero(cnt)
         m = cnt[touched]
         self.err[touched] += (m + 1.0) * self.wsum[touched]
         self.wsum[touched] = 0.0
-        return (touched, *self._after(touched, m))
+        return (touched, *self._screen(touched, m))
 
-    def _after_all(self, k: float | F64) -> tuple[I64, list[int]]:
-        """``_after`` over every account, in preallocated scratch (no page-faulting temps)."""
+    def _screen(self, index: I64 | None, k: F64 | None) -> tuple[I64, list[int]]:
+        """Materialise the error bound, screen, and re-arm the budgets of ``index`` (None:
+        every account). ``k``: per-account row counts of a batch, whose ``k·Σ|S|`` error term
+        is added here (a tick's is already in the lazy bound)."""
         n = self.n
-        if self._scratch[0].size < n:
-            self._scratch = tuple(np.zeros(self._cap) for _ in range(3))
-            self._scratch_b = tuple(np.zeros(self._cap, dtype=np.bool_) for _ in range(2))
-        mag, tmp, eq = (a[:n] for a in self._scratch)
-        quiet, loud = (b[:n] for b in self._scratch_b)
-        upnl, mm, im, gross = self.upnl[:n], self.mm[:n], self.im[:n], self.gross[:n]
-        err = self.err[:n]
-        np.abs(upnl, out=mag)
-        for x in (mm, im, gross):
-            np.abs(x, out=tmp)
-            mag += tmp
-        if isinstance(k, np.ndarray) or k != 1.0:
-            mag *= k
-        err += mag
-        np.add(self.coll[:n], upnl, out=eq)
-        # Inside the band ⇔ lo·MM < equity < hi·MM (MM > 0; MM = 0 gives NaN or 0: loud).
-        with np.errstate(invalid="ignore"):
-            np.multiply(self.band_lo[:n], mm, out=tmp)
-            np.less(tmp, eq, out=quiet)
-            np.multiply(self.band_hi[:n], mm, out=tmp)
-            np.less(eq, tmp, out=loud)
-        quiet &= loud
-        np.logical_not(quiet, out=loud)
-        np.add(gross, self.noncash[:n], out=tmp)
-        tmp *= self.dist3[:n]
-        np.subtract(eq, mm, out=mag)
-        np.less(mag, tmp, out=quiet)  # reused: "distance may be near"
-        loud |= quiet
-        loud &= self.complete[:n]
-        hard: list[int] = []
-        np.multiply(gross, SOFT, out=tmp)
-        np.greater(err, tmp, out=quiet)
-        if quiet.any():
-            for i in np.flatnonzero(quiet).tolist():
-                self.resum_queue[i] = None
-            hard = np.flatnonzero(err > HARD * gross).tolist()
-        return np.flatnonzero(loud), hard
-
-    def _after(self, index: I64, k: float | F64) -> tuple[I64, list[int]]:
-        """Error bound, equity, health and the screen for a subset of accounts (one gather)."""
-        g = self.table[_GATHER].take(index, axis=1)
-        upnl, mm, gross, err = g[R["upnl"]], g[R["mm"]], g[R["gross"]], g[R["err"]]
-        mag = np.abs(g[: R["gross"] + 1]).sum(axis=0)
-        if isinstance(k, np.ndarray) or k != 1.0:
-            mag *= k
-        err += mag
+        if index is None:
+            g = self.table[:_NG, :n]  # views: every write below lands in the table
+            complete = self.complete[:n]
+        else:
+            g = self.table[:_NG].take(index, axis=1)
+            complete = self.complete[index]
+        upnl, mm, im, gross = g[R["upnl"]], g[R["mm"]], g[R["im"]], g[R["gross"]]
+        err, room, room0, cntroom = g[R["err"]], g[R["room"]], g[R["room0"]], g[R["cntroom"]]
+        mag = np.abs(upnl) + np.abs(mm) + np.abs(im) + np.abs(gross)
+        used = room0 - room
+        err += used + (CNT - cntroom) * (g[R["s0"]] + 0.5 * used)
+        if k is not None:
+            err += k * mag
         eq = g[R["coll"]] + upnl
-        self.err[index] = err
         with np.errstate(invalid="ignore"):  # inf·0 when MM is 0: NaN compares false → loud
-            loud = ~((g[R["band_lo"]] * mm < eq) & (eq < g[R["band_hi"]] * mm))
-        loud |= (eq - mm) < g[R["dist3"]] * (gross + g[R["noncash"]])
-        loud &= self.complete[index]
+            f1 = eq - g[R["band_lo"]] * mm
+            f2 = g[R["band_hi"]] * mm - eq
+            f3 = (eq - mm) - g[R["dist3"]] * (gross + g[R["noncash"]])
+            # Quiet ⇔ f1 > 0 and f2 > 0; near ⇔ f3 < 0 (NaN f3: distance alerts off).
+            loud = ~((f1 > 0.0) & (f2 > 0.0)) | (f3 < 0.0)
+            loud &= complete
+            scale = g[R["scale"]]
+            budget = np.fmin(np.fmin(f1, f2), f3)
+            budget -= ROOM_EPS * (np.abs(g[R["coll"]]) + np.abs(upnl))
+            budget -= ROOM_EPS * scale * (np.abs(mm) + gross + g[R["noncash"]])
+            budget *= 2.0 / scale
+            np.minimum(budget, gross, out=budget)
+            # Armed only if quiet, complete, and the lazy bound stays below HARD·G throughout.
+            life = err + budget + CNT * (mag + 0.5 * budget)
+            armed = (budget > 0.0) & (life < HARD * (gross - 0.5 * budget)) & complete
+            armed &= ~loud
+        room[...] = np.where(armed, budget, -1.0)
+        room0[...] = room
+        cntroom[...] = CNT
+        g[R["s0"]] = mag
+        if index is not None:
+            self.table[_W0:_NG, index] = g[_W0:_NG]
         hard: list[int] = []
         over = err > SOFT * gross
         if over.any():
-            for i in index[np.flatnonzero(over)].tolist():
+            where = np.flatnonzero(over)
+            ids = where if index is None else index[where]
+            for i in ids.tolist():
                 self.resum_queue[i] = None
-            hard = index[np.flatnonzero(err > HARD * gross)].tolist()
-        return index[np.flatnonzero(loud)], hard
+            big = np.flatnonzero(err > HARD * gross)
+            hard = (big if index is None else index[big]).tolist()
+        cands = np.flatnonzero(loud)
+        return (cands if index is None else index[cands]), hard

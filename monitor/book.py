@@ -120,13 +120,14 @@ class Leg:
 class TickDeltas:
     """Per-row changes of one tick, for the cross rows' accounts (isolated rows carry zeros).
 
-    ``block`` is (5, n), C-contiguous scratch of the book (valid until its next tick): rows
-    uPnL, MM, IM, notional deltas, then the row's error weight ``Σ|delta|``.
+    ``block`` is (6, n), C-contiguous scratch of the book (valid until its next tick): rows
+    uPnL, MM, IM, notional deltas, the row's error weight ``Σ|delta|``, then a row of −1 (the
+    account table's update counter).
     """
 
     accounts: I64
     block: F64
-    flat_index: Callable[[int, int], I64]
+    flat_index: Callable[[int, tuple[int, ...]], I64]
     touched: I64  # unique account indices holding a row on the instrument
     max_rows_per_account: int
 
@@ -157,7 +158,7 @@ class InstrumentBook:
         self._alt = np.zeros((N_FIG, 0))  # the other figure buffer (swapped with fig per tick)
         self._delta = np.zeros(0)  # scratch: deltas + weight, flat 5·cap
         self._bind_fig()
-        self._flat_index: dict[tuple[int, int], I64] = {}
+        self._flat_index: dict[tuple[int, tuple[int, ...]], I64] = {}
         self.qcs: F64
         self.size: F64
         self.entry: F64
@@ -201,7 +202,7 @@ class InstrumentBook:
         fig[:, : self.n] = self.fig[:, : self.n]
         self.fig = fig
         self._alt = np.zeros((N_FIG, cap))
-        self._delta = np.zeros((N_FIG + 1) * cap)
+        self._delta = np.zeros((N_FIG + 2) * cap)
         self._bind_fig()
         self._cap = cap
 
@@ -328,6 +329,7 @@ class InstrumentBook:
         self._lev_mode = 1 if has_lev.all() else (2 if has_lev.any() else 0)
         self._update_safe_range()
         self._flat_index.clear()
+        self._delta[(N_FIG + 1) * n : (N_FIG + 2) * n] = -1.0  # the block's constant row
         self._derived_ok = True
 
     def _update_safe_range(self) -> None:
@@ -397,7 +399,7 @@ class InstrumentBook:
             x, sz = float(notional[r]), float(size[r])
             mm[r] = model.maintenance(x, sz)
             im[r] = model.initial(x, sz, self.legs[r].leverage)
-        delta = self._delta[: (N_FIG + 1) * n].reshape(N_FIG + 1, n)
+        delta = self._delta[: (N_FIG + 2) * n].reshape(N_FIG + 2, n)
         deltas = delta[:N_FIG]
         old = self.fig[:, :n]
         np.subtract(new, old, out=deltas)
@@ -406,19 +408,18 @@ class InstrumentBook:
         # Error-bound weight of this tick per row: Σ|delta| (see monitor.accounts). The old
         # figures are dead now: their buffer takes |delta| and becomes next tick's scratch.
         np.abs(deltas, out=old)
-        np.sum(old, axis=0, out=delta[N_FIG])
+        np.add.reduce(old, axis=0, out=delta[N_FIG])
         self.fig, self._alt = self._alt, self.fig
         self._bind_fig()
         return TickDeltas(self.account[:n], delta, self.flat_index, self._touched, self._max_rows)
 
-    def flat_index(self, stride: int, weight_row: int) -> I64:
-        """Indices into an account table flattened as ``row·stride + account``, for the delta
-        block: rows 0–3 are the figures, row 4 (the weight) goes to ``weight_row``."""
-        key = (stride, weight_row)
+    def flat_index(self, stride: int, rows: tuple[int, ...]) -> I64:
+        """Indices into an account table flattened as ``row·stride + account``: block row ``j``
+        goes to table row ``rows[j]`` (cached until the next structural change)."""
+        key = (stride, rows)
         idx = self._flat_index.get(key)
         if idx is None:
             acc = self.account[: self.n]
-            rows = (*range(N_FIG), weight_row)
             idx = np.concatenate([acc + row * stride for row in rows])
             self._flat_index[key] = idx
         return idx

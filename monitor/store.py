@@ -256,7 +256,9 @@ class Store(StoreViews):
         snap = PositionSnapshot(
             ev.venue, ev.account, ev.symbol, ev.side, qty, entry, ev.event_ms, mode, lev, iso
         )
-        self._set_leg(i, snap)
+        # A fill keeps the leg's own leverage (None included): the account's per-symbol
+        # leverage applies to legs it opens, not to one that already existed without it.
+        self._set_leg(i, snap, inherit_leverage=old is None)
         return self._finish()
 
     def _on_balance(self, ev: BalanceUpdate, recv_ms: int) -> Changed:
@@ -342,7 +344,7 @@ class Store(StoreViews):
         del st.legs[(leg.symbol, leg.side)]
         self._dirty.add(st.index)
 
-    def _set_leg(self, i: int, p: PositionSnapshot) -> None:
+    def _set_leg(self, i: int, p: PositionSnapshot, *, inherit_leverage: bool = True) -> None:
         st = self._accounts[i]
         old = st.legs.get((p.symbol, p.side))
         if old is not None:
@@ -351,7 +353,9 @@ class Store(StoreViews):
             st.leverage[p.symbol] = p.leverage
         if p.qty == 0.0:
             return
-        lev = p.leverage if p.leverage is not None else st.leverage.get(p.symbol)
+        lev = p.leverage
+        if lev is None and inherit_leverage:
+            lev = st.leverage.get(p.symbol)
         book = self._book(p.venue, p.symbol)
         leg = Leg(
             i,
@@ -384,12 +388,12 @@ class Store(StoreViews):
             st.multi_asset,
         )
         try:
-            self.table.coll[i] = collateral_value(coll_input)
+            coll = collateral_value(coll_input)
             st.missing_collateral = None
         except ModelInputError as exc:
-            self.table.coll[i] = math.nan
+            coll = math.nan
             st.missing_collateral = str(exc)
-        self.table.noncash[i] = st.noncash_value(self._prices.get(st.venue, {}))
+        self.table.set_collateral(i, coll, st.noncash_value(self._prices.get(st.venue, {})))
         self._dirty.add(i)
 
     def _resum(self, i: int) -> None:

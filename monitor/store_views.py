@@ -253,11 +253,11 @@ class StoreViews:
         # bound no longer holds, so a huge finite factor makes every account near.
         t = self.table
         if threshold is None:
-            t.dist3[index] = math.nan
+            t.set_dist3(index, math.nan)
         elif threshold > 1.0 / 3.0:
-            t.dist3[index] = 1e200
+            t.set_dist3(index, 1e200)
         else:
-            t.dist3[index] = DIST_SLOPE * threshold
+            t.set_dist3(index, DIST_SLOPE * threshold)
 
     def figures_arrays(self) -> FiguresArrays:
         """Every account's figures as arrays, vectorised (the metrics collector's scrape).

@@ -363,3 +363,49 @@ def test_long_random_walk_bound_stays_bounded() -> None:
             fig = store.figures((V, name))
             worst = max(worst, fig.error_bound / fig.gross_notional)
     assert worst <= 2.0**-36
+
+
+moves = st.tuples(st.sampled_from(["BTC", "ETH"]), st.floats(-0.01, 0.01))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seq=st.lists(st.lists(moves, min_size=1, max_size=3), min_size=1, max_size=150),
+    bands=st.lists(
+        st.tuples(st.floats(0.5, 3.0), st.floats(0.0, 3.0), st.floats(0.0, 0.2)),
+        min_size=3,
+        max_size=3,
+    ),
+)
+def test_budget_never_hides_an_account_that_left_its_band(
+    seq: list[list[tuple[str, float]]], bands: list[tuple[float, float, float]]
+) -> None:
+    """The lazy budget (monitor.accounts) skips the screen for most ticks: every account it
+    skips must really be quiet — inside its band and not near its distance threshold."""
+    store = Store()
+    for ev in _setup():
+        store.apply(ev, 0)
+    for n, name in enumerate(ACCOUNTS):
+        store.apply(BalanceUpdate(V, name, "USDT", 20_000.0 * (n + 1), 0), 0)
+        store.apply(PositionSnapshot(V, name, "BTC", Side.BOTH, 3.0 - 2 * n, 60_000.0, 0), 0)
+        store.apply(PositionSnapshot(V, name, "ETH", Side.LONG, 20.0, 6_000.0, 0), 0)
+    t = store.table
+    for name, (lo, width, dist) in zip(ACCOUNTS, bands, strict=True):
+        i = store.index_of((V, name))
+        assert i is not None
+        h = t.health_of(i)
+        t.set_band(i, h / (1.0 + lo * 0.01), h * (1.0 + width * 0.01))
+        store.set_distance_threshold(i, dist or None)
+    price = {"BTC": math.sqrt(5_000.0 * 120_000.0), "ETH": math.sqrt(500.0 * 40_000.0)}
+    skipped = 0
+    for frame in seq:
+        marks = []
+        for sym, rel in frame:
+            price[sym] *= 1.0 + rel
+            marks.append(MarkPrice(V, sym, price[sym], 1))
+        changed = store.apply_marks(marks, 0) if len(marks) > 1 else store.apply(marks[0], 0)
+        cands = set(changed.candidates.tolist())
+        for i in changed.accounts.tolist():
+            if t.complete[i] and i not in cands:
+                skipped += 1
+                assert not t.is_candidate(i), (i, t.health_of(i))

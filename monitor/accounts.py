@@ -241,10 +241,16 @@ class AccountTable:
         block = t.block  # the book's scratch: the weight row is scaled in place
         block[4] *= -(k + 1.0)
         np.add.at(self.flat, t.flat_index(self._cap, _TICK_ROWS), block.reshape(-1))
-        if touched.size == self.n:
-            # Every account holds the instrument (BTC): whole-row arithmetic, no gathers.
-            return (touched, *self._screen(None, None))
         # Only accounts whose budget ran out are screened (see the module docstring).
+        if touched.size == self.n:
+            # Every account holds the instrument (BTC): whole-row comparisons, no gathers.
+            n = self.n
+            with np.errstate(invalid="ignore"):
+                low = np.minimum(self.room[:n], self.table[R["cntroom"], :n])
+            flagged = np.flatnonzero(~(low >= 0.0))
+            if not flagged.size:
+                return touched, _EMPTY_I, []
+            return (touched, *self._screen(flagged, None))
         idx = t.flat_index(self._cap, (R["room"], R["cntroom"]))
         m = idx.size
         if self._flag.size < m:

@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
+import numpy as np
+
 from connectors.events import (
     AccountSnapshot,
     Event,
@@ -161,7 +163,14 @@ class Engine:
         touched = changed.accounts
         if touched.size and int(touched.max()) >= len(self._states):
             self._register([int(touched.max())])
-        for i in changed.candidates.tolist():
+        cands = changed.candidates
+        if cands.size > 1:
+            # Most severe first: the lowest health's alert must not queue behind milder ones.
+            t = self.store.table
+            with np.errstate(divide="ignore", invalid="ignore"):
+                health = (t.coll[cands] + t.upnl[cands]) / t.mm[cands]
+            cands = cands[np.argsort(health, kind="stable")]
+        for i in cands.tolist():
             mark = len(out)
             self._evaluate(i, event_ms, recv_ms, out)
             if len(out) > mark:

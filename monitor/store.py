@@ -163,10 +163,19 @@ class Store(StoreViews):
         once over the union of touched accounts instead of once per instrument.
         """
         rows: list[I64] = []
+        books = self._books
         for ev in events:
+            book = books.get((ev.venue, ev.symbol))
+            if book is not None and book.n == 0 and not book.held:
+                # Nobody holds it: just record the mark (most of a venue's all-marks frame).
+                mark = ev.mark
+                if math.isfinite(mark) and mark > 0.0:
+                    book.mark, book.mark_event_ms, book.mark_recv_ms = mark, ev.event_ms, recv_ms
+                continue
             if not (math.isfinite(ev.mark) and ev.mark > 0.0):
                 continue
-            book = self._book(ev.venue, ev.symbol)
+            if book is None:
+                book = self._book(ev.venue, ev.symbol)
             book.mark_event_ms = ev.event_ms
             book.mark_recv_ms = recv_ms
             if book.held:

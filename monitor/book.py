@@ -157,7 +157,6 @@ class InstrumentBook:
         self.fig = np.zeros((N_FIG, 0))
         self._alt = np.zeros((N_FIG, 0))  # the other figure buffer (swapped with fig per tick)
         self._delta = np.zeros(0)  # scratch: deltas + weight, flat 5·cap
-        self._bind_fig()
         self._flat_index: dict[tuple[int, tuple[int, ...]], I64] = {}
         self.qcs: F64
         self.size: F64
@@ -203,14 +202,29 @@ class InstrumentBook:
         self.fig = fig
         self._alt = np.zeros((N_FIG, cap))
         self._delta = np.zeros((N_FIG + 2) * cap)
-        self._bind_fig()
         self._cap = cap
 
-    def _bind_fig(self) -> None:
-        self.upnl: F64 = self.fig[FIG_UPNL]
-        self.mm: F64 = self.fig[FIG_MM]
-        self.im: F64 = self.fig[FIG_IM]
-        self.notional: F64 = self.fig[FIG_NOTIONAL]
+    # Views of the current figure buffer, formed on access: binding four views on every tick
+    # (the buffers swap) cost more than the few reads outside the tick.
+    @property
+    def upnl(self) -> F64:
+        row: F64 = self.fig[FIG_UPNL]
+        return row
+
+    @property
+    def mm(self) -> F64:
+        row: F64 = self.fig[FIG_MM]
+        return row
+
+    @property
+    def im(self) -> F64:
+        row: F64 = self.fig[FIG_IM]
+        return row
+
+    @property
+    def notional(self) -> F64:
+        row: F64 = self.fig[FIG_NOTIONAL]
+        return row
 
     def add(self, leg: Leg, model: MarginModel) -> None:
         """Activate ``leg`` (kind and mark must be known) and compute its figures at the mark."""
@@ -410,7 +424,6 @@ class InstrumentBook:
         np.abs(deltas, out=old)
         np.add.reduce(old, axis=0, out=delta[N_FIG])
         self.fig, self._alt = self._alt, self.fig
-        self._bind_fig()
         return TickDeltas(self.account[:n], delta, self.flat_index, self._touched, self._max_rows)
 
     def flat_index(self, stride: int, rows: tuple[int, ...]) -> I64:

@@ -52,7 +52,12 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class DriverObserver(Protocol):
-    """Flow counters. ``frame`` runs once per received frame: keep it O(1) (an int += 1)."""
+    """Flow counters. ``frame`` runs once per received frame: keep it O(1) (an int += 1).
+
+    An observer may also define ``frames_received(venue, n)``: the driver then calls that once
+    per batch of ``n`` frames instead of ``frame`` per frame (a labelled Prometheus counter's
+    ``labels(...).inc()`` costs ~2 µs, which is 40 % of a frame's whole budget at 200k/s).
+    """
 
     def frame(self, venue: str) -> None: ...
 
@@ -351,6 +356,9 @@ class _FeedDriver:
         deliver = self._deliver
         wall_ms = self._wall_ms
         on_frame = self._observer.frame
+        on_frames: Callable[[str, int], None] | None = getattr(
+            self._observer, "frames_received", None
+        )
         rejected = self._observer.frame_rejected
         venue = self.feed.venue
         private = self.feed.account is not None
@@ -361,11 +369,14 @@ class _FeedDriver:
             frames.append(await recv(False))  # bytes: parsers decode JSON straight from UTF-8
             take(frames, batch_max)
             self.frames += len(frames)
+            if on_frames is not None:
+                on_frames(venue, len(frames))
             if self._stale:
                 self._data_after_stale()
             batch: list[Event] = []
             for frame in frames:
-                on_frame(venue)
+                if on_frames is None:
+                    on_frame(venue)
                 try:
                     events = parse(frame)
                 except VenueDataError as exc:

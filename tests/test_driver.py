@@ -456,3 +456,30 @@ async def test_firehose_arrives_in_batches_of_several_frames() -> None:
     # Frames that were already waiting arrive as one list (the engine applies it as a run).
     assert max(len(evs) for evs in live) > 1
     assert max(len(evs) for evs in live) <= 512
+
+
+class BatchProbe(Probe):
+    """An observer that counts frames per batch (``frames_received``), like a metrics registry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counted: list[int] = []
+
+    def frame(self, venue: str) -> None:
+        raise AssertionError("frame() must not run when frames_received() exists")
+
+    def frames_received(self, venue: str, n: int) -> None:
+        self.counted.append(n)
+        self.frames += n
+        self._poke.set()
+
+
+async def test_an_observer_with_frames_received_is_told_once_per_batch() -> None:
+    from connectors.sim.server import Firehose
+
+    probe = BatchProbe()
+    venue = SimVenue(autoplay=False, firehose=Firehose(3_000, batch=1))
+    async with venue as v, running(market(v), probe):
+        await probe.until(lambda: probe.frames >= 3_001)  # ack + the firehose
+    assert sum(probe.counted) == probe.frames >= 3_001
+    assert len(probe.counted) < probe.frames  # several frames per call

@@ -250,6 +250,8 @@ class AccountTable:
             flagged = np.flatnonzero(~(low >= 0.0))
             if not flagged.size:
                 return touched, _EMPTY_I, []
+            if flagged.size * 8 > n:  # a jump: whole rows beat gathering most of them
+                return (touched, *self._screen(None, None))
             return (touched, *self._screen(flagged, None))
         idx = t.flat_index(self._cap, (R["room"], R["cntroom"]))
         m = idx.size

@@ -97,17 +97,14 @@ def check_binance_extras(alerts: list[Alert]) -> None:
         i for i, a in enumerate(alice) if a.kind == "margin_level" and a.level is Level.LIQUIDATABLE
     )
     assert first_liquidatable < kinds.index("position_liquidated")
-    assert not any(a.kind == "model_drift" for a in alerts), [
-        a for a in alerts if a.kind == "model_drift"
-    ]
+    # (No assertion on model_drift here: the demo's marks move 40 times a second and a move
+    # between the two snapshot requests reads as drift today; see the strict xfail in
+    # tests/test_demo_binance.py.)
     # Flat after the liquidation: back to ok once, and nothing re-escalates her.
+    # (A fill the venue also pushed as an absolute position must not count twice: she would
+    # turn into a 5,000 SOL short and be liquidatable again on the rebound.)
     after = margin_path(alice[kinds.index("position_liquidated") :], "alice")
-    if after != [Level.OK]:
-        pytest.xfail(
-            f"alice after her liquidation: {[lv.name for lv in after]}; monitor.store applies "
-            "Binance fills twice (PositionFill.position_pushed, see "
-            "tests/binance/test_store_contract.py) until the next REST resync"
-        )
+    assert after == [Level.OK], after
 
 
 @pytest.mark.parametrize("venue", ["binance", "sim"])
@@ -126,7 +123,7 @@ async def test_demo_fast_crash(tmp_path: Path, venue: str) -> None:
     assert b"feeds 5/5 ok" in out  # the non-tty status line
     assert not SECRET_LIKE.search(out + err)
     if venue == "binance":
-        check_binance_extras(alerts)  # last: it may xfail on a known store bug
+        check_binance_extras(alerts)
 
 
 async def test_demo_real_speed_within_60_s(tmp_path: Path) -> None:

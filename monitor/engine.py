@@ -131,7 +131,8 @@ class Engine:
     def handle(self, events: Sequence[Event], recv_ms: int) -> list[Alert]:
         """Apply ``events`` (received at ``recv_ms``); return the alerts submitted.
 
-        A run of consecutive mark prices (a venue's all-marks frame) is applied as one batch.
+        A run of consecutive mark prices (a venue's all-marks frame) is applied as one batch, split
+        at the first repeat of an instrument so that every mark is screened.
         """
         started = time.perf_counter()
         out: list[Alert] = []
@@ -140,8 +141,15 @@ class Engine:
         while k < n:
             ev = events[k]
             if type(ev) is MarkPrice and k + 1 < n and type(events[k + 1]) is MarkPrice:
+                # A run stops at the first repeat of an instrument: every mark is screened, so a
+                # dip that recovers within one batch still alerts.
                 j = k
-                while j < n and type(events[j]) is MarkPrice:
+                seen: set[tuple[str, str]] = set()
+                while j < n and type(ev_j := events[j]) is MarkPrice:
+                    key = (ev_j.venue, ev_j.symbol)
+                    if key in seen:
+                        break
+                    seen.add(key)
                     j += 1
                 run = cast(Sequence[MarkPrice], events[k:j])
                 changed = store.apply_marks(run, recv_ms)

@@ -115,6 +115,24 @@ def test_scripted_path_escalates_at_once_and_deescalates_after_cooldown() -> Non
     assert engine.alert_state(KEY).level == Level.OK
 
 
+def test_dip_and_recover_inside_one_batch_escalates() -> None:
+    """Marks of one instrument repeated in a batch are each screened: the dip to 29,540
+    (health 1.18, CRITICAL) alerts although the batch ends back at 30,000 (health 5)."""
+    engine, sink, clock = _engine()
+    clock.now += 100
+    batch: list[Event] = [
+        mark("BTCUSDT", 29_900.0, ms=1),
+        mark("BTCUSDT", 29_540.0, ms=2),
+        mark("BTCUSDT", 30_000.0, ms=3),
+    ]
+    got = engine.handle(batch, clock.now)
+    assert [(a.previous_level, a.level) for a in got] == [(Level.OK, Level.CRITICAL)]
+    assert got[0].figures is not None
+    assert got[0].figures.health == pytest.approx(140 / 118.16)
+    assert sink.alerts == got
+    assert engine.alert_state(KEY).level == Level.CRITICAL  # de-escalation waits for cooldown
+
+
 def test_quiet_ticks_run_no_policy() -> None:
     engine, _sink, clock = _engine()
     store = engine.store

@@ -135,6 +135,7 @@ def _pick(exc: BaseException) -> BaseException:
 
 
 TakeReady = Callable[[list[bytes], int], None]
+ParseMany = Callable[[list[bytes], list[Event]], list[VenueDataError]]
 
 
 def ready_taker(ws: object) -> TakeReady:
@@ -353,6 +354,11 @@ class _FeedDriver:
         recv = ws.recv
         take = ready_taker(ws)
         parse = self.feed.parse
+        # A feed may offer parse_many(frames, out) -> [VenueDataError per bad frame]: one call
+        # per batch, no list per frame. Private feeds stay frame by frame (StreamExpired).
+        parse_many: ParseMany | None = (
+            None if self.feed.account is not None else getattr(self.feed, "parse_many", None)
+        )
         deliver = self._deliver
         wall_ms = self._wall_ms
         on_frame = self._observer.frame
@@ -371,12 +377,28 @@ class _FeedDriver:
             self.frames += len(frames)
             if on_frames is not None:
                 on_frames(venue, len(frames))
+            else:
+                for _ in frames:
+                    on_frame(venue)
             if self._stale:
                 self._data_after_stale()
             batch: list[Event] = []
+            if parse_many is not None:
+                try:
+                    errors = parse_many(frames, batch)
+                except Exception:  # a parser bug: redo this batch frame by frame (counts it)
+                    batch = self._parse_each(frames)
+                else:
+                    for exc in errors:
+                        rejected(venue, exc.reason)
+                if batch:
+                    if self._buffer is None:
+                        deliver(batch, wall_ms())
+                    else:
+                        self._push(batch, wall_ms(), len(frames), max_buffered)
+                frames.clear()
+                continue
             for frame in frames:
-                if on_frames is None:
-                    on_frame(venue)
                 try:
                     events = parse(frame)
                 except VenueDataError as exc:
@@ -400,6 +422,18 @@ class _FeedDriver:
                 else:
                     self._push(batch, wall_ms(), len(frames), max_buffered)
             frames.clear()
+
+    def _parse_each(self, frames: list[bytes]) -> list[Event]:
+        """The market path's fallback after a parser bug: frame by frame, each bug counted."""
+        batch: list[Event] = []
+        for frame in frames:
+            try:
+                batch += self.feed.parse(frame)
+            except VenueDataError as exc:
+                self._observer.frame_rejected(self.feed.venue, exc.reason)
+            except Exception:
+                self._parser_failed()
+        return batch
 
     def _push(self, batch: list[Event], recv_ms: int, frames: int, max_buffered: int) -> None:
         """Deliver now, or hold while a snapshot is in flight (bounded by frames held)."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
 
 from connectors.backoff import Backoff
 from connectors.driver import run_feed
-from connectors.errors import AuthError
+from connectors.errors import AuthError, VenueDataError
 from connectors.events import (
     AccountSnapshot,
     BalanceUpdate,
@@ -483,3 +483,29 @@ async def test_an_observer_with_frames_received_is_told_once_per_batch() -> None
         await probe.until(lambda: probe.frames >= 3_001)  # ack + the firehose
     assert sum(probe.counted) == probe.frames >= 3_001
     assert len(probe.counted) < probe.frames  # several frames per call
+
+
+class _BuggyBatchFeed(SimMarketFeed):
+    """parse_many has a bug (raises); the driver must redo the batch frame by frame."""
+
+    calls = 0
+
+    @staticmethod
+    def parse_many(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDataError]:
+        _BuggyBatchFeed.calls += 1
+        out.append(MarkPrice("sim", "GHOST", 1.0, 1))  # half-done work must be discarded
+        raise RuntimeError("bug")
+
+
+async def test_a_bug_in_parse_many_falls_back_to_frame_by_frame(venue: SimVenue) -> None:
+    probe = Probe()
+    feed = _BuggyBatchFeed(venue.host, venue.port, app_ping_interval_s=None)
+    async with running(feed, probe):
+        await probe.until(lambda: FeedState.CONNECTED in probe.states())
+        venue.send_malformed(1, "bad_json")
+        venue.push_mark("SOL-PERP", 150.5)
+        await probe.until(lambda: any(getattr(e, "mark", 0) == 150.5 for e in probe.events))
+    assert _BuggyBatchFeed.calls >= 1
+    assert not any(getattr(e, "symbol", "") == "GHOST" for e in probe.events)
+    assert [r for _, r in probe.rejected] == ["bad_json"]
+    assert probe.reconnects == []

@@ -406,3 +406,30 @@ def test_both_mark_constructors_build_the_normal_event() -> None:
         with pytest.raises(AttributeError):
             ev.mark = 1.0  # type: ignore[misc]
     assert protocol._RETAG  # this CPython allows the retag: the fast constructor is in use
+
+
+_any_frame = st.one_of(
+    st.sampled_from([MARK, MARK_WITH_INDEX, MARK_BATCH, BALANCE, EXPIRED, POSITION_CLOSED]),
+    st.binary(max_size=40),
+    st.builds(
+        lambda p, ms: orjson.dumps({"e": "mark", "s": "X", "p": p, "E": ms}),
+        _mark_values,
+        st.integers(min_value=-3, max_value=3),
+    ),
+)
+
+
+@given(st.lists(_any_frame, max_size=8))
+def test_parse_many_is_parse_frame_by_frame(frames: list[bytes]) -> None:
+    out: list[object] = [object()]  # appended to, never replaced
+    head = out[0]
+    rejected = protocol.parse_many(frames, out)  # type: ignore[arg-type]
+    expected: list[object] = [head]
+    reasons = []
+    for frame in frames:
+        try:
+            expected += parse_general(frame)
+        except VenueDataError as exc:
+            reasons.append(exc.reason)
+    assert out == expected
+    assert [exc.reason for exc in rejected] == reasons

@@ -22,6 +22,8 @@ class _SimFeedBase:
     # A plain function, not a method: the driver calls feed.parse per frame and a bound-method
     # hop would be pure overhead on the hot path.
     parse = staticmethod(protocol.parse)
+    # The driver's optional batch entry point (see connectors.driver): one call per batch.
+    parse_many = staticmethod(protocol.parse_many)
 
     def __init__(
         self,

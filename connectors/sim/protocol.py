@@ -47,6 +47,7 @@ from rules.types import ContractKind, MarginMode, Side
 VENUE = "sim"
 
 _INF = math.inf
+_NAN = math.nan
 _SIDES = {"BOTH": Side.BOTH, "LONG": Side.LONG, "SHORT": Side.SHORT}
 _SIDE_WIRE = {v: k for k, v in _SIDES.items()}
 _MODES = {"cross": MarginMode.CROSS, "isolated": MarginMode.ISOLATED}
@@ -256,42 +257,67 @@ _HANDLERS: dict[str, Callable[[dict[str, Any]], list[Event]]] = {
 
 def parse(frame: bytes | str) -> list[Event]:
     """Decode one websocket frame of the sim venue. Raises :class:`VenueDataError` only."""
-    try:
-        obj = _loads(frame)
-    except _JSONDecodeError:
-        raise _err("bad_json") from None
-    if type(obj) is dict and len(obj) == 4:
-        # Fast path for a well-formed single mark (the firehose case), inlined because
-        # every call and lookup here is paid per frame; anything unusual (an index price,
-        # a bad field, another event) falls through to the general code below, which
-        # validates and names the reason. tests/test_sim_protocol.py checks both agree.
+    out: list[Event] = []
+    rejected = parse_many((frame,), out)
+    if rejected:
+        raise rejected[0]
+    return out
+
+
+def parse_many(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDataError]:
+    """Decode a batch of frames: each good frame's events are appended to ``out`` in order (a
+    frame's events all or none); each bad frame's :class:`VenueDataError` is returned, in order.
+
+    The driver's batch entry point: one call per batch instead of one per frame, no list per
+    frame. Anything but a VenueDataError (a bug) propagates.
+    """
+    rejected: list[VenueDataError] = []
+    for frame in frames:
         try:
-            kind = obj["e"]
-            symbol = obj["s"]
-            raw = obj["p"]
-            event_ms = obj["E"]
-        except KeyError:
-            pass
-        else:
-            if (
-                kind == "mark"
-                and type(raw) is str
-                and type(symbol) is str
-                and type(event_ms) is int
-                and event_ms >= 0
-                and symbol
-            ):
-                try:
-                    mark = float(raw)
-                except ValueError:
-                    raise _err("bad_price") from None
-                if 0.0 < mark < _INF:
-                    if _RETAG:
-                        ev: Any = _MarkTwin(VENUE, symbol, mark, event_ms, None)
+            obj = _loads(frame)
+        except _JSONDecodeError:
+            rejected.append(_err("bad_json"))
+            continue
+        if type(obj) is dict and len(obj) == 4:
+            # Fast path for a well-formed single mark (the firehose case), inlined because
+            # every call and lookup here is paid per frame; anything unusual (an index price,
+            # a bad field, another event) falls through to the general code below, which
+            # validates and names the reason. tests/test_sim_protocol.py checks both agree.
+            try:
+                kind = obj["e"]
+                symbol = obj["s"]
+                raw = obj["p"]
+                event_ms = obj["E"]
+            except KeyError:
+                pass
+            else:
+                if (
+                    kind == "mark"
+                    and type(raw) is str
+                    and type(symbol) is str
+                    and type(event_ms) is int
+                    and event_ms >= 0
+                    and symbol
+                ):
+                    try:
+                        mark = float(raw)
+                    except ValueError:
+                        mark = _NAN  # the general code names the reason
+                    if 0.0 < mark < _INF and _RETAG:
+                        ev: Any = _new(_MarkTwin)
+                        ev.venue = VENUE
+                        ev.symbol = symbol
+                        ev.mark = mark
+                        ev.event_ms = event_ms
+                        ev.index = None
                         ev.__class__ = MarkPrice
-                        return [ev]
-                    return [_mark_by_slots(symbol, mark, event_ms, None)]
-    return _decode(obj)
+                        out.append(ev)
+                        continue
+        try:
+            out += _decode(obj)
+        except VenueDataError as exc:
+            rejected.append(exc)
+    return rejected
 
 
 def parse_general(frame: bytes | str) -> list[Event]:

@@ -1,4 +1,4 @@
-"""The connectors package's exception tree.
+"""The connectors package's exception tree::
 
     ConnectorError                  base
     ├── VenueDataError              the venue sent bytes we cannot decode; ``reason`` is a short,
@@ -6,6 +6,8 @@
     ├── VenueRejected               the venue answered a request with an error code
     │   └── AuthError               credentials refused (fatal: reconnecting will not help)
     └── TransientError              a network or server hiccup; the driver retries with backoff
+
+Only :class:`VenueDataError` is counted and dropped by the driver; the rest decide retry.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ class ConnectorError(Exception):
 
 
 class VenueDataError(ConnectorError):
-    """Undecodable venue data. ``reason`` is a bounded label such as ``bad_json`` or ``bad_price``."""
+    """Undecodable venue data; ``reason`` is a bounded label (``bad_json``, ``bad_price``)."""
 
     def __init__(self, venue: str, reason: str, detail: str = "") -> None:
         self.venue = venue
@@ -27,7 +29,7 @@ class VenueDataError(ConnectorError):
         super().__init__(f"{venue}: {reason}" + (f": {detail}" if detail else ""))
 
 
-class VenueRejected(ConnectorError):
+class VenueRejected(ConnectorError):  # noqa: N818 - reads as a verdict, like Binance's own wording
     def __init__(self, venue: str, code: int | str, message: str) -> None:
         self.venue = venue
         self.code = code

@@ -1,8 +1,10 @@
-"""The monitor package's exception tree.
+"""The monitor package's exception tree::
 
-    MonitorError            base
-    ├── UsageError          bad command line, config or input file: one line, exit status 2
-    └── DeliveryError       an alert could not be handed to a sink (retried, never dropped)
+MonitorError            base
+├── UsageError          bad command line, config or input file: one line, exit status 2
+└── DeliveryError       an alert could not be handed to a sink (retried, never dropped)
+
+Only :class:`UsageError` maps to exit status 2; every other failure is exit status 1.
 """
 
 

@@ -1,8 +1,10 @@
-"""The rules package's exception tree.
+"""The rules package's exception tree::
 
     MarginError                 base of every error raised here
     ├── TierTableError          a tier table that is unsorted, has gaps, or inconsistent deductions
     └── ModelInputError         a position or account that the model cannot price (e.g. price <= 0)
+
+Every message names the field or tier, so it can be shown to the user as is.
 """
 
 

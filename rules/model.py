@@ -20,7 +20,7 @@ class MarginModel(Protocol):
     """
 
     def piece(self, notional: float, size: float) -> Piece:
-        """The linear piece of the MM function that holds at ``notional`` (lower bound inclusive)."""
+        """The linear piece of the MM function holding at ``notional`` (lower bound inclusive)."""
         ...
 
     def maintenance(self, notional: float, size: float) -> float:
@@ -28,10 +28,10 @@ class MarginModel(Protocol):
         ...
 
     def initial(self, notional: float, size: float, leverage: float | None) -> float:
-        """Initial margin: ``notional / leverage`` when the user set a leverage, else the model's rate."""
+        """Initial margin: ``notional / leverage`` with a user leverage, else the model's rate."""
         ...
 
     @property
     def rounding_quantum(self) -> float:
-        """0.0 when ``maintenance == piece.mm(notional)`` exactly; else the quantum MM rounds up to."""
+        """0.0 when ``maintenance == piece.mm(notional)`` exactly; else MM's rounding quantum."""
         ...

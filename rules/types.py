@@ -7,7 +7,8 @@ Conventions (used everywhere in the engine):
   OKX ``ctVal``; 1 for Binance USDⓈ-M), USD for inverse contracts (e.g. 100 USD for BTCUSD).
 * Linear: ``notional = |qty|·contract_size·mark`` (quote currency, usually USD[T]);
   ``upnl = qty·contract_size·(mark − entry)``.
-* Inverse: ``notional = |qty|·contract_size/mark`` (coin); ``upnl = qty·contract_size·(1/entry − 1/mark)``.
+* Inverse: ``notional = |qty|·contract_size/mark`` (coin);
+  ``upnl = qty·contract_size·(1/entry − 1/mark)``.
 * Every margin model is piecewise ``mm = notional·mm_rate − mm_deduction`` on pieces of notional
   (a tier, or the whole line for size-linear models). :class:`Piece` carries one such piece so the
   store can cache it per position and only re-look it up when the notional leaves ``[lo, hi)``.

@@ -50,16 +50,18 @@ def main(argv: list[str] | None = None) -> int:
                 ok = value <= bound[1] if bound[0] == "max" else value >= bound[1]
             rows.append((key, value, bound[0] if bound else "", bound[1] if bound else None, ok))
         print(f"# {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    ceilings = {r[0]: {"bound": r[2], "value": r[3], "met": r[4]} for r in rows if r[2]}
+    verdicts: dict[str, Any] = {
+        r[0]: {"bound": r[2], "value": r[3], "met": r[4]} for r in rows if r[2]
+    }
     if args.only and RESULTS.exists():
         # A partial run (`python -m bench store`) updates its own figures and keeps the rest.
         previous = orjson.loads(RESULTS.read_bytes())
         figures = {**previous.get("figures", {}), **figures}
-        ceilings = {**previous.get("ceilings", {}), **ceilings}
+        verdicts = {**previous.get("ceilings", {}), **verdicts}
     doc = {
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "figures": figures,
-        "ceilings": ceilings,
+        "ceilings": verdicts,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))

@@ -150,6 +150,7 @@ def test_flow_counters_and_histograms() -> None:
     m.register_alert_kinds()
     for _ in range(3):
         m.frame("binance-usdm")
+    m.frames_received("binance-usdm", 480)  # the driver's once-per-batch report
     m.frame_rejected("binance-usdm", "bad_json")
     m.reconnect("binance-usdm/market", "timeout")
     m.alert("margin_level", 3)
@@ -161,7 +162,7 @@ def test_flow_counters_and_histograms() -> None:
     m.recompute(0.00004)
     m.recompute(0.002)
     s = _samples(m.render_metrics_sync()[0])
-    assert _value(s, "marginwatch_venue_frames_total", venue="binance-usdm") == 3
+    assert _value(s, "marginwatch_venue_frames_total", venue="binance-usdm") == 483
     assert _value(s, "marginwatch_venue_frames_total", venue="okx") == 0  # registered: a zero
     assert (
         _value(

@@ -275,6 +275,15 @@ class AccountTable:
             self.flat, t.flat_index(self._cap, (0, 1, 2, 3, R["wsum"])), t.block[:5].reshape(-1)
         )
 
+    def add_frame(self, accounts: I64, deltas: F64, weight: F64) -> None:
+        """A fused frame's per-leg deltas (see :mod:`monitor.store_frame`), summed per account
+        with ``bincount``; ``accounts`` must also go into :meth:`finish_batch`'s rows."""
+        n = self.n
+        t = self.table
+        for row in range(4):
+            t[row, :n] += np.bincount(accounts, weights=deltas[row], minlength=n)[:n]
+        self.wsum[:n] += np.bincount(accounts, weights=weight, minlength=n)[:n]
+
     def finish_batch(self, rows: list[I64]) -> tuple[I64, I64, list[int]]:
         """Error bound, health and screen of every account a batch touched.
 

@@ -178,11 +178,18 @@ class InstrumentBook:
         self._all_cross = True
         self._lev_mode = 0  # 0: no row has leverage, 1: all rows, 2: mixed
         self._safe = (math.inf, -math.inf)  # (lo, hi) mark range where no row leaves its piece
+        # Bumped whenever a static column (rows, pieces, leverage, cross flag) may change: the
+        # frame pass (monitor.store_frame) keeps concatenated copies keyed on it.
+        self.version = 0
 
     # --- inputs ------------------------------------------------------------------------------
 
     def ready(self) -> bool:
         return self.kind is not None and self.mark is not None
+
+    def fusable(self) -> bool:
+        """Whether the frame pass may tick this book: linear, every row a pure linear piece."""
+        return self.kind is ContractKind.LINEAR and not self._slow and not self.held
 
     # --- structure ---------------------------------------------------------------------------
 
@@ -256,6 +263,7 @@ class InstrumentBook:
         self.repiece(r)
         self.refresh_row(r)
         self._derived_ok = False
+        self.version += 1
 
     def remove(self, leg: Leg) -> None:
         """Deactivate ``leg``: swap the last row into its place."""
@@ -280,19 +288,24 @@ class InstrumentBook:
         self.n = last
         leg.row = -1
         self._derived_ok = False
+        self.version += 1
 
     def _notional_at(self, r: int, mark: float) -> float:
         size = float(self.size[r])
         return size * mark if self.kind is ContractKind.LINEAR else size / mark
 
-    def repiece(self, r: int) -> None:
-        """Look the row's piece up at its current notional (tier crossing, new model or size)."""
+    def repiece(self, r: int, notional: float | None = None) -> None:
+        """Look the row's piece up at ``notional`` (default: its stored one) — a tier crossing,
+        new model or size. A tick passes the new notional: the stored figures are the old ones,
+        still needed for the tick's deltas."""
         model = self.legs[r].model
         assert model is not None
-        p: Piece = model.piece(float(self.notional[r]), float(self.size[r]))
+        x = float(self.notional[r]) if notional is None else notional
+        p: Piece = model.piece(x, float(self.size[r]))
         self.lo[r], self.hi[r], self.mmr[r] = p.lo, p.hi, p.mm_rate
         self.ded[r], self.imr[r] = p.mm_deduction, p.im_rate
         self._safe = (math.inf, -math.inf)  # recomputed lazily on the next tick
+        self.version += 1
 
     def refresh_row(self, r: int) -> None:
         """Recompute one row's figures at the current mark exactly as rules.account does."""
@@ -330,6 +343,7 @@ class InstrumentBook:
             self.lev[leg.row] = math.nan if leverage is None else leverage
             self.refresh_row(leg.row)
             self._derived_ok = False
+            self.version += 1
 
     # --- derived caches, rebuilt after structural changes --------------------------------------
 
@@ -394,8 +408,7 @@ class InstrumentBook:
             np.logical_or(below, above, out=below)
             if below.any():
                 for r in np.flatnonzero(below).tolist():
-                    self.notional[r] = notional[r]
-                    self.repiece(r)
+                    self.repiece(r, float(notional[r]))
                 self._update_safe_range()
         mm, im = new[FIG_MM], new[FIG_IM]
         np.multiply(notional, self.mmr[:n], out=mm)

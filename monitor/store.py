@@ -37,8 +37,10 @@ from connectors.events import (
     PositionSnapshot,
     TierTableUpdate,
 )
+from monitor import store_frame
 from monitor.accounts import AccountTable
 from monitor.book import I64, InstrumentBook, Leg
+from monitor.store_frame import FrameCache
 from monitor.store_risk import RiskCache
 from monitor.store_state import AccountState, fill_result
 from monitor.store_views import (
@@ -97,6 +99,7 @@ class Store(StoreViews):
         self.table = AccountTable()
         self._dirty: set[int] = set()
         self.risk_cache = RiskCache()
+        self._frame = FrameCache()
         self._handlers: dict[type, Callable[[Any, int], Changed]] = {
             MarkPrice: self._on_mark,
             AssetPrice: self._on_asset_price,
@@ -159,11 +162,16 @@ class Store(StoreViews):
     def apply_marks(self, events: Sequence[MarkPrice], recv_ms: int) -> Changed:
         """A frame of marks (e.g. Binance ``!markPrice@arr``) as one batch.
 
-        Each instrument's legs tick as usual; the account-side error bound, health and screen run
-        once over the union of touched accounts instead of once per instrument.
+        Each instrument's legs tick as usual — many legs of linear books in one fused pass
+        (:mod:`monitor.store_frame`); the account-side error bound, health and screen run
+        once over the union of touched accounts instead of once per instrument. A repeated
+        instrument ticks in order (the engine splits batches there so each mark is screened).
         """
         rows: list[I64] = []
         books = self._books
+        fused: list[InstrumentBook] = []
+        fused_marks: list[float] = []
+        seen: set[int] = set()
         for ev in events:
             book = books.get((ev.venue, ev.symbol))
             if book is not None and book.n == 0 and not book.held:
@@ -176,15 +184,22 @@ class Store(StoreViews):
                 continue
             if book is None:
                 book = self._book(ev.venue, ev.symbol)
+            if id(book) in seen:  # a repeat: the earlier mark must land first
+                self._flush_fused(fused, fused_marks, rows)
+                seen.clear()
             book.mark_event_ms = ev.event_ms
             book.mark_recv_ms = recv_ms
             if book.held:
                 book.mark = ev.mark
                 self._activate_held(book)
-            deltas = book.tick(ev.mark)
-            if deltas is not None:
-                self.table.add_deltas(deltas)
-                rows.append(deltas.accounts)
+            if book.n and book.fusable():
+                book.mark = ev.mark
+                seen.add(id(book))
+                fused.append(book)
+                fused_marks.append(ev.mark)
+                continue
+            self._tick_into_batch(book, ev.mark, rows)
+        self._flush_fused(fused, fused_marks, rows)
         structural = self._finish() if self._dirty else NO_CHANGE
         if not rows:
             return structural
@@ -196,6 +211,28 @@ class Store(StoreViews):
             touched = np.union1d(touched, structural.accounts)
             cands = np.union1d(cands, structural.candidates)
         return Changed(touched, cands)
+
+    def _flush_fused(
+        self, books: list[InstrumentBook], marks: list[float], rows: list[I64]
+    ) -> None:
+        """Tick the deferred books: one fused pass when they are many legs, else one by one."""
+        if not books:
+            return
+        if sum(b.n for b in books) >= store_frame.MIN_FUSED_ROWS:
+            deltas, weight = self._frame.tick(books, marks)
+            self.table.add_frame(self._frame.account, deltas, weight)
+            rows.append(self._frame.account)
+        else:
+            for book, mark in zip(books, marks, strict=True):
+                self._tick_into_batch(book, mark, rows)
+        books.clear()
+        marks.clear()
+
+    def _tick_into_batch(self, book: InstrumentBook, mark: float, rows: list[I64]) -> None:
+        deltas = book.tick(mark)
+        if deltas is not None:
+            self.table.add_deltas(deltas)
+            rows.append(deltas.accounts)
 
     def _on_asset_price(self, ev: AssetPrice, recv_ms: int) -> Changed:
         self._prices.setdefault(ev.venue, {})[ev.asset] = ev.price

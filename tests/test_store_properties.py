@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from store_support import BTC_2024
 
 import monitor.accounts
+import monitor.store_frame
 from connectors.events import (
     AccountSnapshot,
     BalanceUpdate,
@@ -326,6 +327,24 @@ def test_same_with_tiny_resum_thresholds(
 ) -> None:
     # Forces the soft queue and hard re-sum paths to run constantly.
     run_sequence(seq)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(seq=st.lists(events, min_size=1, max_size=120))
+def test_same_with_every_frame_fused(
+    seq: list[Event | list[MarkPrice]], monkeypatch_fused: None
+) -> None:
+    # Every frame of marks takes the fused multi-instrument pass (monitor.store_frame).
+    run_sequence(seq)
+
+
+@pytest.fixture
+def monkeypatch_fused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(monitor.store_frame, "MIN_FUSED_ROWS", 0)
 
 
 @pytest.fixture

@@ -178,11 +178,22 @@ class Engine:
             with np.errstate(divide="ignore", invalid="ignore"):
                 health = (t.coll[cands] + t.upnl[cands]) / t.mm[cands]
             cands = cands[np.argsort(health, kind="stable")]
+        # Accounts needing a liquidation distance (a root search, ~0.1–0.7 ms each) go last:
+        # the cheap accounts' alerts must not queue behind them.
+        deferred: list[int] = []
         for i in cands.tolist():
-            mark = len(out)
-            self._evaluate(i, event_ms, recv_ms, out)
-            if len(out) > mark:
-                self._submit(out, mark, recv_ms)  # each account's alerts leave at once
+            if self._needs_distance(i):
+                deferred.append(i)
+                continue
+            self._evaluate_and_submit(i, event_ms, recv_ms, out)
+        for i in deferred:
+            self._evaluate_and_submit(i, event_ms, recv_ms, out)
+
+    def _evaluate_and_submit(self, i: int, event_ms: int, recv_ms: int, out: list[Alert]) -> None:
+        mark = len(out)
+        self._evaluate(i, event_ms, recv_ms, out)
+        if len(out) > mark:
+            self._submit(out, mark, recv_ms)  # each account's alerts leave at once
 
     def tick_timers(self, now_ms: int) -> list[Alert]:
         """Matured de-escalation clocks and feed staleness; call about once a second."""
@@ -233,14 +244,17 @@ class Engine:
                 heapq.heappush(self._stale_heap, (now + cfg.account_stale_ms + 1, n))
                 n += 1
 
-    def _risk(self, i: int, event_ms: int, recv_ms: int, *, prices: bool = False) -> AccountRisk:
+    def _needs_distance(self, i: int) -> bool:
+        """Whether account ``i``'s evaluation needs its liquidation distance computed."""
         state = self._states[i]
-        cfg = self._configs[i]
-        with_liq = cfg.liq_distance is not None and (
+        return self._configs[i].liq_distance is not None and (
             state.distance_near
             or state.distance_clear_since is not None
             or self.store.distance_maybe_near(i)
         )
+
+    def _risk(self, i: int, event_ms: int, recv_ms: int, *, prices: bool = False) -> AccountRisk:
+        with_liq = self._needs_distance(i)
         key = self.store.key_of(i)
         return self.store.risk(
             key, event_ms=event_ms, recv_ms=recv_ms, with_liquidation=with_liq, with_prices=prices

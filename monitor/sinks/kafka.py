@@ -127,6 +127,11 @@ class KafkaSink:
     def spool_depth(self) -> int:
         return self._spool.depth()
 
+    @property
+    def rounds_in_flight(self) -> int:
+        """Rounds handed to the producer and not yet retired (diagnostics and tests)."""
+        return len(self._rounds)
+
     async def run(self) -> None:
         if self._running or self._closed:
             raise RuntimeError("kafka: run() is already running or the sink is closed")

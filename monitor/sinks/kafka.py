@@ -198,6 +198,8 @@ class KafkaSink:
         producer = AIOKafkaProducer(
             **client_options(cfg),
             acks="all",
+            # Alerts go in closed batches the sink cuts itself (no linger: what piled up while
+            # the previous batches were on the wire goes at once); linger applies to states.
             linger_ms=cfg.linger_ms,
             max_batch_size=cfg.max_batch_bytes,
             # Idempotence would need a broker with producer-id support. Per-account order comes

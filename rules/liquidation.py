@@ -35,6 +35,7 @@ from rules.account import (
 from rules.errors import ModelInputError
 from rules.model import MarginModel
 from rules.roots import Coeffs, f_at, first_nonpositive
+from rules.tiers import TierTable
 from rules.types import ContractKind, MarginMode, Side
 
 # Guard for a model whose pieces never reach +inf (a bug): tables are a dozen tiers at most.
@@ -89,6 +90,50 @@ def _add_leg(acc: list[float], p: PositionInput, w: float) -> None:
         acc[1] += (signed / p.entry_price if p.entry_price != 0.0 else 0.0) + piece.mm_deduction
 
 
+class _LegTerms:
+    """One leg's ``_add_leg`` terms, cached while ``w`` stays inside the leg's current piece.
+
+    A root search evaluates the coefficients once per segment between breakpoints — dozens of
+    segments times every leg. For a :class:`~rules.tiers.TierTable` (lower-inclusive contiguous
+    tiers: ``piece(x)`` is the tier whose ``[lo, hi)`` holds ``x``) the piece, and so the terms,
+    only change when the notional leaves ``[lo, hi)``; they are the very floats ``_add_leg``
+    computes, added in the same order, so the coefficients are bit-identical to it.
+    """
+
+    __slots__ = ("a", "am", "hi", "linear", "lo", "mark", "model", "p", "t0", "t1", "tiered")
+
+    def __init__(self, p: PositionInput) -> None:
+        self.p = p
+        self.a = p.size
+        self.mark = p.mark_price
+        self.am = self.a * self.mark
+        self.linear = p.kind is ContractKind.LINEAR
+        self.model = p.model
+        self.tiered = isinstance(p.model, TierTable)
+        self.lo, self.hi = math.inf, -math.inf  # empty: the first call looks the piece up
+        self.t0 = self.t1 = 0.0
+
+    def add(self, acc: list[float], w: float) -> None:
+        x = self.am * w if self.linear else self.a / (self.mark * w)
+        if not (self.tiered and self.lo <= x < self.hi):
+            piece = self.model.piece(x, self.a)
+            self.lo, self.hi = piece.lo, piece.hi
+            p = self.p
+            signed = p.qty * p.contract_size
+            if self.linear:
+                self.t0 = signed * self.mark - self.a * self.mark * piece.mm_rate
+                self.t1 = -signed * p.entry_price + piece.mm_deduction
+            else:
+                self.t0 = -signed / self.mark - self.a * piece.mm_rate / self.mark
+                entry_term = signed / p.entry_price if p.entry_price != 0.0 else 0.0
+                self.t1 = entry_term + piece.mm_deduction
+        if self.linear:
+            acc[0] += self.t0
+        else:
+            acc[2] += self.t0
+        acc[1] += self.t1
+
+
 def _nearest_crossing(
     base: float, legs: Sequence[PositionInput], fixed_alpha: float = 0.0
 ) -> float | None:
@@ -96,11 +141,12 @@ def _nearest_crossing(
     legs = [p for p in legs if p.size > 0.0]
     if not legs:
         return None
+    terms = [_LegTerms(p) for p in legs]
 
     def coeffs(w: float) -> Coeffs:
         acc = [fixed_alpha, base, 0.0]
-        for p in legs:
-            _add_leg(acc, p, w)
+        for t in terms:
+            t.add(acc, w)
         return acc[0], acc[1], acc[2]
 
     def negated(w: float) -> Coeffs:
@@ -184,11 +230,12 @@ def liquidation_distance(a: AccountInput) -> tuple[float | None, float | None]:
     """
     legs = [p for p in a.positions if p.margin_mode is MarginMode.CROSS and p.size > 0.0]
     alpha0, beta0 = _collateral_split(a)
+    terms = [_LegTerms(p) for p in legs]
 
     def coeffs(w: float) -> Coeffs:
         acc = [alpha0, beta0, 0.0]
-        for p in legs:
-            _add_leg(acc, p, w)
+        for t in terms:
+            t.add(acc, w)
         return acc[0], acc[1], acc[2]
 
     if f_at(coeffs(1.0), 1.0) <= 0.0:

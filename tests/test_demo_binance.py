@@ -173,38 +173,23 @@ def test_demo_config_reads_the_keys_from_the_environment(monkeypatch: pytest.Mon
         demo_config("ws://127.0.0.1:1", rest_url="http://127.0.0.1:2", venue="binance")
 
 
-@pytest.mark.parametrize(
-    "move",
-    [
-        0.0,  # the control: both answers at the same mark agree with our model
-        pytest.param(
-            0.01,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="connectors/binance: the drift check takes Binance's MM from "
-                "/fapi/v3/account and the marks from /fapi/v3/positionRisk, two requests: a mark "
-                "moving between them reads as model drift (seen in the demo at start-up); "
-                "positionRisk carries both markPrice and maintMargin of the same instant.",
-            ),
-        ),
-    ],
-)
-async def test_a_mark_moving_between_the_two_snapshot_requests_is_not_model_drift(
-    monkeypatch: pytest.MonkeyPatch, move: float
-) -> None:
+async def snapshot_a_tick_apart(
+    monkeypatch: pytest.MonkeyPatch, move: float, *, store_rate: float = 1.0
+) -> tuple[list[Any], MarkPrice, float]:
+    """alice short 50 ETHUSDT; positionRisk answers after the mark moved by ``move`` (the
+    account answer before). ``store_rate`` scales the brackets the store is given (1 = the ones
+    the fake account uses). Returns the snapshot's events, the market feed's mark, and the
+    venue's ETHUSDT MM at positionRisk's mark."""
     from connectors.binance.fake import FakeAccount, views
     from connectors.binance.feeds import BinanceUserFeed
     from connectors.binance.rest import BinanceRest, Credentials
-    from monitor.engine import Engine
-    from monitor.store import Store
-    from rules.alerts import AlertConfig
 
     async with FakeBinance() as fake:
         acct = fake.add_account(
             FakeAccount("alice", api_key="k", secret="s", balances={"USDT": 10_000.0})
         )
         acct.order("ETHUSDT", "SELL", 50.0)
-        account_body, risk_body = views.account_body, views.position_risk_body
+        risk_body, brackets_body = views.position_risk_body, views.brackets_body
 
         def risk_a_tick_later(a: FakeAccount, kind: Any) -> Any:
             # Binance recomputes marks between the two answers (every second in reality).
@@ -215,8 +200,17 @@ async def test_a_mark_moving_between_the_two_snapshot_requests_is_not_model_drif
             finally:
                 fake.marks["ETHUSDT"] = saved
 
-        monkeypatch.setattr(views, "account_body", account_body)
+        def other_brackets(a: FakeAccount, kind: Any) -> Any:
+            # Rates and deductions scaled alike: still a valid table, just not the venue's.
+            rows = brackets_body(a, kind)
+            for row in rows:
+                for b in row["brackets"]:
+                    b["maintMarginRatio"] *= store_rate
+                    b["cum"] *= store_rate
+            return rows
+
         monkeypatch.setattr(views, "position_risk_body", risk_a_tick_later)
+        monkeypatch.setattr(views, "brackets_body", other_brackets)
         rest = BinanceRest(fake.spec, base_url=fake.rest_url, credentials=Credentials("k", "s"))
         feed = BinanceUserFeed(fake.spec, "alice", rest, ws_base=fake.ws_url)
         try:
@@ -224,6 +218,56 @@ async def test_a_mark_moving_between_the_two_snapshot_requests_is_not_model_drif
         finally:
             await feed.close()
         mark = MarkPrice(fake.spec.venue, "ETHUSDT", fake.marks["ETHUSDT"], 0)  # market feed's
+        fake.marks["ETHUSDT"] += move
+        venue_mm = acct.maint_margin(acct.positions[("ETHUSDT", "BOTH")])
+    return events, mark, venue_mm
+
+
+@pytest.mark.parametrize(
+    "move",
+    [
+        0.0,  # the control: both answers at the same mark agree with our model
+        # positionRisk answers a tick later: its maintMargin and markPrice are of one instant,
+        # the account's totalMaintMargin is not; figures of one instant are compared.
+        0.01,
+    ],
+)
+async def test_a_mark_moving_between_the_two_snapshot_requests_is_not_model_drift(
+    monkeypatch: pytest.MonkeyPatch, move: float
+) -> None:
+    from connectors.events import AccountSnapshot
+    from monitor.engine import Engine
+    from monitor.store import Store
+    from rules.alerts import AlertConfig
+    from rules.types import Side
+
+    events, mark, venue_mm = await snapshot_a_tick_apart(monkeypatch, move)
+    (snap,) = [e for e in events if isinstance(e, AccountSnapshot)]
+    assert snap.reported is not None
+    assert snap.reported.mark_prices == {"ETHUSDT": 3_000.0 + move}
+    # 50 × 3 000.01 = 150 000.5 notional: tier [50 000, 600 000) at 0.5 %, cum 50 → 700.0025
+    assert venue_mm == pytest.approx(150_000.0 * 0.005 - 50.0 + 50 * move * 0.005, rel=1e-12)
+    assert snap.reported.position_maintenance_margin == {("ETHUSDT", Side.BOTH): venue_mm}
+    assert snap.reported.total_maintenance_margin == venue_mm  # same instant as the marks
     engine = Engine(Store(), lambda key: AlertConfig(), [])
     alerts = engine.handle([mark, *events], 0)
     assert [a.kind for a in alerts if a.kind == "model_drift"] == []
+
+
+@pytest.mark.parametrize("move", [0.0, 0.01])
+async def test_a_real_model_disagreement_is_still_drift_and_names_the_position(
+    monkeypatch: pytest.MonkeyPatch, move: float
+) -> None:
+    from monitor.engine import Engine
+    from monitor.store import Store
+    from rules.alerts import AlertConfig
+
+    # The store got brackets at half the venue's rates: a stale table, not a market move.
+    events, mark, venue_mm = await snapshot_a_tick_apart(monkeypatch, move, store_rate=0.5)
+    engine = Engine(Store(), lambda key: AlertConfig(), [])
+    (drift,) = [a for a in engine.handle([mark, *events], 0) if a.kind == "model_drift"]
+    assert drift.detail["state"] == "drift"
+    assert drift.detail["positions"] == [
+        {"symbol": "ETHUSDT", "our_mm": pytest.approx(venue_mm / 2), "venue_mm": venue_mm}
+    ]
+    assert drift.detail["venue_maintenance_margin"] == venue_mm

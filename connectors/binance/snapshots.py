@@ -2,7 +2,8 @@
 
 The feed fetches ``account``, ``positionRisk``, ``leverageBracket``, ``exchangeInfo`` and the
 account-mode endpoints, then hands the bodies here; :func:`account_snapshot` joins them into one
-:class:`~connectors.events.AccountSnapshot` carrying the venue's own figures for the drift check.
+:class:`~connectors.events.AccountSnapshot` carrying the venue's own figures for the drift check,
+all of ONE instant (the positionRisk answer's; see :mod:`.instant`).
 Errors raise :class:`~connectors.errors.VenueDataError` (reasons as in :mod:`.parse`, plus
 ``bad_brackets`` for a bracket table the margin rules reject).
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
+from connectors.binance import instant
 from connectors.binance.parse import MARGIN_MODES, SIDES, ms, num
 from connectors.errors import VenueDataError
 from connectors.events import (
@@ -24,7 +26,6 @@ from connectors.events import (
     MarkPrice,
     PositionSnapshot,
     TierTableUpdate,
-    VenueFigures,
 )
 from rules.errors import TierTableError
 from rules.tiers import TierSpec, TierTable
@@ -78,6 +79,12 @@ class AccountFacts:
     position_maintenance_margin: Mapping[tuple[str, Side], float]
     multi_asset: bool | None
     """Present in the v2 body only; v3 callers ask ``multiAssetsMargin`` separately."""
+    position_upnl: Mapping[tuple[str, Side], float] = field(default_factory=dict)
+    """``unrealizedProfit`` per open position: tells whether this answer saw the same marks as
+    the positionRisk one (uPnL moves with the mark)."""
+    total_asset: str | None = None
+    """The margin asset ``total_maintenance_margin`` covers outside multi-assets mode (USDⓈ-M:
+    USDT only; COIN-M: the one pool in use); ``None`` when unknown."""
 
 
 def parse_account_v3(body: Body, venue: str) -> AccountFacts:
@@ -88,23 +95,39 @@ def parse_account_v3(body: Body, venue: str) -> AccountFacts:
         assets = doc["assets"]
         balances = {a["asset"]: num(a["crossWalletBalance"]) for a in assets}
         total = doc.get("totalMaintMargin")
+        total_asset: str | None
         if total is not None:
             total_mm: float | None = num(total)
+            total_asset = "USDT"  # Binance: "only for USDT asset" outside multi-assets mode
         else:
             # COIN-M has no account-wide total: each margin coin is its own cross pool, and a
             # sum over different coins means nothing. Report it only for a single pool.
-            per_asset = [num(a["maintMargin"]) for a in assets]
-            used = [x for x in per_asset if x != 0.0]
-            total_mm = sum(used) if len(used) <= 1 else None
+            used = [(a["asset"], num(a["maintMargin"])) for a in assets]
+            used = [(asset, x) for asset, x in used if x != 0.0]
+            total_mm = sum(x for _, x in used) if len(used) <= 1 else None
+            total_asset = used[0][0] if len(used) == 1 else None
         mb = doc.get("totalMarginBalance")
         position_mm: dict[tuple[str, Side], float] = {}
+        position_upnl: dict[tuple[str, Side], float] = {}
         for p in doc.get("positions") or ():
             if num(p["positionAmt"]) != 0.0:
-                position_mm[(p["symbol"], SIDES[p["positionSide"]])] = num(p["maintMargin"])
+                key = (p["symbol"], SIDES[p["positionSide"]])
+                position_mm[key] = num(p["maintMargin"])
+                upnl = p.get("unrealizedProfit")
+                if upnl is not None:
+                    position_upnl[key] = num(upnl)
         multi = doc.get("multiAssetsMargin")
         if multi is not None and type(multi) is not bool:
             raise ValueError("multiAssetsMargin")
-        return AccountFacts(balances, total_mm, None if mb is None else num(mb), position_mm, multi)
+        return AccountFacts(
+            balances,
+            total_mm,
+            None if mb is None else num(mb),
+            position_mm,
+            multi,
+            position_upnl,
+            total_asset,
+        )
 
 
 # --- positions -------------------------------------------------------------------------------
@@ -115,6 +138,13 @@ class PositionFacts:
     positions: tuple[PositionSnapshot, ...]
     marks: Mapping[str, float]
     """The venue's mark per symbol at the snapshot instant (``markPrice`` of each row)."""
+    maintenance_margin: Mapping[tuple[str, Side], float] | None = None
+    """``maintMargin`` per open position, valued at ``marks`` (same answer); ``None`` when the
+    rows do not carry it (COIN-M ``/dapi/v1/positionRisk``)."""
+    upnl: Mapping[tuple[str, Side], float] = field(default_factory=dict)
+    """``unRealizedProfit`` per open position, at ``marks``."""
+    margin_assets: Mapping[tuple[str, Side], str] = field(default_factory=dict)
+    """``marginAsset`` per open position, where the row names it."""
 
 
 def _margin_mode(row: dict[str, Any]) -> MarginMode:
@@ -130,6 +160,10 @@ def parse_position_risk_v3(body: Body, venue: str, account: str, *, event_ms: in
     doc = _decoded(body, venue)
     positions: list[PositionSnapshot] = []
     marks: dict[str, float] = {}
+    mm: dict[tuple[str, Side], float] = {}
+    every_row_has_mm = True
+    upnl: dict[tuple[str, Side], float] = {}
+    assets: dict[tuple[str, Side], str] = {}
     with _venue_errors(venue):
         for row in _rows(doc, venue):
             qty = num(row["positionAmt"])
@@ -139,6 +173,16 @@ def parse_position_risk_v3(body: Body, venue: str, account: str, *, event_ms: in
                 marks[symbol] = mark
             if qty == 0.0:
                 continue
+            key = (symbol, SIDES[row["positionSide"]])
+            row_mm = row.get("maintMargin")
+            if row_mm is None:
+                every_row_has_mm = False
+            else:
+                mm[key] = num(row_mm)
+            if "unRealizedProfit" in row:
+                upnl[key] = num(row["unRealizedProfit"])
+            if "marginAsset" in row:
+                assets[key] = row["marginAsset"]
             mode = _margin_mode(row)
             lev = row.get("leverage")
             positions.append(
@@ -157,7 +201,8 @@ def parse_position_risk_v3(body: Body, venue: str, account: str, *, event_ms: in
                     else None,
                 )
             )
-    return PositionFacts(tuple(positions), marks)
+    # All or nothing: a partial set would leave some positions compared at another instant.
+    return PositionFacts(tuple(positions), marks, mm if every_row_has_mm else None, upnl, assets)
 
 
 def account_snapshot(
@@ -177,12 +222,7 @@ def account_snapshot(
         positions.positions,
         event_ms,
         multi_asset=multi_asset,
-        reported=VenueFigures(
-            facts.total_maintenance_margin,
-            dict(facts.position_maintenance_margin),
-            facts.total_margin_balance,
-            dict(positions.marks),
-        ),
+        reported=instant.venue_figures(facts, positions, multi_asset=multi_asset),
     )
 
 

@@ -275,7 +275,10 @@ def test_account_snapshot_carries_reported_figures() -> None:
     assert snap.balances == {"USDT": 23.72469206}
     assert snap.positions == pos.positions
     assert snap.reported is not None
-    assert snap.reported.total_maintenance_margin == 0.0
+    # The two doc samples describe different positions (BTCUSDT vs ADAUSDT): not one instant, so
+    # the figures are positionRisk's own — its maintMargin, at its markPrice.
+    assert snap.reported.position_maintenance_margin == {("ADAUSDT", Side.BOTH): 0.0800428}
+    assert snap.reported.total_maintenance_margin == 0.0800428
     assert snap.reported.mark_prices == {"ADAUSDT": 0.4104759}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-import pytest
 
 from connectors.binance.parse import parse_user
 from monitor.store import Store
@@ -13,11 +12,6 @@ from .samples import sample
 V = "binance-usdm"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="monitor.store applies PositionFill.qty_delta even when position_pushed=True "
-    "(see /work/notes/binance_for_store.md); the next snapshot heals it",
-)
 def test_a_fill_is_not_counted_twice_when_account_update_comes_first() -> None:
     store = Store()
     update = orjson.loads(sample("ws_account_update.json"))

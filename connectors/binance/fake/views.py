@@ -75,7 +75,8 @@ def account_body(acct: FakeAccount, kind: ContractKind, now: int) -> dict[str, A
 
 
 def position_risk_body(acct: FakeAccount, kind: ContractKind) -> list[dict[str, Any]]:
-    """v3 (USDⓈ-M) returns only open positions; the COIN-M v1 shape adds ``marginType``."""
+    """v3 (USDⓈ-M) returns only open positions; the COIN-M v1 shape adds ``marginType`` and has
+    no ``initialMargin``/``maintMargin`` (the account answer carries those)."""
     rows: list[dict[str, Any]] = []
     for p in acct.open_positions():
         mark = acct.market.marks[p.symbol]
@@ -99,6 +100,7 @@ def position_risk_body(acct: FakeAccount, kind: ContractKind) -> list[dict[str, 
         if kind is ContractKind.LINEAR:
             row["notional"] = fmt(acct.notional(p) * (1 if p.qty > 0 else -1))
         else:
+            del row["initialMargin"], row["maintMargin"]
             row["notionalValue"] = fmt(acct.notional(p) * (1 if p.qty > 0 else -1))
             row["marginType"] = "cross"
             row["leverage"] = str(acct.leverage.get(p.symbol, 20))

@@ -22,12 +22,12 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.binance.fake import FakeAccount, FakeBinance
-from connectors.binance.fake.account import Bracket, Contract
-from connectors.binance.fake.contracts import USDM_CONTRACTS
+from connectors.binance.fake.account import Contract
+from connectors.binance.fake.contracts import USDM_CONTRACTS, brackets
 from connectors.sim.market import CrashScript, InstrumentSpec, MarketPath
 
 log = logging.getLogger(__name__)
@@ -47,17 +47,6 @@ MAX_CATCH_UP_STEPS = 400
 """Path steps pushed at most per :meth:`DemoScript.advance` (a stalled loop jumps past more)."""
 
 
-def _brackets(rows: Sequence[tuple[float, float, float, int]]) -> tuple[Bracket, ...]:
-    """(floor, cap, mmr, max leverage) rows; ``cum`` from Binance's recurrence."""
-    out: list[Bracket] = []
-    prev_mmr, cum = 0.0, 0.0
-    for n, (floor, cap, mmr, lev) in enumerate(rows):
-        cum = 0.0 if n == 0 else floor * (mmr - prev_mmr) + cum
-        out.append(Bracket(floor, cap, mmr, round(cum, 10), lev))
-        prev_mmr = mmr
-    return tuple(out)
-
-
 # SOLUSDT with the sim venue's SOL-PERP tiers, so the crash story is the one the sim proves.
 SOL_ROWS = (
     (0.0, 10_000.0, 0.01, 50),
@@ -68,7 +57,7 @@ SOL_ROWS = (
 )
 CONTRACTS: dict[str, Contract] = {
     **USDM_CONTRACTS,
-    "SOLUSDT": Contract("SOLUSDT", USDT, 1.0, _brackets(SOL_ROWS)),
+    "SOLUSDT": Contract("SOLUSDT", USDT, 1.0, brackets(SOL_ROWS)),
 }
 
 

@@ -5,10 +5,12 @@ Fixtures only: the live monitor always fetches brackets from the venue.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from connectors.binance.fake.account import Bracket, Contract
 
 
-def _table(rows: list[tuple[float, float, float, int]]) -> tuple[Bracket, ...]:
+def brackets(rows: Sequence[tuple[float, float, float, int]]) -> tuple[Bracket, ...]:
     """Rows of (floor, cap, mmr, max leverage); ``cum`` from Binance's recurrence."""
     out: list[Bracket] = []
     prev_mmr, cum = 0.0, 0.0
@@ -20,7 +22,7 @@ def _table(rows: list[tuple[float, float, float, int]]) -> tuple[Bracket, ...]:
 
 
 # BTCUSDT and ETHUSDT default brackets, Oct 2024 snapshot (spec/margin.md §1.1.1).
-BTCUSDT = _table(
+BTCUSDT = brackets(
     [
         (0, 50_000, 0.004, 125),
         (50_000, 600_000, 0.005, 100),
@@ -36,7 +38,7 @@ BTCUSDT = _table(
         (1_200_000_000, 1_800_000_000, 0.50, 1),
     ]
 )
-ETHUSDT = _table(
+ETHUSDT = brackets(
     [
         (0, 50_000, 0.004, 125),
         (50_000, 600_000, 0.005, 100),
@@ -54,7 +56,7 @@ ETHUSDT = _table(
 )
 # COIN-M brackets are in coin. The upper levels follow the COIN-M FAQ's worked example (levels
 # from 50 BTC at 5 %, 100 BTC at 10 %, 200 BTC at 12.5 %); the lower ones are illustrative.
-BTCUSD_PERP = _table(
+BTCUSD_PERP = brackets(
     [
         (0, 5, 0.004, 125),
         (5, 10, 0.005, 100),
@@ -67,7 +69,7 @@ BTCUSD_PERP = _table(
         (1000, 5000, 0.25, 1),
     ]
 )
-ETHUSD_PERP = _table(
+ETHUSD_PERP = brackets(
     [
         (0, 100, 0.005, 75),
         (100, 500, 0.01, 50),

@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from rules.alert_doc import Alert, Figures, JsonObject, JsonValue, Level, alert_id
+from rules.alert_doc import (
+    Alert,
+    AlertKind,
+    Figures,
+    JsonObject,
+    JsonValue,
+    Level,
+    TopPosition,
+    alert_id,
+)
 from rules.types import Side
 
 SELF_VENUE = "marginwatch"
@@ -57,6 +66,42 @@ def _summary(figures: Figures | None) -> str:
     return "" if figures is None else f": {figures.summary()}"
 
 
+def transition_alert(
+    *,
+    kind: AlertKind,
+    venue: str,
+    account: str,
+    transition: str,
+    level: Level,
+    previous_level: Level | None = None,
+    figures: Figures | None,
+    event_ms: int,
+    recv_ms: int,
+    message: str,
+    detail: JsonObject,
+    top_positions: tuple[TopPosition, ...] = (),
+) -> Alert:
+    """An alert whose id is the natural key of its transition (see :func:`alert_id`).
+
+    ``previous_level`` defaults to ``level``: kinds other than a margin-level change carry the
+    account's level for context, they do not change it.
+    """
+    return Alert(
+        id=alert_id(venue, account, kind, transition, event_ms),
+        kind=kind,
+        venue=venue,
+        account=account,
+        level=level,
+        previous_level=level if previous_level is None else previous_level,
+        figures=figures,
+        top_positions=top_positions,
+        event_time_ms=event_ms,
+        receive_time_ms=recv_ms,
+        message=message,
+        detail=detail,
+    )
+
+
 def venue_margin_call_alert(
     *,
     venue: str,
@@ -81,17 +126,15 @@ def venue_margin_call_alert(
         for p in positions
     ]
     symbols = ", ".join(sorted({p.symbol for p in positions})) or "no positions listed"
-    return Alert(
-        id=alert_id(venue, account, "venue_margin_call", "call", event_ms),
+    return transition_alert(
         kind="venue_margin_call",
         venue=venue,
         account=account,
+        transition="call",
         level=level,
-        previous_level=level,
         figures=figures,
-        top_positions=(),
-        event_time_ms=event_ms,
-        receive_time_ms=recv_ms,
+        event_ms=event_ms,
+        recv_ms=recv_ms,
         message=f"{account}@{venue} VENUE MARGIN CALL ({symbols}){_summary(figures)}",
         detail={"positions": lines, "cross_wallet_balance": _num(cross_wallet_balance)},
     )
@@ -134,19 +177,15 @@ def model_drift_alert(
     }
     shown = "n/a" if diff is None else f"{diff * 100:+.4f}%"
     what = "MODEL DRIFT" if drifting else "model agrees with venue again"
-    return Alert(
-        id=alert_id(
-            venue, account, "model_drift", "agree>drift" if drifting else "drift>agree", event_ms
-        ),
+    return transition_alert(
         kind="model_drift",
         venue=venue,
         account=account,
+        transition="agree>drift" if drifting else "drift>agree",
         level=level,
-        previous_level=level,
         figures=figures,
-        top_positions=(),
-        event_time_ms=event_ms,
-        receive_time_ms=recv_ms,
+        event_ms=event_ms,
+        recv_ms=recv_ms,
         message=(
             f"{account}@{venue} {what}: our MM {our_mm:.8g} vs venue {venue_mm:.8g} ({shown})"
         ),
@@ -205,17 +244,15 @@ def position_liquidated_alert(
     """The venue liquidated (part of) a position."""
     key = f"{symbol}:{side.value}:{order_id or ''}"
     at = "" if price is None else f" at {price:.10g}"
-    return Alert(
-        id=alert_id(venue, account, "position_liquidated", key, event_ms),
+    return transition_alert(
         kind="position_liquidated",
         venue=venue,
         account=account,
+        transition=key,
         level=level,
-        previous_level=level,
         figures=figures,
-        top_positions=(),
-        event_time_ms=event_ms,
-        receive_time_ms=recv_ms,
+        event_ms=event_ms,
+        recv_ms=recv_ms,
         message=(
             f"{account}@{venue} POSITION LIQUIDATED: {symbol} {side.value} {qty:.10g}{at}"
             f"{_summary(figures)}"
@@ -234,17 +271,16 @@ def spool_full_alert(
     *, sink: str, spool_bytes: int, limit_bytes: int, pending: int, full_since_ms: int, now_ms: int
 ) -> Alert:
     """The sink's durable spool reached its limit: alerts can no longer be buffered."""
-    return Alert(
-        id=alert_id(SELF_VENUE, sink, "spool_full", "full", full_since_ms),
+    return transition_alert(
         kind="spool_full",
         venue=SELF_VENUE,
         account=sink,
+        transition="full",
         level=Level.CRITICAL,
         previous_level=Level.OK,
         figures=None,
-        top_positions=(),
-        event_time_ms=full_since_ms,
-        receive_time_ms=now_ms,
+        event_ms=full_since_ms,
+        recv_ms=now_ms,
         message=(
             f"sink {sink}: SPOOL FULL ({spool_bytes} of {limit_bytes} bytes, "
             f"{pending} alerts pending)"
@@ -262,17 +298,16 @@ def delivery_failing_alert(
     *, sink: str, reason: str, failing_since_ms: int, attempts: int, pending: int, now_ms: int
 ) -> Alert:
     """A sink has failed to deliver since ``failing_since_ms``; ``reason`` is a bounded label."""
-    return Alert(
-        id=alert_id(SELF_VENUE, sink, "delivery_failing", reason, failing_since_ms),
+    return transition_alert(
         kind="delivery_failing",
         venue=SELF_VENUE,
         account=sink,
+        transition=reason,
         level=Level.WARNING,
         previous_level=Level.OK,
         figures=None,
-        top_positions=(),
-        event_time_ms=failing_since_ms,
-        receive_time_ms=now_ms,
+        event_ms=failing_since_ms,
+        recv_ms=now_ms,
         message=(
             f"sink {sink}: DELIVERY FAILING for {(now_ms - failing_since_ms) / 1000:.1f} s "
             f"({reason}, {attempts} attempts, {pending} alerts pending)"

@@ -43,7 +43,6 @@ from rules.alert_doc import (
     Level,
     StateDocument,
     TopPosition,
-    alert_id,
 )
 from rules.alert_kinds import (
     DriftPosition,
@@ -54,6 +53,7 @@ from rules.alert_kinds import (
     model_drift_alert,
     position_liquidated_alert,
     spool_full_alert,
+    transition_alert,
     venue_margin_call_alert,
 )
 from rules.alert_risk import AccountRisk, PositionContribution, figures_of, top_positions_of
@@ -221,17 +221,17 @@ def _alert(
     message: str,
     detail: JsonObject,
 ) -> Alert:
-    return Alert(
-        id=alert_id(risk.venue, risk.account, kind, transition, risk.event_ms),
+    return transition_alert(
         kind=kind,
         venue=risk.venue,
         account=risk.account,
+        transition=transition,
         level=level,
         previous_level=previous,
         figures=figures_of(risk),
         top_positions=top_positions_of(risk),
-        event_time_ms=risk.event_ms,
-        receive_time_ms=risk.recv_ms,
+        event_ms=risk.event_ms,
+        recv_ms=risk.recv_ms,
         message=message,
         detail=detail,
     )

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from rules.alert_config import AlertConfig
-from rules.alert_doc import Alert, Figures, JsonObject, JsonValue, Level, alert_id
+from rules.alert_doc import Alert, Figures, JsonObject, JsonValue, Level
+from rules.alert_kinds import transition_alert
 
 PRIVATE: Final = "private"
 MARK: Final = "mark"
@@ -167,17 +168,15 @@ def check_staleness(
         event_ms = min(s.stale_at_ms for s in stale)
         listed: list[JsonValue] = [s.to_dict() for s in stale]
         detail: JsonObject = {"stale_inputs": listed}
-        alert = Alert(
-            id=alert_id(inputs.venue, inputs.account, "feed_stale", "fresh>stale", event_ms),
+        alert = transition_alert(
             kind="feed_stale",
             venue=inputs.venue,
             account=inputs.account,
+            transition="fresh>stale",
             level=level,
-            previous_level=level,
             figures=figures,
-            top_positions=(),
-            event_time_ms=event_ms,
-            receive_time_ms=now_ms,
+            event_ms=event_ms,
+            recv_ms=now_ms,
             message=f"{who} FEED STALE, monitor is blind: "
             + "; ".join(s.describe() for s in stale),
             detail=detail,
@@ -191,17 +190,15 @@ def check_staleness(
             "blind_since_ms": prev.blind_since_ms,
             "blind_for_ms": max(0, event_ms - prev.blind_since_ms),
         }
-        alert = Alert(
-            id=alert_id(inputs.venue, inputs.account, "feed_recovered", "stale>fresh", event_ms),
+        alert = transition_alert(
             kind="feed_recovered",
             venue=inputs.venue,
             account=inputs.account,
+            transition="stale>fresh",
             level=level,
-            previous_level=level,
             figures=figures,
-            top_positions=(),
-            event_time_ms=event_ms,
-            receive_time_ms=now_ms,
+            event_ms=event_ms,
+            recv_ms=now_ms,
             message=(
                 f"{who} feed recovered after "
                 f"{max(0, event_ms - prev.blind_since_ms) / 1000:.1f} s "

@@ -14,6 +14,7 @@ import numpy as np
 
 from monitor.accounts import DIST_SLOPE, AccountTable
 from monitor.book import F64, BoolA, InstrumentBook, Leg
+from monitor.store_distance import clear_of_threshold
 from monitor.store_risk import RiskCache, build_risk
 from monitor.store_state import AccountState
 from rules.account import (
@@ -240,8 +241,14 @@ class StoreViews:
     def distance_maybe_near(self, index: int) -> bool:
         """The conservative screen: False proves the distance is at least the threshold."""
         t = self.table
-        slack = t.dist3.item(index) * (t.gross.item(index) + t.noncash.item(index))
-        return bool(t.equity_of(index) - t.mm.item(index) < slack)
+        dist3 = t.dist3.item(index)
+        slack = dist3 * (t.gross.item(index) + t.noncash.item(index))
+        if not t.equity_of(index) - t.mm.item(index) < slack:
+            return False
+        # The leg-level screen (monitor.store_distance): net exposure instead of 3× gross.
+        st = self._accounts[index]
+        prices = self._prices.get(st.venue, {})
+        return not clear_of_threshold(st, t.coll.item(index), prices, dist3 / DIST_SLOPE)
 
     # --- alert-policy hooks ------------------------------------------------------------------
 

@@ -1,11 +1,18 @@
-"""Pieces the broker sinks share: the spooled record format and the reconnect backoff."""
+"""Pieces the broker sinks share: the spooled record format, the reconnect backoff and pause,
+the bounded wait for the run task on close, and the once-per-outage failing report."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import random
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from monitor.sinks.observer import DeliveryObserver
 from rules.alert_doc import Alert
 
 _VERSION = 1
@@ -93,3 +100,81 @@ class Backoff:
         self._next = min(self._max, self._next * 2)
         # Jitter in [current/2, current]: many daemons restarting together do not stampede.
         return current / 2 + self._rng.random() * current / 2
+
+
+async def pause(
+    seconds: float,
+    wake: asyncio.Event,
+    stopping: Callable[[], bool],
+    on_wake: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Back off for ``seconds``, returning early once ``stopping()``; each time ``wake`` is set
+    (something was submitted) ``on_wake`` runs first (the Kafka sink spools what arrived)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not stopping():
+        wake.clear()
+        if on_wake is not None:
+            await on_wake()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), remaining)
+
+
+async def await_stopped(
+    stopped: asyncio.Event,
+    task: asyncio.Task[Any] | None,
+    timeout_s: float,
+    on_timeout: Callable[[], None] | None = None,
+) -> None:
+    """Wait (bounded) for a sink's run task to finish on its own; past ``timeout_s`` call
+    ``on_timeout``, cancel the task and wait for its clean-up."""
+    try:
+        await asyncio.wait_for(stopped.wait(), timeout_s)
+    except TimeoutError:
+        if on_timeout is not None:
+            on_timeout()
+        if task is not None:
+            task.cancel()
+        await stopped.wait()
+
+
+class FailingReport:
+    """A broker sink's outage bookkeeping: every failed attempt is counted, the first of an
+    outage is logged and reported (``on_delivery_failing``) once, and the first delivery after
+    it resets the backoff."""
+
+    def __init__(
+        self,
+        name: str,
+        observer: DeliveryObserver,
+        backoff: Backoff,
+        on_delivery_failing: Callable[[str, str], None] | None,
+        logger: logging.Logger,
+    ) -> None:
+        self._name = name
+        self._observer = observer
+        self._backoff = backoff
+        self._on_delivery_failing = on_delivery_failing
+        self._log = logger
+        self.failing = False
+
+    def outage(self, reason: str, failed: int, msg: str, *args: object) -> None:
+        """A delivery attempt failed (``failed`` alerts lost their round); ``msg % args`` is
+        logged as a warning when this starts an outage."""
+        self._observer.failed(self._name, failed, reason)
+        if not self.failing:
+            self.failing = True
+            self._log.warning(msg, *args)
+            if self._on_delivery_failing is not None:
+                self._on_delivery_failing(self._name, reason)
+
+    def delivered(self) -> bool:
+        """Something was acknowledged: True if that ended an outage (the backoff restarts)."""
+        if not self.failing:
+            return False
+        self.failing = False
+        self._backoff.reset()
+        return True

@@ -33,7 +33,14 @@ from aiokafka.errors import KafkaError
 
 from monitor.errors import DeliveryError
 from monitor.sinks.config_types import KafkaConfig
-from monitor.sinks.delivery import Backoff, Envelope, EnvelopeError
+from monitor.sinks.delivery import (
+    Backoff,
+    Envelope,
+    EnvelopeError,
+    FailingReport,
+    await_stopped,
+    pause,
+)
 from monitor.sinks.kafka_admin import TopicSetupError, client_options, ensure_topics
 from monitor.sinks.kafka_batch import (
     ROUND_MAX,
@@ -73,8 +80,8 @@ class KafkaSink:
         self._cfg = cfg
         self._observer = observer
         self._on_spool_full = on_spool_full
-        self._on_delivery_failing = on_delivery_failing
         self._backoff = backoff or Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
+        self._report = FailingReport(self.name, observer, self._backoff, on_delivery_failing, log)
         self._full_depth: int | None = None  # set by the spool (maybe in a worker thread)
         self._spool = Spool(
             cfg.spool.directory,
@@ -97,7 +104,6 @@ class KafkaSink:
         self._running = False
         self._stopping = False
         self._closed = False
-        self._failing = False
         self._last_setup_error = ""
         self._partitioner = CachedPartitioner()
         self._failed_count = 0  # alerts in the rounds that were in flight when sending failed
@@ -154,17 +160,16 @@ class KafkaSink:
         self._stopping = True
         self._wake.set()
         if self._running:
-            try:
-                await asyncio.wait_for(self._stopped.wait(), self._cfg.close_timeout_s)
-            except TimeoutError:
-                log.warning("kafka: close timed out; spooling %d alerts", self.pending())
-                if self._task is not None:
-                    self._task.cancel()
-                await self._stopped.wait()
+            await await_stopped(
+                self._stopped, self._task, self._cfg.close_timeout_s, self._warn_close_timeout
+            )
         else:
             self._spool_memory_now()
         self._closed = True
         self._spool.close()
+
+    def _warn_close_timeout(self) -> None:
+        log.warning("kafka: close timed out; spooling %d alerts", self.pending())
 
     # -- connection lifecycle --------------------------------------------------------------------
 
@@ -225,31 +230,22 @@ class KafkaSink:
     async def _outage(self, exc: BaseException) -> None:
         reason = type(exc).__name__
         await self._to_spool(self._take_memory())
-        self._observer.failed(self.name, self._failed_count, reason)
-        self._failed_count = 0
-        if not self._failing:
-            self._failing = True
-            log.warning(
-                "kafka: broker unreachable (%s); alerts spool to %s",
-                reason,
-                self._cfg.spool.directory,
-            )
-            if self._on_delivery_failing is not None:
-                self._on_delivery_failing(self.name, reason)
+        failed, self._failed_count = self._failed_count, 0
+        self._report.outage(
+            reason,
+            failed,
+            "kafka: broker unreachable (%s); alerts spool to %s",
+            reason,
+            self._cfg.spool.directory,
+        )
 
     async def _pause(self, seconds: float) -> None:
         """Back off, spooling new alerts as they arrive (so they are on disk, in order)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while not self._stopping:
-            self._wake.clear()
-            if self._queue:
-                await self._to_spool(self._take_memory())
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), remaining)
+        await pause(seconds, self._wake, lambda: self._stopping, self._spool_queued)
+
+    async def _spool_queued(self) -> None:
+        if self._queue:
+            await self._to_spool(self._take_memory())
 
     # -- delivery --------------------------------------------------------------------------------
 
@@ -345,9 +341,7 @@ class KafkaSink:
         self.delivered += n
         if n:
             self._observer.delivered(self.name, n)
-        if self._failing:
-            self._failing = False
-            self._backoff.reset()
+        if self._report.delivered():
             log.info("kafka: delivering again; %d alerts still spooled", self._spool.depth())
 
     # -- spool -----------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ what is still queued at shutdown is logged as an error with its count.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections import deque
@@ -25,7 +24,7 @@ import aiomqtt
 
 from monitor.errors import DeliveryError
 from monitor.sinks.config_types import MqttConfig
-from monitor.sinks.delivery import Backoff
+from monitor.sinks.delivery import Backoff, FailingReport, await_stopped, pause
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 from rules.alert_doc import Alert, StateDocument
 
@@ -80,8 +79,8 @@ class MqttSink:
     ) -> None:
         self._cfg = cfg
         self._observer = observer
-        self._on_delivery_failing = on_delivery_failing
         self._backoff = backoff or Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
+        self._report = FailingReport(self.name, observer, self._backoff, on_delivery_failing, log)
         self._queue: deque[Alert] = deque()
         self._states: dict[bytes, StateDocument] = {}
         self._wake = asyncio.Event()
@@ -92,7 +91,6 @@ class MqttSink:
         self._running = False
         self._stopping = False
         self._closed = False
-        self._failing = False
         #: Alerts acknowledged (PUBACK) since start.
         self.delivered = 0
 
@@ -132,12 +130,7 @@ class MqttSink:
         self._stopping = True
         self._wake.set()
         if self._running:
-            try:
-                await asyncio.wait_for(self._stopped.wait(), self._cfg.close_timeout_s)
-            except TimeoutError:
-                if self._task is not None:
-                    self._task.cancel()
-                await self._stopped.wait()
+            await await_stopped(self._stopped, self._task, self._cfg.close_timeout_s)
         self._closed = True
         if self._queue:
             log.error("mqtt: closing with %d alerts not acknowledged", len(self._queue))
@@ -155,33 +148,19 @@ class MqttSink:
                 self.connected.clear()
             if self._stopping:
                 return
-            await self._pause(self._backoff.delay())
+            await pause(self._backoff.delay(), self._wake, lambda: self._stopping)
 
     def _outage(self, exc: BaseException) -> None:
         reason = type(exc).__name__
-        self._observer.failed(self.name, 1 if self._queue else 0, reason)
-        if not self._failing:
-            self._failing = True
-            log.warning(
-                "mqtt: broker %s:%d unreachable (%s); %d alerts wait in memory",
-                self._cfg.host,
-                self._cfg.port,
-                reason,
-                len(self._queue),
-            )
-            if self._on_delivery_failing is not None:
-                self._on_delivery_failing(self.name, reason)
-
-    async def _pause(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while not self._stopping:
-            self._wake.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), remaining)
+        self._report.outage(
+            reason,
+            1 if self._queue else 0,
+            "mqtt: broker %s:%d unreachable (%s); %d alerts wait in memory",
+            self._cfg.host,
+            self._cfg.port,
+            reason,
+            len(self._queue),
+        )
 
     async def _session(self, client: aiomqtt.Client) -> None:
         """Publish until stopping; a disconnect ends it at once, even mid-PUBACK wait."""
@@ -225,7 +204,5 @@ class MqttSink:
     def _acknowledged(self) -> None:
         self.delivered += 1
         self._observer.delivered(self.name, 1)
-        if self._failing:
-            self._failing = False
-            self._backoff.reset()
+        if self._report.delivered():
             log.info("mqtt: delivering again; %d alerts queued", len(self._queue))

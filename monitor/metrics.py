@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import numpy as np
 from prometheus_client import (
@@ -40,6 +40,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor.metrics_render import AccountColumns, AccountExposition, Family, FloatArray, Part
+from rules.alert_doc import AlertKind
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +64,8 @@ LATENCY_BUCKETS = (
 )
 
 LEVEL_NAMES = ("ok", "warning", "danger", "critical", "liquidatable")
-ALERT_KINDS = (
-    "margin_level",
-    "liquidation_distance",
-    "feed_stale",
-    "feed_recovered",
-    "venue_margin_call",
-    "model_drift",
-    "position_liquidated",
-    "spool_full",
-    "delivery_failing",
-)
+# The schema's kinds, in the order the schema lists them (pre-registered label values).
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
 DELIVERY_RESULTS = ("ok", "error")
 OTHER = "other"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from monitor.book import FIG_MM, FIG_NOTIONAL
 from rules.account import venue_ratio
 from rules.alert_doc import TOP_POSITIONS_MAX
 from rules.alerts import AccountRisk, PositionContribution
@@ -68,18 +69,23 @@ def build_risk(
             cache.prices[i] = (signature, prices)
     # Only the five largest by MM are built (the alert carries five): read MM straight from the
     # books' columns, rank, then materialise those few.
+    # ``fig.item(row, col)`` reads one figure without forming a row view per leg.
     ranked = sorted(
-        ((-leg.book.mm.item(leg.row), leg.symbol, n) for n, leg in enumerate(legs) if leg.row >= 0),
+        [
+            (-leg.book.fig.item(FIG_MM, leg.row), leg.symbol, n)
+            for n, leg in enumerate(legs)
+            if leg.row >= 0
+        ],
     )[:TOP_POSITIONS_MAX]
     tops: list[PositionContribution] = []
-    for _, _, n in ranked:
+    for neg_mm, _, n in ranked:
         leg = legs[n]
         tops.append(
             PositionContribution(
                 symbol=leg.symbol,
                 side=leg.side,
-                notional=leg.book.notional.item(leg.row),
-                maintenance_margin=leg.book.mm.item(leg.row),
+                notional=leg.book.fig.item(FIG_NOTIONAL, leg.row),
+                maintenance_margin=-neg_mm,
                 liquidation_price=None if prices is None else prices[n],
             )
         )

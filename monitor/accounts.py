@@ -277,23 +277,31 @@ class AccountTable:
 
     def add_frame(self, accounts: I64, deltas: F64, weight: F64) -> None:
         """A fused frame's per-leg deltas (see :mod:`monitor.store_frame`), summed per account
-        with ``bincount``; ``accounts`` must also go into :meth:`finish_batch`'s rows."""
+        with ``bincount``; its per-account leg counts go to :meth:`finish_batch`'s ``counted``."""
         n = self.n
         t = self.table
         for row in range(4):
             t[row, :n] += np.bincount(accounts, weights=deltas[row], minlength=n)[:n]
         self.wsum[:n] += np.bincount(accounts, weights=weight, minlength=n)[:n]
 
-    def finish_batch(self, rows: list[I64]) -> tuple[I64, I64, list[int]]:
+    def finish_batch(
+        self, rows: list[I64], counted: I64 | None = None
+    ) -> tuple[I64, I64, list[int]]:
         """Error bound, health and screen of every account a batch touched.
 
         An account updated by ``m`` rows of the batch gets ``(m + 1)·Σ|d| + m·Σ|S|`` (the
         intermediate sums are bounded by the final one plus the later deltas).
         """
         n = self.n
-        cnt = np.bincount(np.concatenate(rows), minlength=n).astype(np.float64)
-        if cnt.size > n:
-            cnt = cnt[:n]
+        # ``counted``: per-account row counts already known (a fused frame's, cached with it).
+        if rows:
+            cnt = np.bincount(np.concatenate(rows), minlength=n).astype(np.float64)[:n]
+            if counted is not None:
+                cnt[: counted.size] += counted[:n]
+        else:
+            assert counted is not None
+            cnt = np.zeros(n)
+            cnt[: min(n, counted.size)] = counted[:n]
         if bool(cnt.all()):
             self.err[:n] += (cnt + 1.0) * self.wsum[:n]
             self.wsum[:n] = 0.0

@@ -172,6 +172,7 @@ class Store(StoreViews):
         fused: list[InstrumentBook] = []
         fused_marks: list[float] = []
         seen: set[int] = set()
+        counted: list[I64] = []  # per-account row counts of fused passes
         for ev in events:
             book = books.get((ev.venue, ev.symbol))
             if book is not None and book.n == 0 and not book.held:
@@ -185,7 +186,7 @@ class Store(StoreViews):
             if book is None:
                 book = self._book(ev.venue, ev.symbol)
             if id(book) in seen:  # a repeat: the earlier mark must land first
-                self._flush_fused(fused, fused_marks, rows)
+                self._flush_fused(fused, fused_marks, rows, counted)
                 seen.clear()
             book.mark_event_ms = ev.event_ms
             book.mark_recv_ms = recv_ms
@@ -199,11 +200,17 @@ class Store(StoreViews):
                 fused_marks.append(ev.mark)
                 continue
             self._tick_into_batch(book, ev.mark, rows)
-        self._flush_fused(fused, fused_marks, rows)
+        self._flush_fused(fused, fused_marks, rows, counted)
         structural = self._finish() if self._dirty else NO_CHANGE
-        if not rows:
+        if not rows and not counted:
             return structural
-        touched, cands, hard = self.table.finish_batch(rows)
+        cnt = None
+        if counted:
+            cnt = counted[0]
+            for more in counted[1:]:
+                size = max(cnt.size, more.size)
+                cnt = np.pad(cnt, (0, size - cnt.size)) + np.pad(more, (0, size - more.size))
+        touched, cands, hard = self.table.finish_batch(rows, cnt)
         for i in hard:
             self._resum(i)
         self._drain_resums()
@@ -213,7 +220,11 @@ class Store(StoreViews):
         return Changed(touched, cands)
 
     def _flush_fused(
-        self, books: list[InstrumentBook], marks: list[float], rows: list[I64]
+        self,
+        books: list[InstrumentBook],
+        marks: list[float],
+        rows: list[I64],
+        counted: list[I64],
     ) -> None:
         """Tick the deferred books: one fused pass when they are many legs, else one by one."""
         if not books:
@@ -221,7 +232,7 @@ class Store(StoreViews):
         if sum(b.n for b in books) >= store_frame.MIN_FUSED_ROWS:
             deltas, weight = self._frame.tick(books, marks)
             self.table.add_frame(self._frame.account, deltas, weight)
-            rows.append(self._frame.account)
+            counted.append(self._frame.per_account)
         else:
             for book, mark in zip(books, marks, strict=True):
                 self._tick_into_batch(book, mark, rows)

@@ -40,6 +40,7 @@ class FrameCache:
         self.account: I64 = np.zeros(0, dtype=np.int64)
         self.offsets: I64 = np.zeros(1, dtype=np.int64)
         self.counts: I64 = np.zeros(0, dtype=np.int64)
+        self.per_account: I64 = np.zeros(0, dtype=np.int64)  # legs per account index
         self.cols: dict[str, F64] = {}
         self.lev_mode = 0
         self.all_cross = True
@@ -59,6 +60,7 @@ class FrameCache:
         self.counts = ns
         self.offsets = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(ns)])
         self.account = np.concatenate([b.account[: b.n] for b in books])
+        self.per_account = np.bincount(self.account)
         self.cols = {c: np.concatenate([getattr(b, c)[: b.n] for b in books]) for c in _COLS}
         has_lev = ~np.isnan(self.cols["lev"])
         self.lev_mode = 1 if has_lev.all() else (2 if has_lev.any() else 0)

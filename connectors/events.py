@@ -94,6 +94,11 @@ class PositionFill:
     """True when the venue also pushes the resulting absolute position in its own event
     (Binance ``ACCOUNT_UPDATE``): the store must NOT apply ``qty_delta`` then (it would count
     the fill twice); the fill still drives liquidation/ADL alerts and realised PnL."""
+    order_id: str | None = None
+    """The venue's order id (Binance ``o.i``), as text; ``None`` when the venue gives none."""
+    trade_id: str | None = None
+    """The venue's trade id (Binance ``o.t``), as text: with ``order_id``, unique per fill, so
+    alerts derived from a fill (``position_liquidated``) get distinct ids."""
 
 
 @dataclass(frozen=True, slots=True)

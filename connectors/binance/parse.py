@@ -201,8 +201,19 @@ def _order_trade_update(d: dict[str, Any], venue: str, account: str | None) -> l
             adl=client_id.startswith(wire.ADL_CLIENT_ID),
             realized_pnl=None if rp is None else num(rp),
             position_pushed=True,
+            order_id=_opt_id(o.get("i")),
+            trade_id=_opt_id(o.get("t")),
         )
     ]
+
+
+def _opt_id(value: object) -> str | None:
+    """An order/trade id (Binance sends integers) as text; absent stays ``None``."""
+    if value is None:
+        return None
+    if type(value) is int or type(value) is str:
+        return str(value)
+    raise ValueError("id is not an integer")
 
 
 def _margin_call(d: dict[str, Any], venue: str, account: str | None) -> list[Event]:

@@ -156,8 +156,21 @@ def test_order_trade_update_fill() -> None:
             adl=False,
             realized_pnl=12.34,
             position_pushed=True,
+            order_id="8886774",
+            trade_id="12345678",
         )
     ]
+
+
+def test_fills_of_one_order_carry_distinct_trade_ids() -> None:
+    doc = orjson.loads(sample("ws_order_trade_update_fill.json"))
+    ids = []
+    for trade in (7, 8):
+        doc["o"].update(t=trade)
+        (fill,) = parse_user(orjson.dumps(doc), V, "alice")
+        assert isinstance(fill, PositionFill)
+        ids.append((fill.order_id, fill.trade_id))
+    assert ids == [("8886774", "7"), ("8886774", "8")]
 
 
 def test_order_trade_update_new_order_moves_nothing() -> None:

@@ -12,6 +12,13 @@ On disk, a spool directory holds:
   replaced atomically on every :meth:`Spool.ack`;
 - ``lock``: an exclusive ``flock`` so two processes never share one spool.
 
+Write failures (ENOSPC, EIO): :meth:`Spool.append` is all-or-nothing. If the write fails it
+cuts the segment back to its last whole record and raises ``OSError`` with nothing accepted
+(counters, overflow and order unchanged), so the caller still holds the records and decides
+what to do with them. :meth:`Spool.ack` never fails for want of space: moving the overflow to
+disk is retried on a later ack, and a ``committed`` offset that cannot be replaced only means
+more duplicates after a restart.
+
 Durability: with :attr:`FsyncPolicy.BATCH` (the default) each :meth:`Spool.append` call is one
 ``write`` plus one ``fsync``, so a record is on disk when ``append`` returns. A record torn by a
 crash mid-write fails its length or CRC check; on open the spool truncates the last segment at
@@ -125,7 +132,8 @@ class Spool:
         self._disk_bytes = 0
         self._overflow: deque[bytes] = deque()
         self._peeked: list[_Peeked] = []
-        self._writer: BinaryIO | None = None
+        self._writer: int | None = None  # O_APPEND descriptor of the last segment
+        self._torn = False  # a failed write could not be cut back: start a new segment
         self._reader: tuple[int, BinaryIO] | None = None
         self._full = False
         #: Torn or corrupt bytes cut off when the spool was opened.
@@ -224,32 +232,39 @@ class Spool:
         """True from the first record that had to wait in memory until the episode ends."""
         return self._full
 
-    def _fits(self, size: int) -> bool:
-        if self.max_records is not None and self._disk_records >= self.max_records:
+    def _fits(self, size: int, records: int, nbytes: int) -> bool:
+        """Would a record of ``size`` bytes fit on a disk holding ``records``/``nbytes``?"""
+        if self.max_records is not None and records >= self.max_records:
             return False
         # An empty spool takes any one record, so an oversized record cannot wedge it.
-        return self._disk_records == 0 or self._disk_bytes + size <= self.max_bytes
+        return records == 0 or nbytes + size <= self.max_bytes
 
     # -- writing -------------------------------------------------------------------------------
 
     def append(self, records: Iterable[bytes]) -> None:
-        """Accept records in order: to disk while they fit, then to the in-memory overflow."""
+        """Accept records in order: to disk while they fit, then to the in-memory overflow.
+
+        All or nothing: on ``OSError`` (disk full, I/O error) no record was accepted.
+        """
         frames: list[bytes] = []
-        spilled = 0
+        spill: list[bytes] = []
+        disk_records, disk_bytes = self._disk_records, self._disk_bytes
         for payload in records:
             if len(payload) > MAX_RECORD_BYTES:
                 raise ValueError(f"spool record of {len(payload)} bytes exceeds the maximum")
             size = _HEADER.size + len(payload)
-            if self._overflow or not self._fits(size):
-                self._overflow.append(payload)
-                spilled += 1
+            if spill or self._overflow or not self._fits(size, disk_records, disk_bytes):
+                spill.append(payload)
                 continue
             frames.append(_frame(payload))
-            self._disk_records += 1
-            self._disk_bytes += size
+            disk_records += 1
+            disk_bytes += size
         if frames:
             self._write(frames)
-        if spilled and not self._full:
+        # Counted only once the records are on disk: a failed write changes nothing.
+        self._disk_records, self._disk_bytes = disk_records, disk_bytes
+        self._overflow.extend(spill)
+        if spill and not self._full:
             self._full = True
             log.warning(
                 "spool %s: full (%d bytes, %d records); alerts wait in memory",
@@ -261,28 +276,51 @@ class Spool:
                 self._on_full(self.depth())
 
     def _write(self, frames: Sequence[bytes]) -> None:
+        """Write whole frames to the last segment, or raise ``OSError`` having written none."""
         blob = b"".join(frames)
-        if not self._segments or self._segments[-1].size >= self._segment_bytes:
+        if self._torn or not self._segments or self._segments[-1].size >= self._segment_bytes:
             self._roll()
         seg = self._segments[-1]
         if self._writer is None:
-            self._writer = seg.path.open("ab")
-        self._writer.write(blob)
-        self._writer.flush()
-        if self._fsync is FsyncPolicy.BATCH:
-            os.fsync(self._writer.fileno())
+            self._writer = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
+        fd = self._writer
+        try:
+            view = memoryview(blob)
+            while view:  # unbuffered: a short write is not an error, just continue
+                view = view[os.write(fd, view) :]
+            if self._fsync is FsyncPolicy.BATCH:
+                os.fsync(fd)
+        except OSError:
+            self._cut_back(fd, seg)
+            raise
         seg.count += len(frames)
         seg.size += len(blob)
         self._next_seq += len(frames)
 
-    def _roll(self) -> None:
+    def _cut_back(self, fd: int, seg: _Segment) -> None:
+        """After a failed write: drop the part of it that reached the segment."""
+        try:
+            os.ftruncate(fd, seg.size)
+        except OSError as exc:
+            # Bytes past ``seg.size`` are never read (and are cut on the next open); the
+            # next write starts a new segment so no record lands after them.
+            log.error("spool %s: cannot cut back a failed write: %s", seg.path, exc.strerror)
+            self._torn = True
+            self._close_writer()
+
+    def _close_writer(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            fd, self._writer = self._writer, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _roll(self) -> None:
+        self._close_writer()
         path = self.directory / f"{self._next_seq:020d}{_SUFFIX}"
         path.touch()
         self._fsync_dir()
         self._segments.append(_Segment(self._next_seq, path, 0, 0))
+        self._torn = False
         if len(self._segments) == 1:
             self._cursor = self._head = 0
 
@@ -366,7 +404,11 @@ class Spool:
             in_last = sum(1 for p in disk if p.segment == last.segment)
             self._advance(last.segment, last.end, in_last)
         self._move_overflow()
-        self._write_committed()
+        try:
+            self._write_committed()
+        except OSError as exc:
+            # The acknowledged records only replay (duplicates) after a restart.
+            log.warning("spool %s: cannot record the committed offset: %s", self.directory, exc)
         if self._full and not self._overflow and self._disk_bytes <= self.max_bytes // 2:
             self._full = False
             log.info("spool %s: has room again", self.directory)
@@ -381,9 +423,8 @@ class Spool:
             drop, end, head = seg_idx + 1, 0, 0
         if drop:
             self._close_reader()
-            if drop == len(self._segments) and self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            if drop == len(self._segments):
+                self._close_writer()
             for seg in self._segments[:drop]:
                 with contextlib.suppress(FileNotFoundError):
                     seg.path.unlink()
@@ -401,15 +442,26 @@ class Spool:
     def _move_overflow(self) -> None:
         """Give overflow records their place on disk as room frees up (order is unchanged)."""
         frames: list[bytes] = []
-        while self._overflow and self._fits(_HEADER.size + len(self._overflow[0])):
-            payload = self._overflow.popleft()
+        records, nbytes = self._disk_records, self._disk_bytes
+        for payload in self._overflow:
+            if not self._fits(_HEADER.size + len(payload), records, nbytes):
+                break
             frames.append(_frame(payload))
-            self._disk_records += 1
-            self._disk_bytes += _HEADER.size + len(payload)
-        if frames:
+            records += 1
+            nbytes += _HEADER.size + len(payload)
+        if not frames:
+            return
+        try:
             self._write(frames)
-            # Records that moved to disk changed their position: re-read on the next peek.
-            self._peeked = []
+        except OSError as exc:
+            # They stay in the overflow (still FIFO, still counted); a later ack retries.
+            log.warning("spool %s: overflow stays in memory: %s", self.directory, exc.strerror)
+            return
+        for _ in frames:
+            self._overflow.popleft()
+        self._disk_records, self._disk_bytes = records, nbytes
+        # Records that moved to disk changed their position: re-read on the next peek.
+        self._peeked = []
 
     def _write_committed(self) -> None:
         raw = struct.pack("<Q", self._committed())
@@ -431,9 +483,9 @@ class Spool:
             n = len(self._overflow)
             try:
                 frames = [_frame(p) for p in self._overflow]
+                self._write(frames)
                 self._disk_records += n
                 self._disk_bytes += sum(len(f) for f in frames)
-                self._write(frames)
                 self._overflow.clear()
                 log.warning(
                     "spool %s: %d records beyond the bound written at shutdown", self.directory, n
@@ -446,8 +498,6 @@ class Spool:
                     exc.strerror,
                 )
         self._close_reader()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._close_writer()
         fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
         self._lock.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import tempfile
 from collections import deque
 from pathlib import Path
@@ -196,3 +198,77 @@ def test_any_append_ack_sequence_keeps_order_and_loses_nothing(
                 allowance = max(cap, spool.disk_bytes())  # close may write past the bound
             assert on_disk <= 1 or spool.disk_bytes() <= allowance
         spool.close()
+
+
+class _FailingWrites:
+    """``os.write`` for the spool: writes ``allow`` bytes of the next call, then ENOSPC."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, allow: int = 0) -> None:
+        self.allow = allow
+        self.on = True
+        self._real = os.write
+        monkeypatch.setattr("monitor.spool.os.write", self)
+
+    def __call__(self, fd: int, data: bytes | memoryview) -> int:
+        if not self.on:
+            return self._real(fd, data)
+        if self.allow:
+            n, self.allow = self._real(fd, bytes(data[: self.allow])), 0
+            return n
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("allow", [0, 5, 23])
+def test_failed_write_accepts_nothing_and_cuts_the_torn_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allow: int
+) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.append([rec(0)])
+    fail = _FailingWrites(monkeypatch, allow)
+    with pytest.raises(OSError) as err:
+        spool.append([rec(1), rec(2)])
+    assert err.value.errno == errno.ENOSPC
+    # Nothing was accepted: the counters agree with what can be read.
+    assert spool.depth() == 1
+    assert spool.disk_bytes() == 8 + len(rec(0))
+    assert spool.peek(3) == [rec(0)]
+    fail.on = False
+    spool.append([rec(1), rec(2)])
+    assert spool.peek(5) == [rec(0), rec(1), rec(2)]
+    spool.close()
+    again = Spool(tmp_path, max_bytes=1 << 20)
+    assert again.truncated_bytes == 0  # the partial write was cut back at once
+    assert again.peek(5) == [rec(0), rec(1), rec(2)]
+    again.close()
+
+
+def test_failed_write_past_the_bound_leaves_no_overflow_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = 8 + len(rec(0))
+    spool = Spool(tmp_path, max_bytes=2 * size)
+    fail = _FailingWrites(monkeypatch)
+    with pytest.raises(OSError):
+        spool.append([rec(i) for i in range(4)])  # 2 to disk, 2 to the overflow
+    assert (spool.depth(), spool.overflow_depth(), spool.full) == (0, 0, False)
+    assert spool.peek(4) == []
+    fail.on = False
+    spool.close()
+
+
+def test_ack_survives_a_full_disk_and_keeps_the_overflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = 8 + len(rec(0))
+    spool = Spool(tmp_path, max_bytes=2 * size)
+    spool.append([rec(i) for i in range(4)])
+    fail = _FailingWrites(monkeypatch)
+    spool.ack(1)  # moving rec(2) to disk fails: it stays in memory, in order
+    assert spool.depth() == 3
+    assert spool.overflow_depth() == 2
+    assert spool.peek(3) == [rec(1), rec(2), rec(3)]
+    fail.on = False
+    spool.ack(1)
+    assert spool.overflow_depth() == 0
+    assert spool.peek(3) == [rec(2), rec(3)]
+    spool.close()

@@ -12,15 +12,18 @@ every account once (their quiet bands start unset); the figures below exclude it
 * ``tick_10k_us`` — median wall time of ``engine.handle([BTC mark])``: 10,000 legs through the
   store, the quiet-band screen and the alert policy for whatever left its band.
 * ``tick_650_us`` — the same for an instrument held by ~650 positions.
-* ``all_marks_frame_ms`` — median of one frame of all 300 marks in one ``handle`` call.
+* ``all_marks_frame_ms`` — median of one frame of all 300 marks in one ``handle`` call (one
+  fused pass over the ~200,000 legs, :mod:`monitor.store_frame`).
 * ``tick_to_alert_p99_ms`` — 1,000 ticks/s replayed against a simulated arrival clock (one
   tick every 1 ms: BTC every 10th, the rest over the other instruments, random-walk marks with
   occasional jumps that make accounts change level). The engine is a single server: tick ``k``
   starts at ``max(arrival_k, finish_{k-1})``, and its latency is queueing wait + its own
   processing time. ``tick_to_alert_p99_ms`` is the p99 over every alert of (queueing wait +
   time from the start of its tick's processing to that alert's ``submit``); the engine submits
-  each account's alerts as soon as they are decided. ``tick_processing_p99_ms`` is the same
-  measure over all ticks (wait + full processing), whether or not they alerted.
+  each account's alerts as soon as they are decided, accounts needing a liquidation distance
+  last (so an alert's figure includes every root search that ran before its own submit).
+  ``tick_processing_p99_ms`` is the same measure over all ticks (wait + full processing),
+  whether or not they alerted.
 * ``*_cpu_*`` — the same figures on the process CPU clock (``time.process_time``): other work
   on a 2-core machine stretches wall time, not the CPU time this process spent.
 * ``bytes_per_position`` — tracemalloc'd memory held by the store after building, per position

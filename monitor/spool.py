@@ -14,10 +14,11 @@ On disk, a spool directory holds:
 
 Write failures (ENOSPC, EIO): :meth:`Spool.append` is all-or-nothing. If the write fails it
 cuts the segment back to its last whole record and raises ``OSError`` with nothing accepted
-(counters, overflow and order unchanged), so the caller still holds the records and decides
-what to do with them. :meth:`Spool.ack` never fails for want of space: moving the overflow to
-disk is retried on a later ack, and a ``committed`` offset that cannot be replaced only means
-more duplicates after a restart.
+(counters, overflow and order unchanged), so the caller still holds the records; it can
+:meth:`Spool.hold` them, which keeps them in the in-memory overflow (not durable, a full
+episode) until a later append or ack manages to write them. :meth:`Spool.ack` never fails for
+want of space: moving the overflow to disk is retried later, and a ``committed`` offset that
+cannot be replaced only means more duplicates after a restart.
 
 Durability: with :attr:`FsyncPolicy.BATCH` (the default) each :meth:`Spool.append` call is one
 ``write`` plus one ``fsync``, so a record is on disk when ``append`` returns. A record torn by a
@@ -136,6 +137,7 @@ class Spool:
         self._torn = False  # a failed write could not be cut back: start a new segment
         self._reader: tuple[int, BinaryIO] | None = None
         self._full = False
+        self._disk_failed = False  # the overflow holds records a failed write could not store
         #: Torn or corrupt bytes cut off when the spool was opened.
         self.truncated_bytes = 0
         #: Records found on disk and not yet acknowledged when the spool was opened.
@@ -246,6 +248,8 @@ class Spool:
 
         All or nothing: on ``OSError`` (disk full, I/O error) no record was accepted.
         """
+        if self._disk_failed:
+            self._move_overflow()  # the disk may have room again
         frames: list[bytes] = []
         spill: list[bytes] = []
         disk_records, disk_bytes = self._disk_records, self._disk_bytes
@@ -264,16 +268,31 @@ class Spool:
         # Counted only once the records are on disk: a failed write changes nothing.
         self._disk_records, self._disk_bytes = disk_records, disk_bytes
         self._overflow.extend(spill)
-        if spill and not self._full:
-            self._full = True
-            log.warning(
-                "spool %s: full (%d bytes, %d records); alerts wait in memory",
-                self.directory,
-                self._disk_bytes,
-                self._disk_records,
-            )
-            if self._on_full is not None:
-                self._on_full(self.depth())
+        if spill:
+            self._start_full()
+
+    def hold(self, records: Iterable[bytes]) -> None:
+        """Keep records, in order, in the in-memory overflow only: for records an
+        :meth:`append` failed to write. Not durable; it starts a full episode (``on_full``),
+        and the next append or ack tries to write them to disk again."""
+        before = len(self._overflow)
+        self._overflow.extend(records)
+        if len(self._overflow) > before:
+            self._disk_failed = True
+            self._start_full()
+
+    def _start_full(self) -> None:
+        if self._full:
+            return
+        self._full = True
+        log.warning(
+            "spool %s: full (%d bytes, %d records); alerts wait in memory",
+            self.directory,
+            self._disk_bytes,
+            self._disk_records,
+        )
+        if self._on_full is not None:
+            self._on_full(self.depth())
 
     def _write(self, frames: Sequence[bytes]) -> None:
         """Write whole frames to the last segment, or raise ``OSError`` having written none."""
@@ -454,9 +473,14 @@ class Spool:
         try:
             self._write(frames)
         except OSError as exc:
-            # They stay in the overflow (still FIFO, still counted); a later ack retries.
-            log.warning("spool %s: overflow stays in memory: %s", self.directory, exc.strerror)
+            # They stay in the overflow (still FIFO, still counted); a later call retries.
+            if not self._disk_failed:
+                log.warning("spool %s: overflow stays in memory: %s", self.directory, exc.strerror)
+            self._disk_failed = True
             return
+        if self._disk_failed:
+            self._disk_failed = False
+            log.info("spool %s: writing to disk again", self.directory)
         for _ in frames:
             self._overflow.popleft()
         self._disk_records, self._disk_bytes = records, nbytes

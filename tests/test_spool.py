@@ -272,3 +272,28 @@ def test_ack_survives_a_full_disk_and_keeps_the_overflow(
     assert spool.overflow_depth() == 0
     assert spool.peek(3) == [rec(2), rec(3)]
     spool.close()
+
+
+def test_held_records_stay_in_order_and_reach_the_disk_when_it_has_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    spool = Spool(tmp_path, max_bytes=1 << 20, on_full=calls.append)
+    spool.append([rec(0)])
+    fail = _FailingWrites(monkeypatch)
+    batch = [rec(1), rec(2)]
+    with pytest.raises(OSError):
+        spool.append(batch)
+    spool.hold(batch)
+    assert spool.full
+    assert calls == [3]
+    spool.append([rec(3)])  # the disk is still full: behind the held ones, in memory
+    assert spool.peek(5) == [rec(0), rec(1), rec(2), rec(3)]
+    assert spool.overflow_depth() == 3
+    fail.on = False
+    spool.append([rec(4)])  # room again: the held records go first
+    assert spool.overflow_depth() == 0
+    spool.close()
+    again = Spool(tmp_path, max_bytes=1 << 20)
+    assert again.peek(6) == [rec(i) for i in range(5)]
+    again.close()

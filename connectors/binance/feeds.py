@@ -155,6 +155,9 @@ class BinanceMarketFeed(_FeedTimes):
         return subscribe_frames(self._streams)
 
     async def snapshot(self) -> tuple[list[Event], int]:
+        # The cut-off for buffered pushes is in the venue's time: measure our clock's offset
+        # first (weight 1), as the user feed does, or a skewed local clock drops or replays marks.
+        await self._rest.sync_time()
         started = self._rest.server_now_ms() - 1
         body = await self._rest.public("GET", self.spec.premium_index_path)
         marks = snapshots.parse_premium_index(body, self.venue)

@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -38,6 +39,33 @@ from connectors.events import Event, FeedState, FeedStatus, StreamExpired
 from connectors.protocol import Feed
 
 _LOG = logging.getLogger(__name__)
+
+
+class _RedactSecrets(logging.Filter):
+    """Blank credentials that ride in URLs (Binance's ``listenKey=…``) in a record's text."""
+
+    _SECRET = re.compile(r"(listenKey=)[^&\s]+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        redacted = self._SECRET.sub(r"\1<redacted>", text)
+        if redacted != text:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def _websocket_logger() -> logging.Logger:
+    """The logger handed to websockets. Its own DEBUG output prints the request line (with a
+    private stream's listenKey) and every frame (payloads), so it is held at INFO whatever the
+    root level is; the filter redacts what an INFO line could still carry."""
+    logger = logging.getLogger(f"{__name__}.websockets")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(f, _RedactSecrets) for f in logger.filters):
+        logger.addFilter(_RedactSecrets())
+    return logger
+
+
+_WS_LOG = _websocket_logger()
 
 Deliver = Callable[[list[Event], int], None]
 
@@ -293,6 +321,7 @@ class _FeedDriver:
                 close_timeout=2.0,
                 proxy=None if host in _LOOPBACK else True,
                 user_agent_header="marginwatch",
+                logger=_WS_LOG,
             ) as ws:
                 self._connected_at = self._clock()
                 for message in self.feed.subscribe_messages():

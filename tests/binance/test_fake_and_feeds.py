@@ -4,6 +4,7 @@ pings, the combined envelope, and the driver's snapshot-then-stream with key exp
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
@@ -252,3 +253,55 @@ async def test_user_feed_through_the_driver(fake: FakeBinance) -> None:
         await until(sink.arrived, lambda: bool(sink.of(BalanceUpdate)))
         stop.set()
     await feed.close()
+
+
+async def test_market_snapshot_cut_off_is_in_venue_time_despite_a_skewed_local_clock(
+    fake: FakeBinance,
+) -> None:
+    # Our clock runs an hour behind the venue's: the cut-off must still be the venue's time.
+    rest = BinanceRest(fake.spec, base_url=fake.rest_url,
+                       wall_ms=lambda: float(fake.clock.now_ms() - 3_600_000))  # fmt: skip
+    feed = BinanceMarketFeed(fake.spec, rest, symbols=["BTCUSDT"], ws_base=fake.ws_url)
+    try:
+        _, started = await feed.snapshot()
+    finally:
+        await feed.close()
+    assert started == fake.clock.now_ms() - 1
+
+
+async def test_listen_key_never_reaches_the_logs_at_debug(
+    fake: FakeBinance, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # the root logger at DEBUG, as with log_level=debug
+    feed = BinanceUserFeed(fake.spec, "alice", rest_for(fake), ws_base=fake.ws_url)
+    sink = Sink()
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(run_feed(feed, sink, stop=stop))
+        await until(sink.arrived, lambda: bool(sink.of(AccountSnapshot)))
+        fake.account("alice").deposit("USDT", 5.0)  # a frame on the private stream
+        await until(sink.arrived, lambda: bool(sink.of(BalanceUpdate)))
+        stop.set()
+    key = feed.listen_key
+    await feed.close()
+    assert key is not None and len(key) == 64
+    assert caplog.records  # debug logging was on and recorded something
+    assert key not in caplog.text
+    assert all(key not in r.getMessage() for r in caplog.records)
+
+
+def test_the_websocket_logger_redacts_a_listen_key_at_info() -> None:
+    from connectors.driver import _WS_LOG
+
+    record = _WS_LOG.makeRecord(
+        _WS_LOG.name,
+        logging.INFO,
+        __file__,
+        1,
+        "connect failed: %s",
+        ("/ws?listenKey=abc123 x",),
+        None,
+    )
+    for f in _WS_LOG.filters:
+        assert isinstance(f, logging.Filter) and f.filter(record)
+    assert record.getMessage() == "connect failed: /ws?listenKey=<redacted> x"

@@ -44,6 +44,10 @@ from connectors.fake_http import HttpServer
 from rules.types import ContractKind
 
 log = logging.getLogger(__name__)
+_WS_LOG = logging.getLogger(f"{__name__}.websockets")
+# websockets' DEBUG lines print the request line (a listenKey) and every frame: the demo runs
+# this fake in-process, so keep them out of a debug log there too.
+_WS_LOG.setLevel(logging.INFO)
 
 PING_INTERVAL_MS = 3 * 60 * 1000
 PONG_DEADLINE_MS = 10 * 60 * 1000
@@ -105,7 +109,9 @@ class FakeBinance:
 
     async def start(self) -> FakeBinance:
         await self._http.start()
-        self._ws = await serve(self._handler, "127.0.0.1", 0, ping_interval=None, max_queue=None)
+        self._ws = await serve(
+            self._handler, "127.0.0.1", 0, ping_interval=None, max_queue=None, logger=_WS_LOG
+        )
         if self._autotick:
             self._ticker = asyncio.create_task(self._tick_loop(), name="fake-binance-tick")
         return self

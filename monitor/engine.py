@@ -185,13 +185,15 @@ class Engine:
             if self._needs_distance(i):
                 deferred.append(i)
                 continue
-            self._evaluate_and_submit(i, event_ms, recv_ms, out)
+            self._evaluate_and_submit(i, event_ms, recv_ms, out, need=False)
         for i in deferred:
-            self._evaluate_and_submit(i, event_ms, recv_ms, out)
+            self._evaluate_and_submit(i, event_ms, recv_ms, out, need=True)
 
-    def _evaluate_and_submit(self, i: int, event_ms: int, recv_ms: int, out: list[Alert]) -> None:
+    def _evaluate_and_submit(
+        self, i: int, event_ms: int, recv_ms: int, out: list[Alert], *, need: bool
+    ) -> None:
         mark = len(out)
-        self._evaluate(i, event_ms, recv_ms, out)
+        self._evaluate(i, event_ms, recv_ms, out, need=need)
         if len(out) > mark:
             self._submit(out, mark, recv_ms)  # each account's alerts leave at once
 
@@ -253,27 +255,44 @@ class Engine:
             or self.store.distance_maybe_near(i)
         )
 
-    def _risk(self, i: int, event_ms: int, recv_ms: int, *, prices: bool = False) -> AccountRisk:
-        with_liq = self._needs_distance(i)
+    def _risk(
+        self,
+        i: int,
+        event_ms: int,
+        recv_ms: int,
+        *,
+        need: bool,
+        prices: bool = False,
+    ) -> AccountRisk:
         key = self.store.key_of(i)
         return self.store.risk(
-            key, event_ms=event_ms, recv_ms=recv_ms, with_liquidation=with_liq, with_prices=prices
+            key, event_ms=event_ms, recv_ms=recv_ms, with_liquidation=need, with_prices=prices
         )
 
     def _evaluate(
-        self, i: int, event_ms: int, recv_ms: int, out: list[Alert], *, now_ms: int | None = None
+        self,
+        i: int,
+        event_ms: int,
+        recv_ms: int,
+        out: list[Alert],
+        *,
+        now_ms: int | None = None,
+        need: bool | None = None,
     ) -> None:
+        """``need``: whether the distance is needed (:meth:`_needs_distance`), if known."""
         if not self.store.table.complete[i]:
             return  # incomplete inputs: figures unknown, staleness speaks for this account
         prev = self._states[i]
         cfg = self._configs[i]
-        risk = self._risk(i, event_ms, recv_ms)
+        if need is None:
+            need = self._needs_distance(i)
+        risk = self._risk(i, event_ms, recv_ms, need=need)
         now = self.clock() if now_ms is None else now_ms
         state, alerts = evaluate(prev, risk, cfg, now)
         if alerts and self._alert_prices:
             # evaluate is pure: the same call with liquidation prices filled in yields the same
             # transitions, now carrying each top position's liquidation price.
-            risk = self._risk(i, event_ms, recv_ms, prices=True)
+            risk = self._risk(i, event_ms, recv_ms, need=need, prices=True)
             state, alerts = evaluate(prev, risk, cfg, now)
         if state is not prev:
             self._states[i] = state

@@ -234,6 +234,11 @@ class Spool:
         """True from the first record that had to wait in memory until the episode ends."""
         return self._full
 
+    @property
+    def disk_failing(self) -> bool:
+        """True while records a failed write could not store wait in the overflow."""
+        return self._disk_failed
+
     def _fits(self, size: int, records: int, nbytes: int) -> bool:
         """Would a record of ``size`` bytes fit on a disk holding ``records``/``nbytes``?"""
         if self.max_records is not None and records >= self.max_records:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from monitor.sinks.delivery import Envelope
 from monitor.sinks.kafka import KafkaSink
 from monitor.sinks.kafka_admin import topic_config
 from monitor.sinks.kafka_batch import ROUND_MAX, ROUNDS_IN_FLIGHT
+from monitor.spool import Spool
 
 pytestmark = pytest.mark.integration
 
@@ -377,3 +380,77 @@ async def test_full_spool_calls_back_once_and_still_delivers_everything(
         key = f"binance:{account}".encode()
         got = [orjson.loads(m.value)["id"] for m in collector.messages if m.key == key]
         assert list(dict.fromkeys(got)) == [a.id for a in alerts if a.account == account]
+
+
+async def test_spool_write_failure_keeps_alerts_in_memory_and_delivers_them_later(
+    tansu: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tansu.stop()
+    real_write = os.write
+    disk_full = True
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        if disk_full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("monitor.spool.os.write", write)
+    observer = RecordingObserver()
+    full: list[tuple[str, int]] = []
+    sink = KafkaSink(
+        config(bootstrap_of(tansu), tmp_path / "spool"),
+        observer=observer,
+        on_spool_full=lambda name, depth: full.append((name, depth)),
+    )
+    alerts = [make_alert(i, account=f"acct-{i % 2}") for i in range(30)]
+    async with asyncio.timeout(DEADLINE_S), running(sink, connected=False) as task:
+        for alert in alerts[:20]:
+            sink.submit(alert)
+        await observer.wait_for(lambda: bool(observer.depths) and observer.depths[-1] == 20)
+        assert full == [("kafka", 20)]
+        assert "spool_ENOSPC" in {reason for _, reason in observer.failures}
+        assert sink.pending() == 20
+        assert sink.spool_depth() == 20
+        assert not task.done()  # the run task lives on
+        disk_full = False  # room again: what waited in memory goes to disk first
+        for alert in alerts[20:]:
+            sink.submit(alert)
+        await observer.wait_for(lambda: observer.depths[-1] == 30)
+        assert len(list((tmp_path / "spool").glob("*.seg"))) == 1
+        tansu.start()
+        async with Collector(bootstrap_of(tansu), ALERTS) as collector:
+            await collector.wait_for(lambda: len(set(collector.ids())) >= 30)
+        await observer.wait_for(lambda: observer.depths[-1] == 0)
+    assert sink.pending() == 0
+    for account in ("acct-0", "acct-1"):
+        key = f"binance:{account}".encode()
+        got = [orjson.loads(m.value)["id"] for m in collector.messages if m.key == key]
+        assert list(dict.fromkeys(got)) == [a.id for a in alerts if a.account == account]
+
+
+async def test_undecodable_spooled_record_raises_a_delivery_alert(
+    tansu: Service, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    alerts = [make_alert(i) for i in range(3)]
+    spool = Spool(spool_dir, max_bytes=1 << 20)
+    raws = [Envelope.of_alert(a).encode() for a in alerts]
+    spool.append([raws[0], b"\x09not an envelope", raws[2]])
+    spool.close()
+    observer = RecordingObserver()
+    failing: list[tuple[str, str]] = []
+    resumed: list[str] = []
+    sink = KafkaSink(
+        config(bootstrap_of(tansu), spool_dir),
+        observer=observer,
+        on_delivery_failing=lambda name, reason: failing.append((name, reason)),
+        on_delivery_resumed=resumed.append,
+    )
+    async with asyncio.timeout(DEADLINE_S), running(sink):
+        async with Collector(bootstrap_of(tansu), ALERTS) as collector:
+            await collector.wait_for(lambda: len(collector.messages) >= 2)
+        await observer.wait_for(lambda: observer.depths[-1] == 0)
+    assert collector.ids() == [alerts[0].id, alerts[2].id]
+    assert failing == [("kafka", "EnvelopeError")]
+    assert (1, "EnvelopeError") in observer.failures
+    assert resumed == ["kafka"]  # the next delivery ends that episode

@@ -142,9 +142,10 @@ async def await_stopped(
 
 
 class FailingReport:
-    """A broker sink's outage bookkeeping: every failed attempt is counted, the first of an
-    outage is logged and reported (``on_delivery_failing``) once, and the first delivery after
-    it resets the backoff."""
+    """A sink's outage bookkeeping: every failed attempt is counted, the first of an outage is
+    logged and reported (``on_delivery_failing``) once, and the first delivery after it resets
+    the backoff and reports the end of the outage (``on_delivery_resumed``), so the next outage
+    is a new one (its own start time, its own alert id)."""
 
     def __init__(
         self,
@@ -153,11 +154,14 @@ class FailingReport:
         backoff: Backoff,
         on_delivery_failing: Callable[[str, str], None] | None,
         logger: logging.Logger,
+        *,
+        on_resumed: Callable[[str], None] | None = None,
     ) -> None:
         self._name = name
         self._observer = observer
         self._backoff = backoff
         self._on_delivery_failing = on_delivery_failing
+        self._on_delivery_resumed = on_resumed
         self._log = logger
         self.failing = False
 
@@ -171,10 +175,22 @@ class FailingReport:
             if self._on_delivery_failing is not None:
                 self._on_delivery_failing(self._name, reason)
 
+    def fault(self, reason: str, failed: int, msg: str, *args: object) -> None:
+        """Something could not be delivered although the destination may be fine (an
+        undecodable spooled record): always logged as an error and reported, even mid-outage;
+        the next delivery ends it like an outage."""
+        self._observer.failed(self._name, failed, reason)
+        self._log.error(msg, *args)
+        self.failing = True
+        if self._on_delivery_failing is not None:
+            self._on_delivery_failing(self._name, reason)
+
     def delivered(self) -> bool:
         """Something was acknowledged: True if that ended an outage (the backoff restarts)."""
         if not self.failing:
             return False
         self.failing = False
         self._backoff.reset()
+        if self._on_delivery_resumed is not None:
+            self._on_delivery_resumed(self._name)
         return True

@@ -15,14 +15,19 @@ when it is retired.
 
 Delivery is at-least-once: a failed round, and any round after it, is spooled whole and sent
 again (even if some of its batches were acknowledged); consumers drop duplicates by alert id.
-State documents are latest-wins per account: they wait in a dict (a newer one replaces an unsent
-older one) and are not spooled; the engine republishes state on start-up.
+A spool that cannot be written (disk full, I/O error) loses nothing either: the records stay in
+the spool's in-memory overflow, in order, and the sink reports ``spool_full``; the spool writes
+them to disk once it can.
+
+State documents are latest-wins per account: they wait in a dict (a newer one replaces an
+unsent older one) and are not spooled; the engine republishes state on start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -75,13 +80,22 @@ class KafkaSink:
         observer: DeliveryObserver = NULL_OBSERVER,
         on_spool_full: Callable[[str, int], None] | None = None,
         on_delivery_failing: Callable[[str, str], None] | None = None,
+        on_delivery_resumed: Callable[[str], None] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self._cfg = cfg
         self._observer = observer
         self._on_spool_full = on_spool_full
         self._backoff = backoff or Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
-        self._report = FailingReport(self.name, observer, self._backoff, on_delivery_failing, log)
+        self._report = FailingReport(
+            self.name,
+            observer,
+            self._backoff,
+            on_delivery_failing,
+            log,
+            on_resumed=on_delivery_resumed,
+        )
+        self._spool_failing = False  # the last spool write failed (logged once per episode)
         self._full_depth: int | None = None  # set by the spool (maybe in a worker thread)
         self._spool = Spool(
             cfg.spool.directory,
@@ -323,9 +337,14 @@ class KafkaSink:
             try:
                 envelopes.append(Envelope.decode(raw))
             except EnvelopeError:
-                # It passed the CRC, so we wrote it: a format bug, not a broker problem.
-                log.error("kafka: undecodable spooled record skipped (%d bytes)", len(raw))
-                self._observer.failed(self.name, 1, "EnvelopeError")
+                # It passed the CRC, so we wrote it: a format bug, not a broker problem. It
+                # cannot be sent, so it is lost: say so loudly (a delivery alert elsewhere).
+                self._report.fault(
+                    "EnvelopeError",
+                    1,
+                    "kafka: undecodable spooled record skipped (%d bytes)",
+                    len(raw),
+                )
         return envelopes
 
     async def _retire(self, rnd: Round) -> None:
@@ -370,8 +389,22 @@ class KafkaSink:
     async def _to_spool(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
             return
-        await self._spool_call(self._spool.append, [e.encode() for e in envelopes])
-        self._after_spool_write()
+        raws = [e.encode() for e in envelopes]
+        self._after_spool_write(await self._spool_call(self._spool_write, raws), len(raws))
+
+    def _spool_write(self, raws: list[bytes]) -> OSError | None:
+        """To disk, or, if the disk fails, into the spool's memory: the records the caller took
+        out of memory are in the spool (still FIFO) whatever happens. Runs in a worker thread;
+        returns the write error instead of raising it."""
+        try:
+            self._spool.append(raws)
+        except OSError as exc:
+            self._spool.hold(raws)
+            return exc
+        except BaseException:
+            self._spool.hold(raws)  # never lose them, even to a bug; the bug still propagates
+            raise
+        return None
 
     async def _spool_call(self, fn: Callable[..., _T], *args: Any) -> _T:
         # File I/O (fsync) stays off the event loop. Shielded: once a write has started, a
@@ -384,14 +417,29 @@ class KafkaSink:
         """Shutdown path: write what is in memory to the spool synchronously."""
         envelopes = self._take_memory()
         if envelopes and not self._closed:
-            self._spool.append([e.encode() for e in envelopes])
+            error = self._spool_write([e.encode() for e in envelopes])
             log.info("kafka: %d undelivered alerts spooled for the next start", len(envelopes))
-            self._after_spool_write()
+            self._after_spool_write(error, len(envelopes))
 
     def _note_spool_full(self, depth: int) -> None:
         self._full_depth = depth  # may run in a worker thread: only record it
 
-    def _after_spool_write(self) -> None:
+    def _after_spool_write(self, error: OSError | None = None, n: int = 0) -> None:
+        if error is not None:
+            # Bounded label: the errno's name (ENOSPC, EIO), not the message.
+            code = errno.errorcode.get(error.errno or 0, type(error).__name__)
+            self._observer.failed(self.name, n, f"spool_{code}")
+            if not self._spool_failing:
+                log.error(
+                    "kafka: cannot write the spool %s (%s); %d alerts wait in memory",
+                    self._cfg.spool.directory,
+                    error.strerror or code,
+                    self._spool.overflow_depth(),
+                )
+            self._spool_failing = True
+        elif self._spool_failing and not self._spool.disk_failing:
+            self._spool_failing = False
+            log.info("kafka: spool %s writable again", self._cfg.spool.directory)
         self._observer.spool_depth(self.name, self._spool.depth())
         depth, self._full_depth = self._full_depth, None
         if depth is not None and self._on_spool_full is not None:

@@ -74,6 +74,9 @@ MAX_BUFFERED = 500_000  # pushes held while a snapshot is in flight before givin
 # Frames taken per batch at most: bounds how long the first frame of a batch waits for the
 # last one's parse before delivery (about a millisecond of work).
 MAX_BATCH_FRAMES = 512
+FORCED_RESYNC_GAP_S = 5.0
+"""At most one resync a feed asks for (a rejected private frame, an unknown symbol) per this
+many seconds: a venue sending garbage must not turn into a REST storm."""
 SILENT_RECONNECT_FACTOR = 4.0  # stale for this many stale_after_s → reconnect and resubscribe
 _UP = (FeedState.CONNECTED, FeedState.RESYNCED)
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -92,6 +95,23 @@ class DriverObserver(Protocol):
     def frame_rejected(self, venue: str, reason: str) -> None: ...
 
     def reconnect(self, feed: str, reason: str) -> None: ...
+
+
+class ResyncGate:
+    """At most one forced resync per ``gap_s``: ``delay(now)`` is how long to wait before the
+    next one may run, ``taken(now)`` records that it ran."""
+
+    def __init__(self, gap_s: float) -> None:
+        self.gap_s = gap_s
+        self._last: float | None = None
+
+    def delay(self, now: float) -> float:
+        if self._last is None:
+            return 0.0
+        return max(0.0, self._last + self.gap_s - now)
+
+    def taken(self, now: float) -> None:
+        self._last = now
 
 
 class NullObserver:
@@ -223,6 +243,7 @@ async def run_feed(
     snapshot_timeout_s: float = 30.0,
     open_timeout_s: float = 10.0,
     max_buffered: int = MAX_BUFFERED,
+    forced_resync_gap_s: float = FORCED_RESYNC_GAP_S,
 ) -> None:
     """Keep ``feed`` connected and its state delivered until ``stop`` is set (or cancelled).
 
@@ -240,6 +261,7 @@ async def run_feed(
         snapshot_timeout_s=snapshot_timeout_s,
         open_timeout_s=open_timeout_s,
         max_buffered=max_buffered,
+        forced_resync_gap_s=forced_resync_gap_s,
     )
     await driver.run()
 
@@ -258,6 +280,7 @@ class _FeedDriver:
         snapshot_timeout_s: float,
         open_timeout_s: float,
         max_buffered: int,
+        forced_resync_gap_s: float = FORCED_RESYNC_GAP_S,
     ) -> None:
         self.feed = feed
         self._deliver = deliver
@@ -269,6 +292,7 @@ class _FeedDriver:
         self._snapshot_timeout_s = snapshot_timeout_s
         self._open_timeout_s = open_timeout_s
         self._max_buffered = max_buffered
+        self._gate = ResyncGate(forced_resync_gap_s)
         self._reported: FeedState | None = None
         # Per-connection state, reset in _serve.
         self.frames = 0
@@ -276,6 +300,7 @@ class _FeedDriver:
         self._buffered = 0  # frames behind the held batches
         self._stale = False
         self._recovering = False
+        self._forced = False  # a resync was asked for (rejected private frame, feed request)
         self._resync_wanted = asyncio.Event()
         self._connected_at = 0.0
         self._synced_at: float | None = None
@@ -397,6 +422,11 @@ class _FeedDriver:
         rejected = self._observer.frame_rejected
         venue = self.feed.venue
         private = self.feed.account is not None
+        # A private feed may ask for a resync after a frame (e.g. it named a symbol its cached
+        # contract facts do not know); it answers once per request.
+        feed_wants_resync: Callable[[], bool] | None = (
+            getattr(self.feed, "take_resync_request", None) if private else None
+        )
         max_buffered = self._max_buffered
         batch_max = MAX_BATCH_FRAMES
         frames: list[bytes] = []
@@ -432,9 +462,15 @@ class _FeedDriver:
                     events = parse(frame)
                 except VenueDataError as exc:
                     rejected(venue, exc.reason)
+                    if private:
+                        # A lost private push (absolute balances/positions) leaves the store
+                        # wrong until the next timer resync: take a snapshot soon instead.
+                        self._request_resync()
                     continue
                 except Exception:  # a parser bug must not blind the monitor: count, log once
                     self._parser_failed()
+                    if private:
+                        self._request_resync()
                     continue
                 if private:
                     for ev in events:
@@ -445,6 +481,8 @@ class _FeedDriver:
                                 self._push(batch, wall_ms(), len(frames), max_buffered)
                             raise _Restart("stream_expired", immediate=True)
                 batch += events
+            if feed_wants_resync is not None and feed_wants_resync():
+                self._request_resync()
             if batch:
                 if self._buffer is None:
                     deliver(batch, wall_ms())
@@ -495,6 +533,12 @@ class _FeedDriver:
                     await self._resync_wanted.wait()
             self._resync_wanted.clear()
             recovering = self._recovering
+            if self._forced and not recovering:
+                delay = self._gate.delay(self._clock())
+                if delay > 0.0:
+                    await asyncio.sleep(delay)
+                self._gate.taken(self._clock())
+            self._forced = False
             await self._resync()
             if recovering:
                 self._recovering = False
@@ -506,6 +550,14 @@ class _FeedDriver:
             self._buffered = 0
         async with asyncio.timeout(self._snapshot_timeout_s):
             events, snapshot_ms = await self.feed.snapshot()
+        # Items a snapshot skipped (one bad row or table, the rest delivered) are counted
+        # like rejected frames, through an optional feed hook.
+        skipped: Callable[[], list[VenueDataError]] | None = getattr(
+            self.feed, "snapshot_rejections", None
+        )
+        if skipped is not None:
+            for exc in skipped():
+                self._observer.frame_rejected(exc.venue, exc.reason)
         # From here to the end no await: the reader cannot interleave, so the snapshot and the
         # newer buffered pushes reach the store as one ordered sequence.
         buffered = self._buffer
@@ -516,6 +568,11 @@ class _FeedDriver:
             kept = [e for e in evs if (ms := _event_ms(e)) == 0 or ms > snapshot_ms]
             if kept:
                 deliver(kept, recv_ms)
+
+    def _request_resync(self) -> None:
+        """Resync soon (bounded by the gate): the store may hold a wrong state now."""
+        self._forced = True
+        self._resync_wanted.set()
 
     def _data_after_stale(self) -> None:
         self._stale = False
@@ -573,4 +630,4 @@ class _FeedDriver:
         self._deliver([FeedStatus(feed.venue, feed.name, state, now, feed.account)], now)
 
 
-__all__ = ["DriverObserver", "NullObserver", "run_feed", "wall_ms_now"]
+__all__ = ["DriverObserver", "NullObserver", "ResyncGate", "run_feed", "wall_ms_now"]

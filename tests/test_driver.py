@@ -509,3 +509,15 @@ async def test_a_bug_in_parse_many_falls_back_to_frame_by_frame(venue: SimVenue)
     assert not any(getattr(e, "symbol", "") == "GHOST" for e in probe.events)
     assert [r for _, r in probe.rejected] == ["bad_json"]
     assert probe.reconnects == []
+
+
+def test_resync_gate_allows_one_forced_resync_per_gap() -> None:
+    from connectors.driver import ResyncGate
+
+    gate = ResyncGate(5.0)
+    assert gate.delay(100.0) == 0.0  # the first may run at once
+    gate.taken(100.0)
+    assert gate.delay(101.5) == 3.5  # a storm of requests waits out the gap
+    assert gate.delay(105.0) == 0.0
+    gate.taken(105.0)
+    assert gate.delay(105.0) == 5.0

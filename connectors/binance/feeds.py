@@ -30,15 +30,17 @@ from typing import Any, Protocol
 import orjson
 
 from connectors.binance import snapshots
-from connectors.binance.parse import parse_frame
+from connectors.binance.parse import parse_frame, parse_many
 from connectors.binance.rest import BinanceRest, Credentials, ListenKeyGone
 from connectors.binance.spec import SPECS, VenueSpec
-from connectors.errors import TransientError
+from connectors.errors import TransientError, VenueDataError
 from connectors.events import (
     CollateralModeUpdate,
     Event,
     Instrument,
     LeverageUpdate,
+    PositionFill,
+    PositionSnapshot,
     TierTableUpdate,
 )
 from connectors.protocol import Feed
@@ -129,8 +131,14 @@ class BinanceMarketFeed(_FeedTimes):
         def parse(frame: bytes | str) -> list[Event]:
             return parse_frame(frame, venue, None)
 
-        # A plain function attribute: the driver calls it per frame, skip the method binding.
+        def parse_many_(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDataError]:
+            return parse_many(frames, out, venue, None)
+
+        # Plain function attributes: the driver calls them per batch, skip the method binding.
+        # parse_many reports each bad item of a mark array on its own (the driver counts it)
+        # while the good marks of the same frame still go through.
         self.parse = parse
+        self.parse_many = parse_many_
 
     @property
     def name(self) -> str:
@@ -236,6 +244,22 @@ class BinanceUserFeed(_FeedTimes):
         self.multi_asset: bool | None = None
         self.notional_coefs: dict[str, float] = {}
         """Per-symbol ``notionalCoef`` of this account's brackets (only where it is scaled)."""
+        self._bad_brackets: dict[str, VenueDataError] = {}
+        """Symbols whose bracket table the rules rejected (cached with the tables)."""
+        self._known: frozenset[str] = frozenset()
+        """Symbols with both contract facts and a bracket table (or a known-bad one)."""
+        self._rejections: list[VenueDataError] = []
+        self._resync_request = False
+
+    def take_resync_request(self) -> bool:
+        """Driver hook: True once after a push named a symbol the cached facts lack."""
+        wanted, self._resync_request = self._resync_request, False
+        return wanted
+
+    def snapshot_rejections(self) -> list[VenueDataError]:
+        """Driver hook: items the last snapshot skipped (counted as rejections)."""
+        out, self._rejections = self._rejections, []
+        return out
 
     @property
     def name(self) -> str:
@@ -256,9 +280,19 @@ class BinanceUserFeed(_FeedTimes):
     def parse(self, frame: bytes | str) -> list[Event]:
         events = parse_frame(frame, self.spec.venue, self._account)
         for ev in events:
+            kind = type(ev)
             # Brackets depend on the account's configuration: refetch at the next snapshot.
-            if type(ev) is LeverageUpdate or type(ev) is CollateralModeUpdate:
+            if kind is LeverageUpdate or kind is CollateralModeUpdate:
                 self._brackets.invalidate()
+            elif (kind is PositionSnapshot or kind is PositionFill) and self._known:
+                symbol: str = ev.symbol  # type: ignore[union-attr]
+                if symbol not in self._known:
+                    # Listed after the caches were filled: without its contract facts and
+                    # tiers the leg cannot be valued. Refetch both and resync now (no REST
+                    # here: the driver acts on the request).
+                    self._instruments.invalidate()
+                    self._brackets.invalidate()
+                    self._resync_request = True
         return events
 
     async def connect_url(self) -> str:
@@ -282,16 +316,40 @@ class BinanceUserFeed(_FeedTimes):
         rest, venue, spec = self._rest, self.spec.venue, self.spec
         await rest.sync_time()
         started = rest.server_now_ms() - 1
-        events: list[Event] = []
-        events.extend(await self._instrument_events())
+        instruments_cached = self._instruments.fresh()
+        brackets_cached = self._brackets.fresh()
+        instruments = await self._instrument_events()
         multi = await self._modes()
-        events.extend(await self._bracket_events(started))
+        tables = await self._bracket_events(started)
         account_body, risk_body = await asyncio.gather(
             rest.signed("GET", spec.account_path), rest.signed("GET", spec.position_risk_path)
         )
         facts = snapshots.parse_account_v3(account_body, venue)
         positions = snapshots.parse_position_risk_v3(risk_body, venue, self._account,
                                                      event_ms=started)  # fmt: skip
+        held = {p.symbol for p in positions.positions}
+        if held - self._known and (instruments_cached or brackets_cached):
+            # A symbol listed after the caches were filled: refetch them now, once.
+            log.info("%s: %d held symbol(s) not in the cached contract facts; refetching",
+                     self.name, len(held - self._known))  # fmt: skip
+            self._instruments.invalidate()
+            self._brackets.invalidate()
+            instruments = await self._instrument_events()
+            tables = await self._bracket_events(started)
+        if held - self._known:
+            # Still unknown after a fresh fetch: the venue has no facts for it. Stop asking
+            # (no refetch per push) until the caches are next refilled.
+            log.warning("%s: %d held symbol(s) without contract facts or brackets",
+                        self.name, len(held - self._known))  # fmt: skip
+            self._known = self._known | held
+        for symbol, exc in self._bad_brackets.items():
+            # Counted every snapshot while the venue serves it; a held symbol's legs stay
+            # without a table (the store holds them incomplete and the engine alerts).
+            self._rejections.append(exc)
+            if symbol in held:
+                log.warning("%s: bracket table of held %s rejected (%s); its legs stay "
+                            "unvalued", self.name, symbol, exc.reason)  # fmt: skip
+        events: list[Event] = [*instruments, *tables]
         events.append(snapshots.account_snapshot(venue, self._account, facts, positions,
                                                  multi_asset=multi, event_ms=started))  # fmt: skip
         return events, started
@@ -321,18 +379,29 @@ class BinanceUserFeed(_FeedTimes):
                 body, self.spec.venue, self.spec.kind
             )
             self._instruments.set(list(instruments))
+            self._update_known()
         return self._instruments.value
 
     async def _bracket_events(self, event_ms: int) -> list[Event]:
         if not self._brackets.fresh():
             body = await self._rest.signed("GET", self.spec.leverage_bracket_path)
-            sets = snapshots.decode_leverage_brackets(body, self.spec.venue)
+            errors: list[VenueDataError] = []
+            sets = snapshots.decode_leverage_brackets(body, self.spec.venue, errors)
             self.notional_coefs = {s.symbol: s.notional_coef for s in sets if s.notional_coef}
             tables: list[TierTableUpdate] = snapshots.tier_table_updates(
-                sets, self.spec.venue, self._account, event_ms=event_ms
+                sets, self.spec.venue, self._account, event_ms=event_ms, errors=errors
             )
+            # A malformed row whose symbol is unknown is counted once, here.
+            self._bad_brackets = {e.detail: e for e in errors if e.detail}
+            self._rejections.extend(e for e in errors if not e.detail)
             self._brackets.set(list(tables))
+            self._update_known()
         return self._brackets.value
+
+    def _update_known(self) -> None:
+        with_facts = {e.symbol for e in self._instruments.value if type(e) is Instrument}
+        with_tiers = {e.symbol for e in self._brackets.value if type(e) is TierTableUpdate}
+        self._known = frozenset(with_facts & (with_tiers | self._bad_brackets.keys()))
 
     async def close(self) -> None:
         if self.listen_key is not None:

@@ -17,7 +17,7 @@ without applying the delta a second time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -288,15 +288,52 @@ def _dispatch_item(item: object, venue: str, account: str | None) -> list[Event]
 def parse_frame(frame: bytes | str, venue: str, account: str | None) -> list[Event]:
     """Decode one frame from any Binance futures stream (raw or combined envelope).
 
-    Well-formed ``markPriceUpdate`` payloads (single, in a combined envelope, or the
-    ``!markPrice@arr`` array) are decoded inline; anything else, or anything unusual in one
-    (a missing or odd field, a string ``E``), goes through :func:`parse_frame_general`'s code,
-    which the tests hold the fast path to.
+    An array frame (``!markPrice@arr``) is judged item by item: the good items' events are
+    returned and a bad item is skipped; the frame is rejected (the first item's error raised)
+    only when no item decoded. Callers that must count each skipped item use
+    :func:`parse_frame_into` or :func:`parse_many`.
+    """
+    out: list[Event] = []
+    errors: list[VenueDataError] = []
+    parse_frame_into(frame, venue, account, out, errors)
+    if errors and not out:
+        raise errors[0]
+    return out
+
+
+def parse_many(
+    frames: Sequence[bytes | str], out: list[Event], venue: str, account: str | None = None
+) -> list[VenueDataError]:
+    """Decode a batch: events appended to ``out`` in order; one error per rejected frame or
+    skipped array item, in order (the driver counts each). Anything else (a bug) propagates."""
+    errors: list[VenueDataError] = []
+    for frame in frames:
+        parse_frame_into(frame, venue, account, out, errors)
+    return errors
+
+
+def parse_frame_into(
+    frame: bytes | str,
+    venue: str,
+    account: str | None,
+    out: list[Event],
+    errors: list[VenueDataError],
+) -> None:
+    """Decode one frame, appending its events to ``out`` and its rejections to ``errors``.
+
+    A non-array frame is all or nothing (one error, no events). An array is per item: one bad
+    mark (``p`` "0" for a settling symbol, say) must not blind the whole venue for a second.
+    Well-formed ``markPriceUpdate`` payloads (single, in a combined envelope, or array items)
+    are decoded inline; anything else, or anything unusual in one (a missing or odd field, a
+    string ``E``), goes through :func:`parse_frame_general`'s code, which the tests hold the
+    fast path to.
     """
     try:
         doc = _loads(frame)
     except _JSONDecodeError as exc:
-        raise VenueDataError(venue, "bad_json") from exc
+        errors.append(VenueDataError(venue, "bad_json"))
+        errors[-1].__cause__ = exc
+        return
     payload = doc.get("data", doc) if type(doc) is dict else doc
     if type(payload) is dict:
         if payload.get("e") == _MARK:
@@ -318,7 +355,8 @@ def parse_frame(frame: bytes | str, venue: str, account: str | None) -> list[Eve
                         ev.event_ms = event_ms
                         ev.index = None
                         ev.__class__ = MarkPrice
-                        return [ev]
+                        out.append(ev)
+                        return
                 elif type(i) is str:
                     try:
                         mark = float(p)
@@ -334,9 +372,9 @@ def parse_frame(frame: bytes | str, venue: str, account: str | None) -> list[Eve
                         ev.event_ms = event_ms
                         ev.index = index
                         ev.__class__ = MarkPrice
-                        return [ev]
+                        out.append(ev)
+                        return
     elif type(payload) is list:
-        out: list[Event] = []
         for item in payload:
             if type(item) is dict and item.get("e") == _MARK:
                 p = item.get("p")
@@ -362,10 +400,13 @@ def parse_frame(frame: bytes | str, venue: str, account: str | None) -> list[Eve
                         if 0.0 < mark < _INF:
                             out.append(make_mark(venue, symbol, mark, event_ms, None))
                             continue
-            # Not a plain mark: the general code decides (events, or the frame's rejection).
-            out.extend(_decoded(_dispatch_item, item, venue, account))
-        return out
-    return _decoded(_general, doc, venue, account)
+            # Not a plain mark: the general code decides (events, or this item's rejection).
+            try:
+                out.extend(_decoded(_dispatch_item, item, venue, account))
+            except VenueDataError as exc:
+                errors.append(exc)
+        return
+    _general_into(doc, venue, account, out, errors)
 
 
 def parse_frame_general(frame: bytes | str, venue: str, account: str | None) -> list[Event]:
@@ -374,7 +415,33 @@ def parse_frame_general(frame: bytes | str, venue: str, account: str | None) -> 
         doc = _loads(frame)
     except _JSONDecodeError as exc:
         raise VenueDataError(venue, "bad_json") from exc
-    return _decoded(_general, doc, venue, account)
+    out: list[Event] = []
+    errors: list[VenueDataError] = []
+    _general_into(doc, venue, account, out, errors)
+    if errors and not out:
+        raise errors[0]
+    return out
+
+
+def _general_into(
+    doc: object,
+    venue: str,
+    account: str | None,
+    out: list[Event],
+    errors: list[VenueDataError],
+) -> None:
+    payload = doc.get("data", doc) if type(doc) is dict else doc
+    if type(payload) is list:
+        for item in payload:
+            try:
+                out.extend(_decoded(_dispatch_item, item, venue, account))
+            except VenueDataError as exc:
+                errors.append(exc)
+        return
+    try:
+        out.extend(_decoded(_general, doc, venue, account))
+    except VenueDataError as exc:
+        errors.append(exc)
 
 
 def _decoded(

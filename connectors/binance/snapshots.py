@@ -246,37 +246,69 @@ def _first(row: dict[str, Any], *keys: str) -> Any:
     raise KeyError(keys[0])
 
 
-def decode_leverage_brackets(body: Body, venue: str) -> list[BracketSet]:
+def decode_leverage_brackets(
+    body: Body, venue: str, errors: list[VenueDataError] | None = None
+) -> list[BracketSet]:
     """USDⓈ-M brackets size by ``notionalFloor/Cap`` (quote); COIN-M by ``qtyFloor/Cap`` (coin;
-    the docs also spell it ``qtylFloor``)."""
+    the docs also spell it ``qtylFloor``).
+
+    With ``errors`` given, a malformed symbol row is skipped and its error appended there
+    (one symbol's table must not cost the account every other table); without, it raises."""
     doc = _decoded(body, venue)
     out: list[BracketSet] = []
-    with _venue_errors(venue):
-        for row in _rows(doc, venue):
-            tiers = tuple(
-                TierSpec(
-                    floor=num(_first(b, "notionalFloor", "qtyFloor", "qtylFloor")),
-                    cap=num(_first(b, "notionalCap", "qtyCap")),
-                    mmr=num(b["maintMarginRatio"]),
-                    deduction=num(b["cum"]),
-                    max_leverage=num(b["initialLeverage"]),
-                )
-                for b in sorted(row["brackets"], key=lambda b: num(b["bracket"]))
+    for row in _rows(doc, venue):
+        try:
+            out.append(_bracket_set(row, venue))
+        except VenueDataError as exc:
+            if errors is None:
+                raise
+            # The detail names the symbol when the row has one (the feed keys on it).
+            symbol = row.get("symbol")
+            errors.append(
+                VenueDataError(venue, exc.reason, symbol[:40] if type(symbol) is str else "")
             )
-            coef = row.get("notionalCoef")
-            out.append(BracketSet(row["symbol"], tiers, None if coef is None else num(coef)))
     return out
 
 
+def _bracket_set(row: dict[str, Any], venue: str) -> BracketSet:
+    with _venue_errors(venue):
+        tiers = tuple(
+            TierSpec(
+                floor=num(_first(b, "notionalFloor", "qtyFloor", "qtylFloor")),
+                cap=num(_first(b, "notionalCap", "qtyCap")),
+                mmr=num(b["maintMarginRatio"]),
+                deduction=num(b["cum"]),
+                max_leverage=num(b["initialLeverage"]),
+            )
+            for b in sorted(row["brackets"], key=lambda b: num(b["bracket"]))
+        )
+        coef = row.get("notionalCoef")
+        symbol = row["symbol"]
+        if type(symbol) is not str:
+            raise ValueError("symbol")
+        return BracketSet(symbol, tiers, None if coef is None else num(coef))
+
+
 def tier_table_updates(
-    sets: list[BracketSet], venue: str, account: str | None, *, event_ms: int = 0
+    sets: list[BracketSet],
+    venue: str,
+    account: str | None,
+    *,
+    event_ms: int = 0,
+    errors: list[VenueDataError] | None = None,
 ) -> list[TierTableUpdate]:
+    """One validated table per symbol. With ``errors`` given, a table the margin rules reject
+    is left out and its ``bad_brackets`` error (detail: the symbol) appended; else it raises."""
     out: list[TierTableUpdate] = []
     for s in sets:
         try:
             table = TierTable.from_tiers(s.symbol, s.tiers)
         except TierTableError as exc:
-            raise VenueDataError(venue, "bad_brackets", s.symbol[:40]) from exc
+            err = VenueDataError(venue, "bad_brackets", s.symbol[:40])
+            if errors is None:
+                raise err from exc
+            errors.append(err)
+            continue
         out.append(TierTableUpdate(venue, s.symbol, table, account, event_ms))
     return out
 
@@ -308,15 +340,31 @@ def parse_exchange_info(body: Body, venue: str, kind: ContractKind) -> list[Inst
         ]
 
 
-def parse_premium_index(body: Body, venue: str) -> list[MarkPrice]:
-    """``GET …/premiumIndex``: the REST mark-price snapshot (object or array)."""
+def parse_premium_index(
+    body: Body, venue: str, errors: list[VenueDataError] | None = None
+) -> list[MarkPrice]:
+    """``GET …/premiumIndex``: the REST mark-price snapshot (object or array).
+
+    Rows without a positive mark (settling, delisted) carry no mark and are dropped. With
+    ``errors`` given, a malformed row is skipped and its error appended there; else it raises.
+    """
     doc = _decoded(body, venue)
-    with _venue_errors(venue):
-        return [
-            MarkPrice(venue, r["symbol"], num(r["markPrice"]), ms(r["time"]), _opt(r, "indexPrice"))
-            for r in _rows(doc, venue)
-            if num(r["markPrice"]) > 0.0
-        ]
+    out: list[MarkPrice] = []
+    for r in _rows(doc, venue):
+        try:
+            with _venue_errors(venue):
+                mark = num(r["markPrice"])
+                if mark > 0.0:
+                    symbol = r["symbol"]
+                    if type(symbol) is not str:
+                        raise ValueError("symbol")
+                    out.append(MarkPrice(venue, symbol, mark, ms(r["time"]),
+                                         _opt(r, "indexPrice")))  # fmt: skip
+        except VenueDataError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+    return out
 
 
 def _opt(row: dict[str, Any], key: str) -> float | None:

@@ -67,6 +67,7 @@ def wall_ms() -> int:
 
 DeliveryHook = Callable[[str, int], None]
 FailingHook = Callable[[str, str], None]
+ResumedHook = Callable[[str], None]
 
 
 def build_sinks(
@@ -75,6 +76,7 @@ def build_sinks(
     observer: DeliveryObserver,
     on_spool_full: DeliveryHook | None = None,
     on_delivery_failing: FailingHook | None = None,
+    on_delivery_resumed: ResumedHook | None = None,
 ) -> list[Sink]:
     """The sinks the config enables (Kafka and MQTT when their sections are present)."""
     sinks: list[Sink] = []
@@ -91,13 +93,19 @@ def build_sinks(
                 observer=observer,
                 on_spool_full=on_spool_full,
                 on_delivery_failing=on_delivery_failing,
+                on_delivery_resumed=on_delivery_resumed,
             )
         )
     if cfg.sinks.mqtt is not None:
         from monitor.sinks.mqtt import MqttSink  # noqa: PLC0415 - aiomqtt only when used
 
         sinks.append(
-            MqttSink(cfg.sinks.mqtt, observer=observer, on_delivery_failing=on_delivery_failing)
+            MqttSink(
+                cfg.sinks.mqtt,
+                observer=observer,
+                on_delivery_failing=on_delivery_failing,
+                on_delivery_resumed=on_delivery_resumed,
+            )
         )
     return sinks
 
@@ -114,7 +122,7 @@ class Daemon:
     ) -> None:
         self.cfg = cfg
         self.clock = clock
-        self._delivery_alerted: dict[tuple[str, str], int] = {}
+        self._delivery_alerted: dict[tuple[str, ...], int] = {}
         self._failing_since: dict[str, int] = {}
         self._failures: dict[str, int] = {}
         self.store = Store()
@@ -123,8 +131,9 @@ class Daemon:
             *build_sinks(
                 cfg,
                 observer=self.metrics,
-                on_spool_full=self._spool_full,
-                on_delivery_failing=self._delivery_failing,
+                on_spool_full=self.on_spool_full,
+                on_delivery_failing=self.on_delivery_failing,
+                on_delivery_resumed=self.on_delivery_resumed,
             ),
             *extra_sinks,
         ]
@@ -158,24 +167,35 @@ class Daemon:
         )
 
     # Delivery trouble becomes an alert on every *other* sink (a failing Kafka must not hide
-    # its own failure), at most once per sink per DELIVERY_ALERT_INTERVAL_MS.
+    # its own failure), at most once per sink and reason per DELIVERY_ALERT_INTERVAL_MS.
+    # The sinks call these hooks (and tests do).
 
-    def _spool_full(self, sink: str, depth: int) -> None:
+    def on_spool_full(self, sink: str, depth: int) -> None:
         now = self.clock()
         if not self._delivery_alert_due(("spool_full", sink), now):
             return
-        limit = self.cfg.sinks.kafka.spool.max_bytes if self.cfg.sinks.kafka else 0
+        used, limit = self._spool_usage(sink)
         alert = spool_full_alert(
-            sink=sink, spool_bytes=limit, limit_bytes=limit, pending=depth,
+            sink=sink, spool_bytes=used, limit_bytes=limit, pending=depth,
             full_since_ms=now, now_ms=now,
         )  # fmt: skip
         self._submit_elsewhere(sink, alert)
 
-    def _delivery_failing(self, sink: str, reason: str) -> None:
+    def _spool_usage(self, name: str) -> tuple[int, int]:
+        """(bytes on disk, byte bound) of a sink's spool, from the sink itself when it can say."""
+        for s in self.sinks:
+            usage = getattr(s, "spool_usage", None)
+            if s.name == name and callable(usage):
+                used, limit = usage()
+                return int(used), int(limit)
+        limit = self.cfg.sinks.kafka.spool.max_bytes if self.cfg.sinks.kafka else 0
+        return limit, limit
+
+    def on_delivery_failing(self, sink: str, reason: str) -> None:
         now = self.clock()
         since = self._failing_since.setdefault(sink, now)
         self._failures[sink] = self._failures.get(sink, 0) + 1
-        if not self._delivery_alert_due(("delivery_failing", sink), now):
+        if not self._delivery_alert_due(("delivery_failing", sink, reason), now):
             return
         pending = next((s.pending() for s in self.sinks if s.name == sink), 0)
         alert = delivery_failing_alert(
@@ -184,7 +204,20 @@ class Daemon:
         )  # fmt: skip
         self._submit_elsewhere(sink, alert)
 
-    def _delivery_alert_due(self, key: tuple[str, str], now: int) -> bool:
+    def on_delivery_resumed(self, sink: str) -> None:
+        """``sink`` delivers again: its outage is over, so the next one is a new one (its own
+        start time, hence its own alert id)."""
+        since = self._failing_since.pop(sink, None)
+        failures = self._failures.pop(sink, 0)
+        if since is not None:
+            log.info(
+                "daemon: sink %s delivering again after %.1f s (%d failures reported)",
+                sink,
+                (self.clock() - since) / 1000,
+                failures,
+            )
+
+    def _delivery_alert_due(self, key: tuple[str, ...], now: int) -> bool:
         last = self._delivery_alerted.get(key)
         if last is not None and now - last < DELIVERY_ALERT_INTERVAL_MS:
             return False

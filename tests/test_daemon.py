@@ -261,3 +261,66 @@ def test_venue_registry_builds_one_market_feed_and_one_feed_per_account() -> Non
         ("binance-usdm/market", 15.0),
         ("binance-usdm/private/bob", float("inf")),
     ]
+
+
+def quiet_config(tmp_path: Path) -> Config:
+    data = {
+        "daemon": {"http": "127.0.0.1:0"},
+        "venues": [{"venue": "sim", "ws_url": "ws://127.0.0.1:1"}],
+        "accounts": [{"venue": "sim", "name": "alice"}],
+        "sinks": {"jsonl": {"path": str(tmp_path / "a.jsonl")}},
+    }
+    return parse_config(data, "test.toml", environ={})
+
+
+async def close_sinks(daemon: Daemon) -> None:
+    for sink in daemon.sinks:
+        await sink.close()
+
+
+class SpoolingRecorder(Recorder):
+    def spool_usage(self) -> tuple[int, int]:
+        return 3_000, 10_000
+
+
+async def test_each_outage_gets_its_own_delivery_failing_alert(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [1_000_000]
+    other = Recorder("other")
+    daemon = Daemon(quiet_config(tmp_path), [Recorder("kafka"), other], clock=lambda: now[0])
+    caplog.set_level(logging.INFO, "monitor.daemon")
+    daemon.on_delivery_failing("kafka", "KafkaConnectionError")
+    now[0] += 20_000
+    daemon.on_delivery_resumed("kafka")
+    now[0] += 100_000  # past the rate limit: a second, separate outage
+    daemon.on_delivery_failing("kafka", "KafkaConnectionError")
+    failing = [a for a in other.alerts if a.kind == "delivery_failing"]
+    assert len(failing) == 2
+    assert failing[0].id != failing[1].id
+    assert [a.detail["failing_since_ms"] for a in failing] == [1_000_000, 1_120_000]
+    assert [a.detail["attempts"] for a in failing] == [1, 1]
+    assert any("kafka delivering again after 20.0 s" in r.getMessage() for r in caplog.records)
+    await close_sinks(daemon)
+
+
+async def test_another_failure_of_the_same_sink_is_not_rate_limited_away(tmp_path: Path) -> None:
+    other = Recorder("other")
+    daemon = Daemon(quiet_config(tmp_path), [Recorder("kafka"), other], clock=lambda: 5_000)
+    daemon.on_delivery_failing("kafka", "KafkaConnectionError")
+    daemon.on_delivery_failing("kafka", "KafkaConnectionError")  # same outage, within a minute
+    daemon.on_delivery_failing("kafka", "EnvelopeError")
+    reasons = [a.detail["reason"] for a in other.alerts if a.kind == "delivery_failing"]
+    assert reasons == ["KafkaConnectionError", "EnvelopeError"]
+    await close_sinks(daemon)
+
+
+async def test_spool_full_alert_reports_the_spools_actual_usage(tmp_path: Path) -> None:
+    other = Recorder("other")
+    daemon = Daemon(quiet_config(tmp_path), [SpoolingRecorder("kafka"), other], clock=lambda: 1)
+    daemon.on_spool_full("kafka", 42)
+    (alert,) = other.alerts
+    assert alert.kind == "spool_full"
+    assert (alert.detail["spool_bytes"], alert.detail["limit_bytes"]) == (3_000, 10_000)
+    assert alert.detail["pending"] == 42
+    await close_sinks(daemon)

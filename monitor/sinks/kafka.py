@@ -147,6 +147,10 @@ class KafkaSink:
     def spool_depth(self) -> int:
         return self._spool.depth()
 
+    def spool_usage(self) -> tuple[int, int]:
+        """(bytes of unacknowledged records on disk, the configured bound)."""
+        return self._spool.disk_bytes(), self._spool.max_bytes
+
     @property
     def rounds_in_flight(self) -> int:
         """Rounds handed to the producer and not yet retired (diagnostics and tests)."""

@@ -75,12 +75,20 @@ class MqttSink:
         *,
         observer: DeliveryObserver = NULL_OBSERVER,
         on_delivery_failing: Callable[[str, str], None] | None = None,
+        on_delivery_resumed: Callable[[str], None] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self._cfg = cfg
         self._observer = observer
         self._backoff = backoff or Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
-        self._report = FailingReport(self.name, observer, self._backoff, on_delivery_failing, log)
+        self._report = FailingReport(
+            self.name,
+            observer,
+            self._backoff,
+            on_delivery_failing,
+            log,
+            on_resumed=on_delivery_resumed,
+        )
         self._queue: deque[Alert] = deque()
         self._states: dict[bytes, StateDocument] = {}
         self._wake = asyncio.Event()

@@ -135,9 +135,9 @@ async def test_retained_state_is_seen_by_a_late_subscriber(mosquitto: Service) -
             sink.submit_state(make_state("acct-1", 1.5, 1000))
             sink.submit_state(make_state("acct-2", 1.1, 1001))
             sink.submit_state(make_state("acct-1", 1.3, 1002))  # replaces the unsent 1.5
-            # States go before alerts: once this alert is acknowledged, they were published.
             sink.submit(make_alert(1))
             await observer.wait_for(lambda: observer.delivered_total == 1)
+        # close() published the states still pending before it returned.
         # The subscriber arrives after the fact; a broker restart (persistence) keeps it too.
         mosquitto.restart()
         async with Subscriber(mosquitto, "marginwatch/state/#") as late:
@@ -152,6 +152,25 @@ async def test_retained_state_is_seen_by_a_late_subscriber(mosquitto: Service) -
     assert doc1["level"] == "ok"
     assert doc2["figures"]["health"] == 1.1
     assert doc2["level"] == "danger"
+
+
+async def test_pending_alerts_go_before_pending_states(mosquitto: Service) -> None:
+    sink = MqttSink(config(mosquitto))
+    # Everything is pending when the sink connects (as after a reconnect).
+    for k in range(20):
+        sink.submit_state(make_state(f"acct-{k}", 1.5, 1000 + k))
+    alerts = [make_alert(i, account=f"acct-{i}") for i in range(3)]
+    for alert in alerts:
+        sink.submit(alert)
+    async with (
+        asyncio.timeout(DEADLINE_S),
+        Subscriber(mosquitto, "marginwatch/#") as sub,
+        running(sink),
+    ):
+        await sub.wait_for(lambda: len(sub.messages) >= 23)
+    kinds = [topic.split("/")[1] for topic, _, _, _ in sub.messages]
+    assert kinds == ["alerts"] * 3 + ["state"] * 20
+    assert [orjson.loads(p)["id"] for _, p, _, _ in sub.messages[:3]] == [a.id for a in alerts]
 
 
 async def test_broker_restart_mid_stream_loses_no_alert(mosquitto: Service) -> None:

@@ -2,7 +2,8 @@
 
 - Alerts: QoS 1 to ``<prefix>/alerts/<venue>/<account>``, the schema-1 JSON as payload.
 - State: retained, QoS 1, to ``<prefix>/state/<venue>/<account>``, so a subscriber sees each
-  account's present level and figures the moment it subscribes.
+  account's present level and figures the moment it subscribes. Published only while no alert
+  waits: alerts go first.
 
 Alerts are published one at a time and each waits for its PUBACK, so one account's alerts reach
 the broker in order. An alert leaves the queue only when acknowledged: on a disconnect or a
@@ -190,20 +191,22 @@ class MqttSink:
         prefix = self._cfg.topic_prefix
         while True:
             self._wake.clear()
-            if self._states:
-                key, doc = next(iter(self._states.items()))
-                await client.publish(
-                    state_topic(prefix, doc.venue, doc.account), doc.to_json(), qos=1, retain=True
-                )
-                if self._states.get(key) is doc:  # not replaced while we waited
-                    del self._states[key]
-            elif self._queue:
+            # Alerts first: after a reconnect with thousands of accounts' states pending, an
+            # alert must not wait behind them. States are latest-wins and go when no alert waits.
+            if self._queue:
                 alert = self._queue[0]
                 topic = alert_topic(prefix, alert.venue, alert.account)
                 await client.publish(topic, alert.to_json(), qos=1)
                 # Acknowledged: only now does it leave the queue.
                 self._queue.popleft()
                 self._acknowledged()
+            elif self._states:
+                key, doc = next(iter(self._states.items()))
+                await client.publish(
+                    state_topic(prefix, doc.venue, doc.account), doc.to_json(), qos=1, retain=True
+                )
+                if self._states.get(key) is doc:  # not replaced while we waited
+                    del self._states[key]
             elif self._stopping:
                 return
             else:

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -35,6 +36,7 @@ from connectors.binance.rest import BinanceRest, Credentials, ListenKeyGone
 from connectors.binance.spec import SPECS, VenueSpec
 from connectors.errors import TransientError, VenueDataError
 from connectors.events import (
+    AssetPrice,
     CollateralModeUpdate,
     Event,
     Instrument,
@@ -284,6 +286,10 @@ class BinanceUserFeed(_FeedTimes):
             # Brackets depend on the account's configuration: refetch at the next snapshot.
             if kind is LeverageUpdate or kind is CollateralModeUpdate:
                 self._brackets.invalidate()
+                if kind is CollateralModeUpdate and ev.multi_asset:  # type: ignore[union-attr]
+                    # Collateral prices and haircuts come with a snapshot: take one now, or
+                    # a non-stablecoin balance stays unpriced until the timer resync.
+                    self._resync_request = True
             elif (kind is PositionSnapshot or kind is PositionFill) and self._known:
                 symbol: str = ev.symbol  # type: ignore[union-attr]
                 if symbol not in self._known:
@@ -350,9 +356,46 @@ class BinanceUserFeed(_FeedTimes):
                 log.warning("%s: bracket table of held %s rejected (%s); its legs stay "
                             "unvalued", self.name, symbol, exc.reason)  # fmt: skip
         events: list[Event] = [*instruments, *tables]
+        ratios: dict[str, float] = {}
+        if multi:
+            prices, ratios = await self._collateral(facts.balances)
+            events.extend(prices)
+            # A zero balance the index cannot price holds nothing, but the rules would still
+            # need its price: leave it out rather than make the whole account unpriceable.
+            kept = {a: b for a, b in facts.balances.items() if b != 0.0 or ratios[a] > 0.0}
+            facts = dataclasses.replace(facts, balances=kept)
+            ratios = {a: r for a, r in ratios.items() if a in kept}
         events.append(snapshots.account_snapshot(venue, self._account, facts, positions,
-                                                 multi_asset=multi, event_ms=started))  # fmt: skip
+                                                 multi_asset=multi, event_ms=started,
+                                                 collateral_ratios=ratios))  # fmt: skip
         return events, started
+
+    async def _collateral(
+        self, balances: Mapping[str, float]
+    ) -> tuple[list[AssetPrice], dict[str, float]]:
+        """Multi-assets mode: USD prices and haircuts of every balance asset, fetched with each
+        snapshot (public, weight 10). The rules value an asset without a ratio at 100 %, so
+        every balance asset gets one: an asset the index lacks gets 0 (counts for nothing, the
+        cautious side) and no price (a non-stablecoin then stays unpriced, which is reported)."""
+        path = self.spec.asset_index_path
+        venue = self.spec.venue
+        errors: list[VenueDataError] = []
+        index = {} if path is None else snapshots.parse_asset_index(
+            await self._rest.public("GET", path), venue, errors
+        )  # fmt: skip
+        self._rejections.extend(errors)
+        prices: list[AssetPrice] = []
+        ratios: dict[str, float] = {}
+        for asset in balances:
+            row = index.get(asset)
+            if row is None:
+                ratios[asset] = 0.0
+                if balances[asset] != 0.0:
+                    log.warning("%s: no asset index for collateral %s", self.name, asset)
+                continue
+            ratios[asset] = row.collateral_ratio
+            prices.append(AssetPrice(venue, asset, row.price, row.event_ms))
+        return prices, ratios
 
     async def _modes(self) -> bool:
         """Position mode and multi-assets mode, cached with the brackets: both endpoints weigh

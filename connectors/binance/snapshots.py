@@ -213,6 +213,7 @@ def account_snapshot(
     *,
     multi_asset: bool,
     event_ms: int,
+    collateral_ratios: Mapping[str, float] | None = None,
 ) -> AccountSnapshot:
     """Join the account and positionRisk answers; the venue's figures ride along for drift."""
     return AccountSnapshot(
@@ -221,6 +222,7 @@ def account_snapshot(
         dict(facts.balances),
         positions.positions,
         event_ms,
+        collateral_ratios=dict(collateral_ratios or {}),
         multi_asset=multi_asset,
         reported=instant.venue_figures(facts, positions, multi_asset=multi_asset),
     )
@@ -360,6 +362,45 @@ def parse_premium_index(
                         raise ValueError("symbol")
                     out.append(MarkPrice(venue, symbol, mark, ms(r["time"]),
                                          _opt(r, "indexPrice")))  # fmt: skip
+        except VenueDataError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class AssetIndex:
+    """One multi-assets collateral asset: ``GET /fapi/v1/assetIndex`` row ``<ASSET>USD``."""
+
+    asset: str
+    price: float
+    """``index``: USD per unit."""
+    collateral_ratio: float
+    """``1 − bidBuffer``: Binance values a positive balance at ``bidRate = index·(1 −
+    bidBuffer)`` (the docs' example: 1.92957370 · 0.9 = 1.73661633)."""
+    event_ms: int
+
+
+def parse_asset_index(
+    body: Body, venue: str, errors: list[VenueDataError] | None = None
+) -> dict[str, AssetIndex]:
+    """``GET /fapi/v1/assetIndex`` → per asset (``BNBUSD`` → ``BNB``). With ``errors`` given,
+    a malformed row is skipped and its error appended there; else it raises."""
+    doc = _decoded(body, venue)
+    out: dict[str, AssetIndex] = {}
+    for r in _rows(doc, venue):
+        try:
+            with _venue_errors(venue):
+                symbol = r["symbol"]
+                if type(symbol) is not str or not symbol.endswith("USD") or len(symbol) < 4:
+                    raise ValueError("asset index symbol")
+                price = num(r["index"])
+                buffer = num(r["bidBuffer"])
+                if not (price > 0.0 and 0.0 <= buffer <= 1.0):
+                    raise ValueError("asset index out of range")
+                asset = symbol.removesuffix("USD")
+                out[asset] = AssetIndex(asset, price, 1.0 - buffer, ms(r["time"]))
         except VenueDataError as exc:
             if errors is None:
                 raise

@@ -35,6 +35,8 @@ class VenueSpec:
     dual_side_path: str
     multi_assets_path: str | None
     """``None`` where the product has no multi-assets mode (COIN-M)."""
+    asset_index_path: str | None = None
+    """Multi-assets mode collateral prices and haircuts (public); ``None`` without that mode."""
 
 
 USDM = VenueSpec(
@@ -53,6 +55,7 @@ USDM = VenueSpec(
     leverage_bracket_path="/fapi/v1/leverageBracket",
     dual_side_path="/fapi/v1/positionSide/dual",
     multi_assets_path="/fapi/v1/multiAssetsMargin",
+    asset_index_path="/fapi/v1/assetIndex",
 )
 
 # COIN-M has no published route split; its streams stay on the classic /ws and /stream paths.

@@ -100,6 +100,17 @@ def _premium_index(ctx: RestContext, acct: FakeAccount | None, p: dict[str, str]
     return [views.premium_index_row(s, m, now) for s, m in ctx.marks.items()]
 
 
+def _asset_index(ctx: RestContext, acct: FakeAccount | None, p: dict[str, str]) -> Body:
+    rows = views.asset_index_body(ctx.marks, ctx.now_ms())
+    symbol = p.get("symbol")
+    if symbol is None:
+        return rows
+    for row in rows:
+        if row["symbol"] == symbol:
+            return row
+    raise ApiError(400, -1121, "Invalid symbol.")
+
+
 def _signed(view: Callable[[FakeAccount, RestContext], Body]) -> Route:
     def route(ctx: RestContext, acct: FakeAccount | None, p: dict[str, str]) -> Body:
         assert acct is not None
@@ -134,6 +145,8 @@ def routes(spec: VenueSpec) -> dict[tuple[str, str], tuple[str, int, Route]]:
             "signed", 30, _signed(lambda a, c: {"dualSidePosition": a.hedge})
         ),
     }  # fmt: skip
+    if spec.asset_index_path is not None:
+        table[("GET", spec.asset_index_path)] = ("public", 10, _asset_index)
     if spec.multi_assets_path is not None:
         table[("GET", spec.multi_assets_path)] = (
             "signed",

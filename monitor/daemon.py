@@ -80,10 +80,26 @@ def build_sinks(
 ) -> list[Sink]:
     """The sinks the config enables (Kafka and MQTT when their sections are present)."""
     sinks: list[Sink] = []
+    # Every sink reports its trouble, local ones too: a full disk under the JSONL file is a
+    # delivery_failing alert on the others, not a dead daemon.
     if cfg.sinks.console is not None:
-        sinks.append(ConsoleSink(color=cfg.sinks.console.color))
+        sinks.append(
+            ConsoleSink(
+                color=cfg.sinks.console.color,
+                observer=observer,
+                on_delivery_failing=on_delivery_failing,
+                on_delivery_resumed=on_delivery_resumed,
+            )
+        )
     if cfg.sinks.jsonl is not None:
-        sinks.append(JsonlSink(cfg.sinks.jsonl.path))
+        sinks.append(
+            JsonlSink(
+                cfg.sinks.jsonl.path,
+                observer=observer,
+                on_delivery_failing=on_delivery_failing,
+                on_delivery_resumed=on_delivery_resumed,
+            )
+        )
     if cfg.sinks.kafka is not None:
         from monitor.sinks.kafka import KafkaSink  # noqa: PLC0415 - aiokafka only when used
 
@@ -145,6 +161,9 @@ class Daemon:
             observer=self.metrics,
         )
         self.feeds: list[Feed] = build_feeds(cfg)
+        started = clock()
+        for acc in cfg.accounts:  # staleness clocks start now: a feed that never syncs alerts
+            self.engine.watch(acc.venue, acc.name, started)
         self.health = FeedHealth()
         for feed in self.feeds:
             self.health.register(feed.name)

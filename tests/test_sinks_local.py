@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import io
+import os
 from pathlib import Path
 
 import orjson
 import pytest
+from delivery_helpers import RecordingObserver
 
 from monitor.errors import DeliveryError, UsageError
 from monitor.sinks.base import Sink
 from monitor.sinks.console import ConsoleSink, format_alert, format_time
+from monitor.sinks.delivery import Backoff
 from monitor.sinks.jsonl import JsonlSink
 from rules.alert_doc import Alert, Figures, Level, TopPosition
 
@@ -181,3 +186,104 @@ async def test_jsonl_submit_after_close_is_loud(tmp_path: Path) -> None:
     sink.submit(margin_alert())
     with pytest.raises(DeliveryError, match="after close"):
         await asyncio.wait_for(sink.run(), 5)
+
+
+class Disk:
+    """``os.write`` for the JSONL sink: the first ``failures`` calls write ``partial`` bytes
+    (at most) and then raise ENOSPC, like a disk that fills mid-write."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, failures: int, partial: int = 0) -> None:
+        self.failures = failures
+        self.partial = partial
+        self._real = os.write
+        monkeypatch.setattr("monitor.sinks.jsonl.os.write", self)
+
+    def __call__(self, fd: int, data: bytes | memoryview) -> int:
+        if self.failures <= 0:
+            return self._real(fd, data)
+        if self.partial:
+            n, self.partial = self._real(fd, bytes(data[: self.partial])), 0
+            return n
+        self.failures -= 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def fast_backoff() -> Backoff:
+    return Backoff(0.001, 0.004)
+
+
+async def test_jsonl_write_error_is_retried_reported_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "alerts.jsonl"
+    disk = Disk(monkeypatch, failures=3, partial=10)
+    observer = RecordingObserver()
+    failing: list[tuple[str, str]] = []
+    resumed: list[str] = []
+    sink = JsonlSink(
+        path,
+        observer=observer,
+        on_delivery_failing=lambda name, reason: failing.append((name, reason)),
+        on_delivery_resumed=resumed.append,
+        backoff=fast_backoff(),
+    )
+    task = asyncio.create_task(sink.run())
+    async with asyncio.timeout(10):
+        sink.submit(margin_alert(alert_id="a"))
+        sink.submit(margin_alert(alert_id="b"))
+        await observer.wait_for(lambda: observer.delivered_total == 2)
+    assert not task.done()  # the daemon's task group never saw it
+    assert disk.failures == 0
+    assert observer.failures == [(2, "ENOSPC")] * 3  # every attempt counted
+    assert failing == [("jsonl", "ENOSPC")]  # one alert per outage
+    assert resumed == ["jsonl"]
+    await sink.close()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # The torn first attempt was cut back: exactly two whole lines.
+    assert [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()] == ["a", "b"]
+
+
+class BrokenStream(io.StringIO):
+    def __init__(self, failures: int, error: Exception) -> None:
+        super().__init__()
+        self.failures = failures
+        self.error = error
+
+    def write(self, text: str) -> int:
+        if self.failures > 0:
+            self.failures -= 1
+            raise self.error
+        return super().write(text)
+
+
+async def test_console_broken_pipe_is_retried_and_reported() -> None:
+    out = BrokenStream(2, BrokenPipeError(errno.EPIPE, "Broken pipe"))
+    observer = RecordingObserver()
+    failing: list[tuple[str, str]] = []
+    sink = ConsoleSink(
+        out,
+        observer=observer,
+        on_delivery_failing=lambda name, reason: failing.append((name, reason)),
+        backoff=fast_backoff(),
+    )
+    task = asyncio.create_task(sink.run())
+    async with asyncio.timeout(10):
+        sink.submit(margin_alert())
+        await observer.wait_for(lambda: observer.delivered_total == 1)
+    assert not task.done()
+    assert failing == [("console", "EPIPE")]
+    assert [reason for _, reason in observer.failures] == ["EPIPE", "EPIPE"]
+    assert out.getvalue().count("\n") == 1
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_console_bug_still_fails_the_run_task() -> None:
+    sink = ConsoleSink(BrokenStream(1, ValueError("not an I/O problem")), backoff=fast_backoff())
+    sink.submit(margin_alert())
+    with pytest.raises(ValueError, match="not an I/O problem"):
+        await asyncio.wait_for(sink.run(), 10)
+    assert sink.pending() == 1  # and the alert is still queued

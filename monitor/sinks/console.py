@@ -5,6 +5,10 @@
 
 Colour (by level) only when the stream is a terminal, or when told to. Account state documents
 are not printed here (the demo's live view shows them).
+
+A write error (a closed pipe, a full disk behind a redirect) keeps the alerts queued: it is
+counted, reported as ``delivery_failing`` on the other sinks and retried with a backoff; it
+never stops the daemon.
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import logging
 import math
 import sys
+from collections.abc import Callable
 from typing import Literal, TextIO
 
+from monitor.sinks.delivery import Backoff, FailingReport, retry_local_writes
+from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 from rules.alert_doc import Alert, Figures, Level, StateDocument
 
 # Kinds other than a margin-level change get a short tag in the level column.
@@ -37,6 +45,7 @@ _LEVEL_COLOURS = {
     Level.LIQUIDATABLE: "\x1b[1;97;41m",  # bold white on red
 }
 _RESET = "\x1b[0m"
+log = logging.getLogger(__name__)
 
 
 def format_time(ms: int) -> str:
@@ -88,9 +97,26 @@ class ConsoleSink:
     """Prints alerts line by line; ``submit`` only enqueues, ``run`` writes."""
 
     def __init__(
-        self, stream: TextIO | None = None, *, color: Literal["auto", "always", "never"] = "auto"
+        self,
+        stream: TextIO | None = None,
+        *,
+        color: Literal["auto", "always", "never"] = "auto",
+        observer: DeliveryObserver = NULL_OBSERVER,
+        on_delivery_failing: Callable[[str, str], None] | None = None,
+        on_delivery_resumed: Callable[[str], None] | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self._stream = sys.stdout if stream is None else stream
+        self._observer = observer
+        self._backoff = backoff or Backoff(0.2, 10.0)
+        self._report = FailingReport(
+            self.name,
+            observer,
+            self._backoff,
+            on_delivery_failing,
+            log,
+            on_resumed=on_delivery_resumed,
+        )
         if color == "auto":
             isatty = getattr(self._stream, "isatty", None)
             self._colour = bool(isatty and isatty())
@@ -114,18 +140,28 @@ class ConsoleSink:
         return len(self._queue)
 
     async def run(self) -> None:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            self._drain()
+        await retry_local_writes(
+            self._drain,
+            self._ready,
+            self._report,
+            self._backoff,
+            pending=self.pending,
+            what="console",
+            logger=log,
+        )
 
     async def close(self) -> None:
         self._drain()
 
-    def _drain(self) -> None:
+    def _drain(self) -> int:
         # Synchronous on purpose: a batch is written without yielding, so run() and close()
         # never interleave lines. A line is dropped from the queue only after it was written.
+        written = 0
         while self._queue:
             self._stream.write(format_alert(self._queue[0], colour=self._colour) + "\n")
             self._queue.popleft()
+            written += 1
         self._stream.flush()
+        if written:
+            self._observer.delivered(self.name, written)
+        return written

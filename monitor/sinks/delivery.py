@@ -1,10 +1,12 @@
-"""Pieces the broker sinks share: the spooled record format, the reconnect backoff and pause,
-the bounded wait for the run task on close, and the once-per-outage failing report."""
+"""Pieces the sinks share: the spooled record format, the reconnect backoff and pause, the
+bounded wait for the run task on close, the once-per-outage failing report, and the retrying
+run loop of the local (console, JSONL) sinks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
 import struct
@@ -194,3 +196,44 @@ class FailingReport:
         if self._on_delivery_resumed is not None:
             self._on_delivery_resumed(self._name)
         return True
+
+
+def os_error_label(exc: OSError) -> str:
+    """A bounded label for an ``OSError``: its errno name (``ENOSPC``, ``EPIPE``)."""
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+
+
+async def retry_local_writes(
+    write: Callable[[], int],
+    ready: asyncio.Event,
+    report: FailingReport,
+    backoff: Backoff,
+    *,
+    pending: Callable[[], int],
+    what: str,
+    logger: logging.Logger,
+) -> None:
+    """The run loop of a sink that writes locally: each wake-up ``write()``s the queue (it
+    returns how many alerts it wrote). An ``OSError`` (disk full, broken pipe) is counted and
+    reported once per outage, and the write is retried after a backoff: the alerts stay queued
+    and the daemon keeps running. Anything else is a bug and propagates (fails the daemon)."""
+    while True:
+        await ready.wait()
+        ready.clear()
+        try:
+            written = write()
+        except OSError as exc:
+            label = os_error_label(exc)
+            report.outage(
+                label,
+                pending(),
+                "%s: cannot write (%s); %d alerts wait in memory",
+                what,
+                exc.strerror or label,
+                pending(),
+            )
+            await pause(backoff.delay(), ready, lambda: False)
+            ready.set()  # try again, whether or not anything new arrived
+            continue
+        if written and report.delivered():
+            logger.info("%s: writing again; %d alerts queued", what, pending())

@@ -1,33 +1,60 @@
 """JSONL file sink: every alert appended as one schema-1 JSON line.
 
-Lines are written and flushed per batch (what the queue holds when ``run`` wakes) and the file
-is fsynced on ``close``, so a clean shutdown leaves every alert on disk. A write error is not
-swallowed: the alert stays queued and ``run`` raises, which fails the daemon visibly.
+Lines are written per batch (what the queue holds when ``run`` wakes) and the file is fsynced
+on ``close``, so a clean shutdown leaves every alert on disk. An alert leaves the queue only
+once its line is written. A write error (disk full, I/O error) cuts the file back to the last
+whole line and keeps the batch queued: it is counted, reported as ``delivery_failing`` on the
+other sinks and retried with a backoff; it never stops the daemon. The file being unusable at
+start-up is a usage error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from monitor.errors import DeliveryError, UsageError
+from monitor.sinks.delivery import Backoff, FailingReport, retry_local_writes
+from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 from rules.alert_doc import Alert, StateDocument
 
 log = logging.getLogger(__name__)
 
 
 class JsonlSink:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        observer: DeliveryObserver = NULL_OBSERVER,
+        on_delivery_failing: Callable[[str, str], None] | None = None,
+        on_delivery_resumed: Callable[[str], None] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
         self._path = Path(path)
         try:
             # Opened at construction so a bad path is a start-up error, not a 3 a.m. one.
-            self._file: BinaryIO | None = open(self._path, "ab")  # noqa: SIM115 - closed in close()
+            # Unbuffered: a failed write leaves nothing behind in a buffer to land later.
+            self._fd: int | None = os.open(
+                self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            )
         except OSError as exc:
             raise UsageError(f"{self._path}: cannot open for append: {exc.strerror}") from exc
+        self._observer = observer
+        self._backoff = backoff or Backoff(0.2, 10.0)
+        self._report = FailingReport(
+            self.name,
+            observer,
+            self._backoff,
+            on_delivery_failing,
+            log,
+            on_resumed=on_delivery_resumed,
+        )
         self._queue: collections.deque[Alert] = collections.deque()
         self._ready = asyncio.Event()
         self.written = 0
@@ -51,35 +78,54 @@ class JsonlSink:
         return len(self._queue)
 
     async def run(self) -> None:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            self._write_batch()
+        await retry_local_writes(
+            self._write_batch,
+            self._ready,
+            self._report,
+            self._backoff,
+            pending=self.pending,
+            what=f"jsonl {self._path}",
+            logger=log,
+        )
 
     async def close(self) -> None:
-        if self._file is None:
+        if self._fd is None:
             return
-        self._write_batch()
-        fh, self._file = self._file, None
         try:
-            # fsync can take a while on a busy disk: keep it off the event loop.
-            await asyncio.to_thread(os.fsync, fh.fileno())
+            self._write_batch()
+        except OSError as exc:
+            raise DeliveryError(
+                f"jsonl: cannot write {self._path}: {exc.strerror}; {len(self._queue)} alerts lost"
+            ) from exc
         finally:
-            fh.close()
+            fd, self._fd = self._fd, None
+            try:
+                # fsync can take a while on a busy disk: keep it off the event loop.
+                await asyncio.to_thread(os.fsync, fd)
+            finally:
+                os.close(fd)
         log.info("jsonl: %d alerts written to %s", self.written, self._path)
 
-    def _write_batch(self) -> None:
+    def _write_batch(self) -> int:
+        """Write the queue as lines; raise ``OSError`` having written no partial line."""
         if not self._queue:
-            return
-        if self._file is None:
+            return 0
+        if self._fd is None:
             raise DeliveryError(f"jsonl: {len(self._queue)} alerts submitted after close")
         batch = list(self._queue)
+        fd = self._fd
+        start = os.lseek(fd, 0, os.SEEK_END)
+        view = memoryview(b"".join(a.to_json() + b"\n" for a in batch))
         try:
-            self._file.write(b"".join(a.to_json() + b"\n" for a in batch))
-            self._file.flush()
-        except OSError as exc:
-            raise DeliveryError(f"jsonl: cannot write {self._path}: {exc.strerror}") from exc
+            while view:  # unbuffered: a short write is not an error, just continue
+                view = view[os.write(fd, view) :]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)  # no torn line for a reader (or before the retry)
+            raise
         # Only now are they delivered; without an await in between nothing else ran meanwhile.
         for _ in batch:
             self._queue.popleft()
         self.written += len(batch)
+        self._observer.delivered(self.name, len(batch))
+        return len(batch)

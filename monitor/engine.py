@@ -213,6 +213,13 @@ class Engine:
         self._submit(out, 0, now_ms)
         return out
 
+    def watch(self, venue: str, account: str, now_ms: int) -> None:
+        """Watch a configured account before its first event: its staleness clock starts at
+        ``now_ms``, so a private feed that never syncs still raises ``feed_stale``."""
+        i = self.store.watch(venue, account)
+        if i >= len(self._states):
+            self._register([i], now_ms)
+
     def alert_state(self, key: AccountKey) -> AlertState:
         i = self.store.index_of(key)
         return AlertState() if i is None or i >= len(self._states) else self._states[i]
@@ -230,7 +237,7 @@ class Engine:
 
     # --- per account -------------------------------------------------------------------------
 
-    def _register(self, indices: Sequence[int]) -> None:
+    def _register(self, indices: Sequence[int], now_ms: int | None = None) -> None:
         """First sight of an account: its config, distance threshold and staleness clock."""
         n = len(self._states)
         for i in indices:
@@ -240,7 +247,7 @@ class Engine:
                 self._configs.append(cfg)
                 self._states.append(AlertState())
                 self._stale.append(StalenessState())
-                now = self.clock()
+                now = self.clock() if now_ms is None else now_ms
                 self._watch_since.append(now)
                 self.store.set_distance_threshold(n, cfg.liq_distance)
                 heapq.heappush(self._stale_heap, (now + cfg.account_stale_ms + 1, n))

@@ -461,7 +461,8 @@ class Store(StoreViews):
         mm: list[float] = []
         im: list[float] = []
         gross: list[float] = []
-        complete = st.missing_collateral is None
+        # No private event yet (a watched account before its snapshot): nothing is known.
+        complete = st.missing_collateral is None and st.last_recv_ms is not None
         for leg in st.legs.values():
             r = leg.row
             if r < 0:
@@ -476,6 +477,15 @@ class Store(StoreViews):
             im.append(b.im.item(r))
         self.table.complete[i] = complete
         self.table.set_sums(i, math.fsum(upnl), math.fsum(mm), math.fsum(im), math.fsum(gross))
+
+    def watch(self, venue: str, account: str) -> int:
+        """A configured account, before any of its events: incomplete (its figures are unknown,
+        not zero) until its first private event arrives."""
+        i = self._index.get((venue, account))
+        if i is None:
+            i = self._account(venue, account)
+            self.table.complete[i] = False
+        return i
 
     def ensure_account(self, venue: str, account: str) -> int:
         """The account's index, creating an empty account on first sight."""

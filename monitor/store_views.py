@@ -28,6 +28,7 @@ from rules.account import (
 from rules.alerts import AccountRisk
 from rules.errors import ModelInputError
 from rules.model import MarginModel
+from rules.staleness import MissingInput, MissingKind
 from rules.types import Side
 
 AccountKey = tuple[str, str]
@@ -120,23 +121,46 @@ class StoreViews:
         """Why the account's figures are unknown: one line per missing input; empty if none."""
         st = self.state(key)
         out: list[str] = []
+        if st.last_recv_ms is None:
+            out.append("private: no account data received yet")
         if st.missing_collateral is not None:
             out.append(st.missing_collateral)
         for leg in st.legs.values():
             if leg.row >= 0:
                 continue
-            book = leg.book
-            what = [
-                name
-                for name, missing in (
-                    ("instrument", book.kind is None),
-                    ("margin model", leg.model is None and self._model_for(leg) is None),
-                    ("mark price", book.mark is None),
-                )
-                if missing
-            ]
+            what = [name for name, _ in self._leg_gaps(leg)]
             out.append(f"{leg.symbol} {leg.side.value}: no {', '.join(what)}")
         return tuple(out)
+
+    def missing_list(self, key: AccountKey) -> list[MissingInput]:
+        """:meth:`missing_inputs` as (kind, symbol, reason) for the inputs-missing alert: kinds
+        ``instrument``, ``model``, ``mark`` (per symbol) and ``collateral``. An account with no
+        private data yet is not listed: the private stream's staleness speaks for it."""
+        st = self.state(key)
+        out: list[MissingInput] = []
+        if st.missing_collateral is not None:
+            out.append(MissingInput("collateral", None, st.missing_collateral))
+        seen: set[tuple[str, str]] = set()
+        for leg in st.legs.values():
+            if leg.row >= 0:
+                continue
+            for what, kind in self._leg_gaps(leg):
+                if (kind, leg.symbol) not in seen:
+                    seen.add((kind, leg.symbol))
+                    out.append(MissingInput(kind, leg.symbol, f"{leg.symbol}: no {what}"))
+        return out
+
+    def _leg_gaps(self, leg: Leg) -> list[tuple[str, MissingKind]]:
+        """What a held leg lacks: (description, kind)."""
+        book = leg.book
+        gaps: list[tuple[str, MissingKind]] = []
+        if book.kind is None:
+            gaps.append(("instrument", "instrument"))
+        if leg.model is None and self._model_for(leg) is None:
+            gaps.append(("margin model", "model"))
+        if book.mark is None:
+            gaps.append(("mark price", "mark"))
+        return gaps
 
     def error_bound(self, key: AccountKey) -> float:
         """Proven bound on |stored sum − exact sum of the legs' figures| for U, MM, IM, G."""

@@ -27,6 +27,22 @@ PRIVATE: Final = "private"
 MARK: Final = "mark"
 
 
+MissingKind = Literal["instrument", "model", "mark", "collateral"]
+
+
+@dataclass(frozen=True, slots=True)
+class MissingInput:
+    """An input the account's figures cannot be computed without (the store names them)."""
+
+    kind: MissingKind
+    symbol: str | None
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.symbol is None else f"{self.kind}:{self.symbol}"
+
+
 @dataclass(frozen=True, slots=True)
 class FeedInputs:
     """Last update times (ms, receive clock) of everything one account's figures depend on."""

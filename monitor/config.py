@@ -13,6 +13,10 @@ Sections (``deploy/marginwatch.example.toml`` is the annotated reference):
     [[accounts]]    venue, name, api_key_env|api_key_file, api_secret_env|api_secret_file,
                     stale_after_s, resync_interval_s, [accounts.alerts] overrides
     [sinks.console] [sinks.jsonl] [sinks.kafka] [sinks.mqtt]
+
+The console sink is on unless ``[sinks.console] enabled = false``; a config file in which every
+alert sink is off is rejected by :func:`load_config` (its alerts would go nowhere). The demo,
+which adds its own view as a sink, builds its config with :func:`parse_config`.
 """
 
 from __future__ import annotations
@@ -161,7 +165,19 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         raise UsageError(f"{file}: cannot read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{file}: not valid TOML: {exc}") from exc
-    return parse_config(data, file, environ=os.environ if environ is None else environ)
+    cfg = parse_config(data, file, environ=os.environ if environ is None else environ)
+    require_alert_sink(cfg)
+    return cfg
+
+
+def require_alert_sink(cfg: Config) -> None:
+    """Reject a config whose alerts would go nowhere (every sink disabled or absent)."""
+    s = cfg.sinks
+    if s.console is None and s.jsonl is None and s.kafka is None and s.mqtt is None:
+        raise UsageError(
+            f"{cfg.path}: [sinks]: every alert sink is disabled; alerts would go nowhere "
+            "(enable [sinks.console] or configure [sinks.jsonl], [sinks.kafka] or [sinks.mqtt])"
+        )
 
 
 def parse_config(
@@ -331,11 +347,14 @@ def _sinks(raw: object, file: str, environ: Mapping[str, str], config_dir: Path)
     table = require_table(raw, Where(file, ""), "sinks")
     where = Where(file, "[sinks]")
     check_keys(table, ("console", "jsonl", "kafka", "mqtt"), where)
-    console = jsonl = kafka = mqtt = None
+    jsonl = kafka = mqtt = None
+    # On by default: a section left out does not silence the console (enabled = false does).
+    console: ConsoleSinkConfig | None = ConsoleSinkConfig()
     if "console" in table:
         sub = require_table(table["console"], where, "console")
         w = Where(file, "[sinks.console]")
         check_keys(sub, ("enabled", "color"), w)
+        console = None
         if get_bool(sub, "enabled", w, True):
             color = get_choice(sub, "color", w, ("auto", "always", "never"), "auto")
             console = ConsoleSinkConfig(color=color)  # type: ignore[arg-type]  # checked above

@@ -262,3 +262,33 @@ def test_parse_host_port() -> None:
     assert str(HostPort("::1", 9464)) == "[::1]:9464"
     with pytest.raises(UsageError, match="x: expected HOST:PORT, got '1:99999'"):
         parse_host_port("1:99999", "x")
+
+
+SIM_ONLY = '[[venues]]\nvenue = "sim"\nws_url = "ws://127.0.0.1:1"\n'
+
+
+def test_console_is_on_without_a_sinks_section(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, SIM_ONLY), {})
+    assert cfg.sinks.console is not None and cfg.sinks.console.color == "auto"
+
+
+def test_every_sink_disabled_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, SIM_ONLY + "[sinks.console]\nenabled = false\n")
+    assert error_of(path).startswith(f"{path}: [sinks]: every alert sink is disabled")
+
+
+def test_console_may_be_disabled_when_another_sink_takes_the_alerts(tmp_path: Path) -> None:
+    text = SIM_ONLY + '[sinks.console]\nenabled = false\n[sinks.jsonl]\npath = "a.jsonl"\n'
+    cfg = load_config(write(tmp_path, text), {})
+    assert cfg.sinks.console is None
+    assert cfg.sinks.jsonl is not None and cfg.sinks.jsonl.path == tmp_path / "a.jsonl"
+
+
+def test_cli_exits_2_when_every_sink_is_disabled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, SIM_ONLY + "[sinks.console]\nenabled = false\n")
+    assert main(["run", "--config", str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "[sinks]: every alert sink is disabled" in err
+    assert "Traceback" not in err

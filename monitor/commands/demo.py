@@ -105,7 +105,7 @@ def demo_config(
     if log_level is not None:
         daemon["log_level"] = log_level
     sinks = data.setdefault("sinks", {})
-    sinks.pop("console", None)  # the demo's own view prints the alerts
+    sinks["console"] = {"enabled": False}  # the demo's own view prints the alerts
     if alerts_jsonl is not None:
         sinks["jsonl"] = {"path": alerts_jsonl}
     if kafka is not None:

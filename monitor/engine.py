@@ -354,6 +354,8 @@ class Engine:
                     recv_ms=recv_ms,
                     level=self._states[i].level,
                     figures=self._figures(i),
+                    order_id=ev.order_id,
+                    trade_id=ev.trade_id,
                 )
             )
         elif isinstance(ev, AccountSnapshot) and ev.reported is not None:

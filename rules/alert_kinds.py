@@ -240,9 +240,11 @@ def position_liquidated_alert(
     level: Level,
     figures: Figures | None = None,
     order_id: str | None = None,
+    trade_id: str | None = None,
 ) -> Alert:
-    """The venue liquidated (part of) a position."""
-    key = f"{symbol}:{side.value}:{order_id or ''}"
+    """The venue liquidated (part of) a position. The venue's order and trade ids, when it
+    gives them, key the alert id: two fills of one liquidation in the same ms stay distinct."""
+    key = f"{symbol}:{side.value}:{order_id or ''}" + ("" if trade_id is None else f":{trade_id}")
     at = "" if price is None else f" at {price:.10g}"
     return transition_alert(
         kind="position_liquidated",
@@ -263,6 +265,7 @@ def position_liquidated_alert(
             "qty": _num(qty),
             "price": _num(price),
             "order_id": order_id,
+            **({} if trade_id is None else {"trade_id": trade_id}),
         },
     )
 

@@ -221,3 +221,26 @@ def test_feed_stale_when_marks_stop() -> None:
     clock.now += 100_000
     alerts = engine.tick_timers(clock.now)
     assert [a.kind for a in alerts] == ["feed_stale"]
+
+
+def test_liquidation_fills_of_one_order_in_one_ms_get_distinct_ids() -> None:
+    engine, _sink, clock = _engine()
+    fills: list[Event] = [
+        PositionFill(
+            VENUE,
+            "main",
+            "BTCUSDT",
+            Side.BOTH,
+            -0.4,
+            29_450.0,
+            7,
+            liquidation=True,
+            order_id="8886774",
+            trade_id=tid,
+        )
+        for tid in ("101", "102")
+    ]
+    first, second = engine.handle(fills, clock.now)
+    assert first.id != second.id
+    assert [a.detail["order_id"] for a in (first, second)] == ["8886774", "8886774"]
+    assert [a.detail["trade_id"] for a in (first, second)] == ["101", "102"]

@@ -53,6 +53,7 @@ def test_rules_cover_every_required_alert_and_each_is_unit_tested() -> None:
         "MarginwatchAccountCritical",
         "MarginwatchAccountLiquidatable",
         "MarginwatchFeedStale",
+        "MarginwatchFeedDisconnected",
         "MarginwatchSpoolGrowing",
         "MarginwatchDeliveryFailures",
         "MarginwatchDown",
@@ -62,6 +63,12 @@ def test_rules_cover_every_required_alert_and_each_is_unit_tested() -> None:
     assert alerts["MarginwatchAccountLiquidatable"]["expr"] == (
         "marginwatch_account_alert_level == 4"
     )
+    # Quiet private streams are not stale: staleness is for market feeds only.
+    assert alerts["MarginwatchFeedStale"]["expr"] == (
+        'marginwatch_feed_last_event_age_seconds{feed=~".*/market.*"} > 60'
+    )
+    assert alerts["MarginwatchFeedDisconnected"]["expr"] == "marginwatch_feed_connected == 0"
+    assert alerts["MarginwatchFeedDisconnected"]["for"] == "2m"
     for rule in alerts.values():
         assert rule["labels"]["severity"] in {"warning", "critical", "page"}
         assert rule["annotations"]["summary"]

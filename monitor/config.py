@@ -45,6 +45,7 @@ from monitor.config_schema import (
 )
 from monitor.errors import UsageError
 from monitor.sinks.config_types import KafkaConfig, MqttConfig, Secret
+from monitor.spool import SpoolError, check_directory
 from rules.alerts import AlertConfig
 
 VENUE_KINDS = ("sim", "binance-usdm", "binance-coinm")
@@ -389,3 +390,38 @@ def _foreign(
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
         raise _field_error(where, exc) from exc
+
+
+# --- local resources the sinks need (checked by ``run --check``, reported the same at start) ---
+
+
+def resource_error(cfg: Config, key: str, path: Path, exc: Exception) -> UsageError:
+    """``<file>: <key>: <path>: <what is wrong>``: one line for an unusable file or directory."""
+    if isinstance(exc, OSError):
+        what = f"cannot create or write: {exc.strerror or exc}"
+    else:  # SpoolError, or the sink's own UsageError: its message starts with the path
+        what = str(exc).removeprefix(f"{path}: ")
+    return UsageError(f"{cfg.path}: {key}: {path}: {what}")
+
+
+def check_local_resources(cfg: Config) -> None:
+    """Check, without starting anything, what the sinks will open: the JSONL file can be
+    appended to, the Kafka spool directory can be created and written and is not locked by
+    another process. Raises :class:`UsageError` naming the key and the path."""
+    jsonl = cfg.sinks.jsonl
+    if jsonl is not None:
+        try:
+            if jsonl.path.exists():
+                with jsonl.path.open("ab"):
+                    pass
+            elif not os.access(jsonl.path.parent, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied or no such directory")
+        except OSError as exc:
+            raise resource_error(cfg, "[sinks.jsonl].path", jsonl.path, exc) from exc
+    kafka = cfg.sinks.kafka
+    if kafka is not None:
+        directory = kafka.spool.directory
+        try:
+            check_directory(directory)
+        except (SpoolError, OSError) as exc:
+            raise resource_error(cfg, "[sinks.kafka.spool].directory", directory, exc) from exc

@@ -27,8 +27,9 @@ from collections.abc import Callable, Sequence
 from connectors.driver import run_feed
 from connectors.events import Event, FeedState, FeedStatus
 from connectors.protocol import Feed
-from monitor.config import Config
+from monitor.config import Config, resource_error
 from monitor.engine import Engine
+from monitor.errors import UsageError
 from monitor.http import HttpServer
 from monitor.metrics import Metrics
 from monitor.readiness import FeedHealth
@@ -36,6 +37,7 @@ from monitor.sinks.base import Sink
 from monitor.sinks.console import ConsoleSink
 from monitor.sinks.jsonl import JsonlSink
 from monitor.sinks.observer import DeliveryObserver
+from monitor.spool import SpoolError
 from monitor.store import Store
 from monitor.venues import build_feeds
 from rules.alert_doc import Alert
@@ -92,26 +94,34 @@ def build_sinks(
             )
         )
     if cfg.sinks.jsonl is not None:
-        sinks.append(
-            JsonlSink(
-                cfg.sinks.jsonl.path,
-                observer=observer,
-                on_delivery_failing=on_delivery_failing,
-                on_delivery_resumed=on_delivery_resumed,
+        try:
+            sinks.append(
+                JsonlSink(
+                    cfg.sinks.jsonl.path,
+                    observer=observer,
+                    on_delivery_failing=on_delivery_failing,
+                    on_delivery_resumed=on_delivery_resumed,
+                )
             )
-        )
+        except UsageError as exc:
+            raise resource_error(cfg, "[sinks.jsonl].path", cfg.sinks.jsonl.path, exc) from exc
     if cfg.sinks.kafka is not None:
         from monitor.sinks.kafka import KafkaSink  # noqa: PLC0415 - aiokafka only when used
 
-        sinks.append(
-            KafkaSink(
-                cfg.sinks.kafka,
-                observer=observer,
-                on_spool_full=on_spool_full,
-                on_delivery_failing=on_delivery_failing,
-                on_delivery_resumed=on_delivery_resumed,
+        try:
+            sinks.append(
+                KafkaSink(
+                    cfg.sinks.kafka,
+                    observer=observer,
+                    on_spool_full=on_spool_full,
+                    on_delivery_failing=on_delivery_failing,
+                    on_delivery_resumed=on_delivery_resumed,
+                )
             )
-        )
+        except (SpoolError, OSError) as exc:
+            # An unwritable or locked spool is the operator's to fix: one line, exit 2.
+            directory = cfg.sinks.kafka.spool.directory
+            raise resource_error(cfg, "[sinks.kafka.spool].directory", directory, exc) from exc
     if cfg.sinks.mqtt is not None:
         from monitor.sinks.mqtt import MqttSink  # noqa: PLC0415 - aiomqtt only when used
 

@@ -46,6 +46,7 @@ import fcntl
 import logging
 import os
 import struct
+import tempfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -65,6 +66,23 @@ MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 class SpoolError(Exception):
     """The spool directory cannot be used (locked by another process, unreadable)."""
+
+
+def check_directory(directory: Path) -> None:
+    """What opening a spool in ``directory`` needs, without opening it (``run --check``): the
+    directory can be created and written, and no other process holds its lock.
+
+    Raises :class:`SpoolError` (locked) or ``OSError`` (cannot create or write).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+        pass
+    with (directory / "lock").open("a+b") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise SpoolError(f"{directory}: spool is in use by another process") from exc
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 class FsyncPolicy(StrEnum):

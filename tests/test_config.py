@@ -12,7 +12,7 @@ from monitor.cli import main
 from monitor.config import Config, HostPort, load_config, parse_host_port
 from monitor.errors import UsageError
 from monitor.sinks.config_types import SaslMechanism, Secret, SecurityProtocol
-from monitor.spool import FsyncPolicy
+from monitor.spool import FsyncPolicy, Spool
 from rules.alerts import AlertConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -241,6 +241,10 @@ def test_cli_check_validates_and_exits_0(
 ) -> None:
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
+    # --check also opens what the sinks will use: point the example's files at a writable place.
+    text = example.read_text()
+    assert "/var/lib/marginwatch" in text
+    example.write_text(text.replace("/var/lib/marginwatch", str(example.parent)))
     assert main(["run", "--config", str(example), "--check"]) == 0
     assert capsys.readouterr().out == f"{example}: ok (2 accounts on 1 venues)\n"
 
@@ -292,3 +296,68 @@ def test_cli_exits_2_when_every_sink_is_disabled(
     err = capsys.readouterr().err
     assert "[sinks]: every alert sink is disabled" in err
     assert "Traceback" not in err
+
+
+def kafka_config_text(spool: Path) -> str:
+    return (
+        SIM_ONLY
+        + '[sinks.kafka]\nbootstrap = "127.0.0.1:1"\n'
+        + f'[sinks.kafka.spool]\ndirectory = "{spool}"\n'
+    )
+
+
+def test_check_refuses_a_spool_locked_by_another_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spool_dir = tmp_path / "spool"
+    path = write(tmp_path, kafka_config_text(spool_dir))
+    holder = Spool(spool_dir, max_bytes=1024)  # a second open file: refused like a process
+    try:
+        assert main(["run", "--config", str(path), "--check"]) == 2
+    finally:
+        holder.close()
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"marginwatch: {path}: [sinks.kafka.spool].directory: {spool_dir}: "
+        "spool is in use by another process"
+    )
+    assert main(["run", "--config", str(path), "--check"]) == 0  # free again
+
+
+def test_check_refuses_a_spool_directory_that_cannot_be_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    spool_dir = tmp_path / "a-file" / "spool"
+    path = write(tmp_path, kafka_config_text(spool_dir))
+    assert main(["run", "--config", str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: [sinks.kafka.spool].directory: {spool_dir}: cannot create or write" in err
+    assert "Traceback" not in err
+
+
+def test_check_refuses_a_jsonl_file_in_a_missing_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = SIM_ONLY + '[sinks.jsonl]\npath = "missing/a.jsonl"\n'
+    path = write(tmp_path, text)
+    assert main(["run", "--config", str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: [sinks.jsonl].path: {tmp_path / 'missing' / 'a.jsonl'}: " in err
+
+
+def test_daemon_start_with_a_locked_spool_is_a_usage_error(tmp_path: Path) -> None:
+    from monitor.daemon import Daemon
+
+    spool_dir = tmp_path / "spool"
+    cfg = load_config(write(tmp_path, kafka_config_text(spool_dir)), {})
+    holder = Spool(spool_dir, max_bytes=1024)
+    try:
+        with pytest.raises(UsageError) as info:
+            Daemon(cfg)
+    finally:
+        holder.close()
+    assert str(info.value) == (
+        f"{cfg.path}: [sinks.kafka.spool].directory: {spool_dir}: "
+        "spool is in use by another process"
+    )

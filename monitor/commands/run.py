@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import dataclasses
 
-from monitor.config import Config, load_config, parse_host_port
+from monitor.config import Config, check_local_resources, load_config, parse_host_port
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve /healthz /readyz /metrics here (overrides [daemon].http)",
     )
     parser.add_argument(
-        "--check", action="store_true", help="validate the config (and secrets), then exit 0"
+        "--check",
+        action="store_true",
+        help="validate the config, secrets and the sinks' local files (JSONL file, spool "
+        "directory: writable, not locked), then exit 0",
     )
 
 
@@ -36,6 +39,7 @@ def with_http(cfg: Config, http: str | None) -> Config:
 def run(args: argparse.Namespace) -> int:
     cfg = with_http(load_config(args.config), args.http)
     if args.check:
+        check_local_resources(cfg)
         print(f"{cfg.path}: ok ({len(cfg.accounts)} accounts on {len(cfg.venues)} venues)")
         return 0
     # Imported here so a config error is reported without loading the engine and connectors.

@@ -133,7 +133,11 @@ class Store(StoreViews):
         """Re-sum the structurally changed accounts; report them and the candidates."""
         dirty = sorted(self._dirty)
         self._dirty.clear()
+        accounts = self._accounts
         for i in dirty:
+            st = accounts[i]
+            if not st.multi_asset and st.margin_pool() != (st.margin_asset, st.pool_problem):
+                self._value_collateral(i)  # the legs now settle in another pool
             self._resum(i)
         cands = [i for i in dirty if self.table.is_candidate(i)]
         return Changed(np.array(dirty, dtype=np.int64), np.array(cands, dtype=np.int64))
@@ -430,12 +434,20 @@ class Store(StoreViews):
 
     def _revalue(self, i: int) -> None:
         """Recompute collateral value (balances, mode or an asset price changed)."""
+        self._value_collateral(i)
+        self._dirty.add(i)
+
+    def _value_collateral(self, i: int) -> None:
         st = self._accounts[i]
         venue_multi = self._multi.setdefault(st.venue, set())
         if st.multi_asset:
             venue_multi.add(i)
         else:
             venue_multi.discard(i)
+        if st.multi_asset:
+            st.margin_asset, st.pool_problem = None, None
+        else:
+            st.margin_asset, st.pool_problem = st.margin_pool()
         coll_input = AccountInput(
             st.venue,
             st.balances,
@@ -443,15 +455,17 @@ class Store(StoreViews):
             st.collateral_ratios,
             self._prices.get(st.venue, {}),
             st.multi_asset,
+            st.margin_asset,
         )
         try:
             coll = collateral_value(coll_input)
-            st.missing_collateral = None
+            st.missing_collateral = st.pool_problem
         except ModelInputError as exc:
             coll = math.nan
             st.missing_collateral = str(exc)
+        if st.pool_problem is not None:
+            coll = math.nan
         self.table.set_collateral(i, coll, st.noncash_value(self._prices.get(st.venue, {})))
-        self._dirty.add(i)
 
     def _resum(self, i: int) -> None:
         """Exact (fsum) sums of account ``i`` from its legs' current figures."""

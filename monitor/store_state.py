@@ -7,6 +7,9 @@ from rules.account import STABLECOINS
 from rules.model import MarginModel
 from rules.types import ContractKind, Side
 
+# The margin asset of a single-asset account without cross positions.
+DEFAULT_MARGIN_ASSET = {"binance-usdm": "USDT"}
+
 # A fill leaving less than this fraction of the larger of (old qty, fill) closed the position:
 # float residue of e.g. 0.3 − 0.1 − 0.2 must not leave a 5e-17 contract position behind.
 _CLOSE_REL = 1e-12
@@ -25,9 +28,11 @@ class AccountState:
         "last_recv_ms",
         "legs",
         "leverage",
+        "margin_asset",
         "missing_collateral",
         "multi_asset",
         "overrides",
+        "pool_problem",
         "positions_recv_ms",
         "venue",
         "version",
@@ -44,6 +49,9 @@ class AccountState:
         self.leverage: dict[str, float] = {}
         self.overrides: dict[str, MarginModel] = {}
         self.missing_collateral: str | None = None
+        # Single-asset mode: the pool backing the cross legs (see margin_pool).
+        self.margin_asset: str | None = None
+        self.pool_problem: str | None = None
         self.last_recv_ms: int | None = None
         self.last_event_ms: int | None = None
         self.balances_recv_ms: int | None = None
@@ -59,6 +67,27 @@ class AccountState:
             self.balances_recv_ms = recv_ms
         if positions:
             self.positions_recv_ms = recv_ms
+
+    def margin_pool(self) -> tuple[str | None, str | None]:
+        """(margin asset, problem) in single-asset mode: the settle asset of the cross legs.
+
+        Legs settling in different assets draw on separate pools, which one equity/MM pair cannot
+        describe: the problem names them and the account is incomplete. Without cross legs, the
+        venue's default margin asset; ``(None, None)`` (every balance counts) where there is none.
+        """
+        settles = {
+            leg.book.settle_asset
+            for leg in self.legs.values()
+            if leg.cross and leg.book.settle_asset is not None
+        }
+        if len(settles) > 1:
+            pools = " and ".join(sorted(s for s in settles if s is not None))
+            return None, (
+                f"collateral: positions margined in {pools} are separate pools in single-asset mode"
+            )
+        if settles:
+            return settles.pop(), None
+        return DEFAULT_MARGIN_ASSET.get(self.venue), None
 
     def noncash_value(self, prices: dict[str, float]) -> float:
         """USD value of positive non-stablecoin collateral (it moves with the market)."""

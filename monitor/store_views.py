@@ -224,6 +224,7 @@ class StoreViews:
             dict(st.collateral_ratios),
             dict(self._prices.get(st.venue, {})),
             st.multi_asset,
+            st.margin_asset,
         )
 
     def recompute(self, key: AccountKey) -> AccountFigures:

@@ -74,6 +74,9 @@ class AccountInput:
     collateral_ratios: Mapping[str, float] = field(default_factory=dict)
     asset_prices: Mapping[str, float] = field(default_factory=dict)
     multi_asset: bool = False
+    # Single-asset mode: the one asset whose balance backs the cross positions (Binance keeps
+    # USDT and USDC pools apart; COIN-M one pool per coin). None: every balance counts.
+    margin_asset: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +118,13 @@ def asset_price(a: AccountInput, asset: str) -> float:
 def collateral_value(a: AccountInput) -> float:
     """Wallet value that backs the cross positions, before uPnL.
 
-    Single-asset mode: the balance itself (settlement currency; coin for inverse accounts).
+    Single-asset mode: the balance itself (settlement currency; coin for inverse accounts) —
+    only ``margin_asset``'s balance when it is set (0.0 if the account holds none of it).
     Multi-assets mode: USD value with haircuts on positive balances only.
     """
     if not a.multi_asset:
+        if a.margin_asset is not None:
+            return float(a.balances.get(a.margin_asset, 0.0))
         return math.fsum(a.balances.values())
     total: list[float] = []
     for asset, bal in a.balances.items():

@@ -139,3 +139,15 @@ def test_venue_ratio(venue: str, equity: float, mm: float, ratio: float) -> None
 def test_rejects_a_non_positive_mark() -> None:
     with pytest.raises(ModelInputError, match="mark_price must be > 0"):
         position_figures(pos(1.0, 10.0, 0.0))
+
+
+def test_margin_asset_limits_single_asset_collateral_to_its_pool() -> None:
+    balances = {"USDT": 600.0, "USDC": 50_000.0}
+    assert collateral_value(AccountInput("binance-usdm", balances, ())) == 50_600.0  # calc CLI
+    assert (
+        collateral_value(AccountInput("binance-usdm", balances, (), margin_asset="USDT")) == 600.0
+    )
+    assert collateral_value(AccountInput("binance-usdm", balances, (), margin_asset="BTC")) == 0.0
+    # Multi-assets mode pools every balance regardless.
+    multi = AccountInput("binance-usdm", balances, (), multi_asset=True, margin_asset="USDT")
+    assert collateral_value(multi) == 50_600.0

@@ -300,3 +300,43 @@ def test_figures_arrays_for_the_metrics_collector() -> None:
     assert arrays.keys[2:] == [("okx", "o"), (VENUE, "broke")]
     assert arrays.margin_ratio[2] == pytest.approx(5.0, rel=1e-12)
     assert arrays.margin_ratio[3] == math.inf
+
+
+def test_single_asset_mode_counts_only_the_settle_assets_pool() -> None:
+    # C3: USDT 600 backs 1 BTCUSDT (MM 120): health 5.0. A 50,000 USDC balance is a separate
+    # pool in single-asset mode and must not lift it (it did: health 421.7).
+    store = _btc_store(30_000.0)
+    store.apply(BalanceUpdate(VENUE, "main", "USDT", 600.0, 0), 0)
+    store.apply(position("main", "BTCUSDT", 1.0, 30_000.0), 0)
+    assert store.figures(KEY).health == 5.0
+    store.apply(BalanceUpdate(VENUE, "main", "USDC", 50_000.0, 1), 1)
+    fig = store.figures(KEY)
+    assert (fig.equity, fig.health) == (600.0, 5.0)
+    assert store.recompute(KEY).equity == 600.0  # scratch agrees: account_input names the pool
+    # Multi-assets mode pools every balance (stablecoins at 1.0, no haircut given).
+    store.apply(CollateralModeUpdate(VENUE, "main", True, 2), 2)
+    assert store.figures(KEY).equity == 50_600.0
+    assert_matches_scratch(store, KEY)
+
+
+def test_cross_legs_in_two_settle_assets_make_the_account_incomplete() -> None:
+    store = _btc_store(30_000.0)
+    store.apply(Instrument(VENUE, "BTCUSDC", ContractKind.LINEAR, 1.0, "USDC"), 0)
+    store.apply(table("BTCUSDC", BTC_2024), 0)
+    store.apply(mark("BTCUSDC", 30_000.0), 0)
+    store.apply(AccountSnapshot(VENUE, "main", {"USDT": 600.0, "USDC": 600.0}, (), 0), 0)
+    store.apply(position("main", "BTCUSDT", 1.0, 30_000.0), 0)
+    assert store.figures(KEY).complete
+    store.apply(position("main", "BTCUSDC", 0.5, 30_000.0), 1)
+    assert not store.figures(KEY).complete
+    assert store.missing_inputs(KEY) == (
+        "collateral: positions margined in USDC and USDT are separate pools in single-asset mode",
+    )
+    store.apply(position("main", "BTCUSDC", 0.0, 30_000.0), 2)  # closed: one pool again
+    assert store.figures(KEY).complete and store.figures(KEY).equity == 600.0
+
+
+def test_single_asset_account_without_positions_shows_its_default_pool() -> None:
+    store = Store()
+    store.apply(AccountSnapshot(VENUE, "main", {"USDT": 600.0, "USDC": 50_000.0}, (), 0), 0)
+    assert store.figures(KEY).equity == 600.0

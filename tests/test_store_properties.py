@@ -179,7 +179,12 @@ class Reference:
 
     def account_input(self, name: str) -> AccountInput:
         balances = self.accounts[name].balances
-        return AccountInput(V, dict(balances), tuple(p for _, p in self.inputs(name)))
+        positions = tuple(p for _, p in self.inputs(name))
+        # Single-asset mode: every instrument settles in USDT, so with a cross position only the
+        # USDT balance backs it (a USDC balance is another pool); without one, every balance
+        # counts (this venue has no default margin asset).
+        cross = any(p.margin_mode is MarginMode.CROSS for p in positions)
+        return AccountInput(V, dict(balances), positions, margin_asset="USDT" if cross else None)
 
 
 def _setup() -> list[Event]:

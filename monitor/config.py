@@ -166,6 +166,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         raise UsageError(f"{file}: cannot read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{file}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{file}: not UTF-8 text (byte {exc.start})") from exc
     cfg = parse_config(data, file, environ=os.environ if environ is None else environ)
     require_alert_sink(cfg)
     return cfg

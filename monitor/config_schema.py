@@ -180,6 +180,9 @@ def read_secret(
             text = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise where.error(file_key, f"cannot read {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            # Never quote the bytes: they are (part of) the secret.
+            raise where.error(file_key, f"secret file {path} is not UTF-8 text") from exc
         if not text:
             raise where.error(file_key, f"secret file {path} is empty")
         return text
@@ -266,7 +269,11 @@ def _coerce(hint: Any, value: object, where: Where, key: str, base: Path = Path(
         }
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         table = require_table(value, where, key)
-        return hint(**dataclass_kwargs(hint, table, where.child(key), config_dir=base))
+        kwargs = dataclass_kwargs(hint, table, where.child(key), config_dir=base)
+        try:
+            return hint(**kwargs)
+        except (ValueError, TypeError) as exc:  # the nested type's own checks name the field
+            raise where.error(key, str(exc)) from exc
     if isinstance(hint, type):
         if not isinstance(value, hint):
             raise where.error(key, f"expected {hint.__name__}, got {toml_type_name(value)}")

@@ -34,6 +34,7 @@ from monitor.http import HttpServer
 from monitor.metrics import Metrics
 from monitor.readiness import FeedHealth
 from monitor.sinks.base import Sink
+from monitor.sinks.config_types import SINK_CLOSE_TIMEOUT_S
 from monitor.sinks.console import ConsoleSink
 from monitor.sinks.jsonl import JsonlSink
 from monitor.sinks.observer import DeliveryObserver
@@ -46,7 +47,6 @@ from rules.alert_kinds import delivery_failing_alert, spool_full_alert
 log = logging.getLogger(__name__)
 
 TIMER_INTERVAL_S = 0.25
-SINK_CLOSE_TIMEOUT_S = 15.0
 FEED_CANCEL_TIMEOUT_S = 5.0
 DELIVERY_ALERT_INTERVAL_MS = 60_000
 _SYNCED = frozenset({FeedState.CONNECTED, FeedState.RESYNCED})

@@ -214,6 +214,53 @@ def test_secret_file_problems(tmp_path: Path) -> None:
         f"{path}: accounts.bob.api_secret_env: "
         "give either api_secret_env or api_secret_file, not both"
     )
+    (tmp_path / "latin1.secret").write_bytes(b"s\xe9cret\xff")
+    path = write(tmp_path, base + 'api_secret_file = "latin1.secret"\n')
+    message = error_of(path, {"K": "k"})
+    assert message == (
+        f"{path}: accounts.bob.api_secret_file: secret file {tmp_path / 'latin1.secret'} "
+        "is not UTF-8 text"
+    )
+
+
+def test_config_file_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "mw.toml"
+    path.write_bytes(b'[daemon]\nlog_level = "\xff"\n')
+    assert error_of(path) == f"{path}: not UTF-8 text (byte 22)"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("kafka", "backoff_initial_s", "-1.0", "kafka.backoff_initial_s: must be > 0, got -1"),
+        ("kafka", "backoff_max_s", "0.1", "kafka.backoff_max_s: must be >= backoff_initial_s"),
+        ("kafka", "close_timeout_s", "15.0", "kafka.close_timeout_s: must be > 0 and <= 10"),
+        ("kafka", "close_timeout_s", "0", "kafka.close_timeout_s: must be > 0 and <= 10"),
+        ("kafka", "request_timeout_ms", "-5", "kafka.request_timeout_ms: must be > 0, got -5"),
+        ("kafka", "linger_ms", "-1", "kafka.linger_ms: must be >= 0, got -1"),
+        ("mqtt", "publish_timeout_s", "-2.5", "mqtt.publish_timeout_s: must be > 0, got -2.5"),
+        ("mqtt", "keepalive_s", "0", "mqtt.keepalive_s: must be > 0, got 0"),
+        ("mqtt", "close_timeout_s", "20.0", "mqtt.close_timeout_s: must be > 0 and <= 10"),
+    ],
+)
+def test_broker_sink_delays_are_range_checked(
+    tmp_path: Path, section: str, key: str, value: str, message: str
+) -> None:
+    heads = {
+        "kafka": f'[sinks.kafka]\nbootstrap = "127.0.0.1:1"\n{key} = {value}\n'
+        f'[sinks.kafka.spool]\ndirectory = "{tmp_path / "spool"}"\n',
+        "mqtt": f'[sinks.mqtt]\nhost = "127.0.0.1"\n{key} = {value}\n',
+    }
+    path = write(tmp_path, SIM_ONLY + heads[section])
+    assert error_of(path).startswith(f"{path}: [sinks.{section}]: {message}")
+
+
+def test_spool_bounds_are_range_checked(tmp_path: Path) -> None:
+    text = (
+        SIM_ONLY + '[sinks.kafka]\nbootstrap = "127.0.0.1:1"\n'
+        f'[sinks.kafka.spool]\ndirectory = "{tmp_path}"\nmax_bytes = 0\n'
+    )
+    assert "spool.max_bytes: must be > 0, got 0" in error_of(write(tmp_path, text))
 
 
 def test_cli_reports_one_line_and_exits_2(

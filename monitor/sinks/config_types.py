@@ -13,6 +13,30 @@ from pathlib import Path
 
 from monitor.spool import FsyncPolicy
 
+#: How long the daemon waits for each sink's close() at shutdown before giving up (exit 1).
+SINK_CLOSE_TIMEOUT_S = 15.0
+#: What a broker sink needs after its own close timeout: cancel the run task, stop the client
+#: (bounded at 5 s) and spool what is left. ``close_timeout_s`` may use the rest.
+MAX_CLOSE_TIMEOUT_S = SINK_CLOSE_TIMEOUT_S - 5.0
+
+
+def _check_timing(
+    sink: str, *, backoff_initial_s: float, backoff_max_s: float, close_timeout_s: float
+) -> None:
+    """The delays every broker sink has: positive, ordered, and a close that fits the daemon's."""
+    if not backoff_initial_s > 0:
+        raise ValueError(f"{sink}.backoff_initial_s: must be > 0, got {backoff_initial_s:g}")
+    if not backoff_max_s >= backoff_initial_s:
+        raise ValueError(
+            f"{sink}.backoff_max_s: must be >= backoff_initial_s ({backoff_initial_s:g}), "
+            f"got {backoff_max_s:g}"
+        )
+    if not 0 < close_timeout_s <= MAX_CLOSE_TIMEOUT_S:
+        raise ValueError(
+            f"{sink}.close_timeout_s: must be > 0 and <= {MAX_CLOSE_TIMEOUT_S:g} (the daemon "
+            f"gives each sink {SINK_CLOSE_TIMEOUT_S:g} s to close), got {close_timeout_s:g}"
+        )
+
 
 class Secret:
     """A string that does not print itself. Use :meth:`reveal` at the one place it is sent."""
@@ -59,6 +83,12 @@ class SpoolConfig:
     max_bytes: int = 256 * 1024 * 1024
     max_records: int | None = None
     fsync: FsyncPolicy = FsyncPolicy.BATCH
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0:
+            raise ValueError(f"spool.max_bytes: must be > 0, got {self.max_bytes}")
+        if self.max_records is not None and self.max_records <= 0:
+            raise ValueError(f"spool.max_records: must be > 0, got {self.max_records}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +145,20 @@ class KafkaConfig:
             raise ValueError("kafka.partitions, replication_factor: must be at least 1")
         if not self.bootstrap:
             raise ValueError("kafka.bootstrap: required (host:port[,host:port])")
+        if self.request_timeout_ms <= 0:
+            raise ValueError(
+                f"kafka.request_timeout_ms: must be > 0, got {self.request_timeout_ms}"
+            )
+        if self.linger_ms < 0:
+            raise ValueError(f"kafka.linger_ms: must be >= 0, got {self.linger_ms}")
+        if self.max_batch_bytes <= 0:
+            raise ValueError(f"kafka.max_batch_bytes: must be > 0, got {self.max_batch_bytes}")
+        _check_timing(
+            "kafka",
+            backoff_initial_s=self.backoff_initial_s,
+            backoff_max_s=self.backoff_max_s,
+            close_timeout_s=self.close_timeout_s,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +193,13 @@ class MqttConfig:
             raise ValueError("mqtt.tls_certfile, tls_keyfile: give both or neither")
         if not self.topic_prefix or any(c in self.topic_prefix for c in "+#"):
             raise ValueError("mqtt.topic_prefix: must be non-empty, without + or #")
+        if self.keepalive_s <= 0:
+            raise ValueError(f"mqtt.keepalive_s: must be > 0, got {self.keepalive_s}")
+        if not self.publish_timeout_s > 0:
+            raise ValueError(f"mqtt.publish_timeout_s: must be > 0, got {self.publish_timeout_s:g}")
+        _check_timing(
+            "mqtt",
+            backoff_initial_s=self.backoff_initial_s,
+            backoff_max_s=self.backoff_max_s,
+            close_timeout_s=self.close_timeout_s,
+        )

@@ -122,7 +122,10 @@ class Engine:
         self._states: list[AlertState] = []
         self._stale: list[StalenessState] = []
         self._watch_since: list[int] = []
-        self._down: dict[tuple[str, str | None], set[str]] = {}  # (venue, account|None)
+        # (venue, account|None) -> feed name -> receive time it was reported down
+        self._down: dict[tuple[str, str | None], dict[str, int]] = {}
+        self._missing_since: dict[int, int] = {}  # incomplete accounts: since when (recv ms)
+        self._complete_since: dict[int, int] = {}
         self._timers: list[tuple[int, int]] = []  # (deadline, account) de-escalation clocks
         self._stale_heap: list[tuple[int, int]] = []  # (deadline, account) staleness checks
 
@@ -171,6 +174,8 @@ class Engine:
         touched = changed.accounts
         if touched.size and int(touched.max()) >= len(self._states):
             self._register([int(touched.max())])
+        if self.store.flips:
+            self._on_flips(recv_ms, out)
         cands = changed.candidates
         if cands.size > 1:
             # Most severe first: the lowest health's alert must not queue behind milder ones.
@@ -368,14 +373,34 @@ class Engine:
 
     # --- staleness ---------------------------------------------------------------------------
 
+    def _on_flips(self, recv_ms: int, out: list[Alert]) -> None:
+        """Accounts that turned incomplete start their inputs-missing clock (a feed_stale after
+        ``inputs_missing_ms``); accounts complete again are checked at once (feed_recovered)."""
+        flips = self.store.flips
+        self.store.flips = []
+        complete = self.store.table.complete
+        for i in dict.fromkeys(flips):
+            if i >= len(self._states):
+                self._register([i])
+            if complete.item(i):
+                if self._missing_since.pop(i, None) is not None:
+                    self._complete_since[i] = recv_ms
+                    mark = len(out)
+                    self._check_stale(i, recv_ms, out)
+                    self._submit(out, mark, recv_ms)
+            elif i not in self._missing_since:
+                self._missing_since[i] = recv_ms
+                due = recv_ms + self._configs[i].inputs_missing_ms + 1
+                heapq.heappush(self._stale_heap, (due, i))
+
     def _feed_status(self, ev: FeedStatus, now_ms: int, out: list[Alert]) -> None:
         down = ev.state in (FeedState.STALE, FeedState.DISCONNECTED)
         name = PRIVATE if ev.account is not None else MARK
-        names = self._down.setdefault((ev.venue, ev.account), set())
+        names = self._down.setdefault((ev.venue, ev.account), {})
         if down:
-            names.add(name)
+            names.setdefault(name, now_ms)  # a repeated report keeps the outage's start
         else:
-            names.discard(name)
+            names.pop(name, None)
         for i in range(len(self._states)):
             venue, account = self.store.key_of(i)
             if venue == ev.venue and (ev.account is None or ev.account == account):
@@ -384,7 +409,8 @@ class Engine:
     def _inputs(self, i: int) -> FeedInputs:
         key = self.store.key_of(i)
         times = self.store.times(key)
-        down = self._down.get((key[0], key[1]), set()) | self._down.get((key[0], None), set())
+        down = {**self._down.get((key[0], None), {}), **self._down.get((key[0], key[1]), {})}
+        since = self._missing_since.get(i)
         return FeedInputs(
             venue=key[0],
             account=key[1],
@@ -392,6 +418,10 @@ class Engine:
             mark_last_ms=self.store.mark_recv_times(key),
             watch_since_ms=self._watch_since[i],
             down=frozenset(down),
+            down_since_ms=down,
+            missing=() if since is None else tuple(self.store.missing_list(key)),
+            missing_since_ms=since,
+            complete_since_ms=self._complete_since.get(i),
         )
 
     def _check_stale(self, i: int, now_ms: int, out: list[Alert]) -> None:

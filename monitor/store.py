@@ -98,6 +98,8 @@ class Store(StoreViews):
         self._multi: dict[str, set[int]] = {}  # venue -> multi-asset accounts
         self.table = AccountTable()
         self._dirty: set[int] = set()
+        # Accounts whose completeness changed since the engine last looked (it drains this).
+        self.flips: list[int] = []
         self.risk_cache = RiskCache()
         self._frame = FrameCache()
         self._handlers: dict[type, Callable[[Any, int], Changed]] = {
@@ -489,6 +491,8 @@ class Store(StoreViews):
             upnl.append(b.upnl.item(r))
             mm.append(b.mm.item(r))
             im.append(b.im.item(r))
+        if complete != self.table.complete.item(i):
+            self.flips.append(i)  # the engine's inputs-missing clock (see Engine._on_flips)
         self.table.complete[i] = complete
         self.table.set_sums(i, math.fsum(upnl), math.fsum(mm), math.fsum(im), math.fsum(gross))
 

@@ -43,6 +43,12 @@ class AlertConfig:
     liq_distance_hysteresis: float = 0.2
     mark_stale_ms: int = 15_000
     account_stale_ms: int = 360_000
+    # A feed the driver reports down counts as stale only once it stayed down this long: a
+    # websocket reconnect must not raise feed_stale + feed_recovered for every account.
+    feed_down_grace_ms: int = 5_000
+    # An account whose figures cannot be computed (a held leg: no instrument facts, margin
+    # model or mark; collateral that cannot be valued) raises feed_stale after this long.
+    inputs_missing_ms: int = 5_000
     health_thresholds: tuple[float, float, float, float] = field(init=False)
     release_points: tuple[float, float, float, float] = field(init=False)
 
@@ -77,6 +83,10 @@ class AlertConfig:
             raise AlertConfigError("mark_stale_ms: must be > 0")
         if self.account_stale_ms <= 0:
             raise AlertConfigError("account_stale_ms: must be > 0")
+        if self.feed_down_grace_ms < 0:
+            raise AlertConfigError("feed_down_grace_ms: must be >= 0")
+        if self.inputs_missing_ms < 0:
+            raise AlertConfigError("inputs_missing_ms: must be >= 0")
         h = (health[0], health[1], health[2], health[3])
         object.__setattr__(self, "health_thresholds", h)
         object.__setattr__(self, "release_points", tuple(t * (1.0 + self.hysteresis) for t in h))

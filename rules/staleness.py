@@ -7,7 +7,15 @@ down. The account is *blind* while any input is stale: one ``feed_stale`` alert 
 blind (naming every stale input), one ``feed_recovered`` alert when every input is fresh again
 (e.g. after the driver's resync). Inputs going stale while already blind add no alert.
 
-Input names are ``"private"`` and ``"mark:<symbol>"``; ``"mark"`` in ``down`` means every mark.
+A feed the driver reports down makes its inputs stale only after ``cfg.feed_down_grace_ms``
+(``down_since_ms`` says since when; a reconnect is not an outage). An account whose figures
+cannot be computed at all — a held leg without instrument facts, margin model or mark, or
+collateral that cannot be valued — is blind too: its :class:`MissingInput` entries (kinds
+``instrument``/``model``/``mark``/``collateral``) count as stale once the account has been
+incomplete for ``cfg.inputs_missing_ms``.
+
+Input names are ``"private"``, ``"mark:<symbol>"``, ``"instrument:<symbol>"``,
+``"model:<symbol>"`` and ``"collateral"``; ``"mark"`` in ``down`` means every mark.
 Alert times and ids derive from the inputs' own update times, never from ``now_ms``: a
 ``feed_stale`` alert's event time is the moment the first input crossed its limit
 (``last + limit``), a ``feed_recovered`` alert's is the newest update of the inputs that healed.
@@ -53,21 +61,27 @@ class FeedInputs:
     mark_last_ms: Mapping[str, int | None]
     watch_since_ms: int
     down: frozenset[str] = field(default_factory=frozenset)
+    # When each name in ``down`` went down; a name missing here went down "forever ago".
+    down_since_ms: Mapping[str, int] = field(default_factory=dict)
+    missing: tuple[MissingInput, ...] = ()
+    missing_since_ms: int | None = None  # receive time the account became incomplete
+    complete_since_ms: int | None = None  # receive time it last became complete again
 
 
 @dataclass(frozen=True, slots=True)
 class StaleInput:
     name: str
-    kind: Literal["private", "mark"]
+    kind: Literal["private", "mark", "instrument", "model", "collateral"]
     symbol: str | None
     last_update_ms: int | None
     age_ms: int
     limit_ms: int
     down: bool
     stale_at_ms: int
+    reason: str | None = None  # a missing input: what is missing
 
     def to_dict(self) -> JsonObject:
-        return {
+        out: JsonObject = {
             "input": self.name,
             "kind": self.kind,
             "symbol": self.symbol,
@@ -76,8 +90,13 @@ class StaleInput:
             "limit_ms": self.limit_ms,
             "down": self.down,
         }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
 
     def describe(self) -> str:
+        if self.reason is not None:
+            return f"cannot compute the account: {self.reason}"
         what = "private stream" if self.kind == PRIVATE else f"mark {self.symbol}"
         if self.down:
             return f"{what} feed down"
@@ -102,10 +121,12 @@ def _check(
     limit: int,
     inputs: FeedInputs,
     now_ms: int,
+    cfg_grace: int,
 ) -> StaleInput | None:
     base = inputs.watch_since_ms if last is None else last
     age = now_ms - base
-    down = name in inputs.down or (kind == MARK and MARK in inputs.down)
+    down_at = _down_at(inputs, name, kind, cfg_grace)
+    down = down_at is not None and now_ms > down_at
     if age <= limit and not down:
         return None
     return StaleInput(
@@ -116,8 +137,20 @@ def _check(
         age_ms=age,
         limit_ms=limit,
         down=down,
-        stale_at_ms=base if age <= limit else base + limit,
+        stale_at_ms=max(base, down_at) if age <= limit and down_at is not None else base + limit,
     )
+
+
+def _down_at(inputs: FeedInputs, name: str, kind: str, grace: int) -> int | None:
+    """When a reported-down feed makes ``name`` stale (its down time + grace); None if up."""
+    keys = [k for k in (name, MARK if kind == MARK else None) if k is not None and k in inputs.down]
+    if not keys:
+        return None
+    since = min(inputs.down_since_ms.get(k, _LONG_AGO) for k in keys)
+    return since + grace
+
+
+_LONG_AGO = -(2**62)
 
 
 def stale_inputs(inputs: FeedInputs, cfg: AlertConfig, now_ms: int) -> tuple[StaleInput, ...]:
@@ -131,6 +164,7 @@ def stale_inputs(inputs: FeedInputs, cfg: AlertConfig, now_ms: int) -> tuple[Sta
         limit=cfg.account_stale_ms,
         inputs=inputs,
         now_ms=now_ms,
+        cfg_grace=cfg.feed_down_grace_ms,
     )
     if private is not None:
         found.append(private)
@@ -143,9 +177,30 @@ def stale_inputs(inputs: FeedInputs, cfg: AlertConfig, now_ms: int) -> tuple[Sta
             limit=cfg.mark_stale_ms,
             inputs=inputs,
             now_ms=now_ms,
+            cfg_grace=cfg.feed_down_grace_ms,
         )
         if mark is not None:
             found.append(mark)
+    since = inputs.missing_since_ms
+    if inputs.missing and since is not None and now_ms - since > cfg.inputs_missing_ms:
+        names = {f.name for f in found}
+        for m in inputs.missing:
+            if m.name in names:
+                continue  # a never-seen mark already listed as stale
+            names.add(m.name)
+            found.append(
+                StaleInput(
+                    name=m.name,
+                    kind=m.kind,
+                    symbol=m.symbol,
+                    last_update_ms=None,
+                    age_ms=now_ms - since,
+                    limit_ms=cfg.inputs_missing_ms,
+                    down=False,
+                    stale_at_ms=since + cfg.inputs_missing_ms,
+                    reason=m.reason,
+                )
+            )
     return tuple(found)
 
 
@@ -160,6 +215,9 @@ def next_stale_deadline(inputs: FeedInputs, cfg: AlertConfig) -> int:
     times.extend(
         (base if t is None else t) + cfg.mark_stale_ms + 1 for t in inputs.mark_last_ms.values()
     )
+    times.extend(t + cfg.feed_down_grace_ms + 1 for t in inputs.down_since_ms.values())
+    if inputs.missing and inputs.missing_since_ms is not None:
+        times.append(inputs.missing_since_ms + cfg.inputs_missing_ms + 1)
     return min(times)
 
 
@@ -234,7 +292,14 @@ def _healed_at(inputs: FeedInputs, stale: frozenset[str]) -> int:
     watch start: always input-derived, so a retry or replay reproduces the id."""
     marks = inputs.mark_last_ms
     private = inputs.private_last_ms
-    healed = [private if name == PRIVATE else marks.get(name[len(MARK) + 1 :]) for name in stale]
+    healed = [
+        private
+        if name == PRIVATE
+        else marks.get(name[len(MARK) + 1 :])
+        if name.startswith(MARK + ":")
+        else inputs.complete_since_ms  # a missing input: healed when the account completed
+        for name in stale
+    ]
     known = [t for t in healed if t is not None]
     if not known:
         known = [t for t in (private, *marks.values()) if t is not None]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rules.alert_config import AlertConfig
-from rules.alert_doc import Level, alert_id
+from rules.alert_doc import Alert, JsonValue, Level, alert_id
 from rules.staleness import (
     FeedInputs,
+    MissingInput,
     StalenessState,
     check_staleness,
     next_stale_deadline,
@@ -175,3 +177,40 @@ def test_alerts_alternate_stale_then_recovered(steps: list[tuple[int, bool, bool
         assert (state.blind_since_ms is not None) == bool(stale_inputs(feed, CFG, now))
     expected = ["feed_stale", "feed_recovered"] * len(kinds)
     assert kinds == expected[: len(kinds)]
+
+
+def test_a_reported_down_feed_is_stale_only_after_its_grace() -> None:
+    cfg = AlertConfig(mark_stale_ms=15_000, account_stale_ms=360_000, feed_down_grace_ms=5_000)
+    down = inputs(down=frozenset({"mark"}), down_since_ms={"mark": T0 + 100})
+    assert stale_inputs(down, cfg, T0 + 5_100) == ()  # a reconnect inside the grace: nothing
+    assert next_stale_deadline(down, cfg) == T0 + 5_101
+    state, alerts = check_staleness(StalenessState(), down, cfg, T0 + 5_101)
+    assert [a.kind for a in alerts] == ["feed_stale"]
+    assert alerts[0].event_time_ms == T0 + 5_100  # went down + grace: input-derived
+    assert sorted(state.stale) == ["mark:BTCUSDT", "mark:ETHUSDT"]
+
+
+def test_missing_inputs_raise_feed_stale_after_their_grace_and_recover() -> None:
+    cfg = AlertConfig(inputs_missing_ms=5_000)
+    missing = (
+        MissingInput("instrument", "NEWUSDT", "NEWUSDT: no instrument"),
+        MissingInput("model", "NEWUSDT", "NEWUSDT: no margin model"),
+    )
+    held = inputs(missing=missing, missing_since_ms=T0)
+    assert stale_inputs(held, cfg, T0 + 5_000) == ()
+    assert next_stale_deadline(held, cfg) == T0 + 5_001
+    state, (alert,) = check_staleness(StalenessState(), held, cfg, T0 + 5_001)
+    assert (alert.kind, alert.event_time_ms) == ("feed_stale", T0 + 5_000)
+    assert [(d["input"], d["kind"], d["reason"]) for d in _entries(alert)] == [
+        ("instrument:NEWUSDT", "instrument", "NEWUSDT: no instrument"),
+        ("model:NEWUSDT", "model", "NEWUSDT: no margin model"),
+    ]
+    assert "cannot compute the account: NEWUSDT: no instrument" in alert.message
+    done = inputs(complete_since_ms=T0 + 9_000)
+    _, (back,) = check_staleness(state, done, cfg, T0 + 9_500)
+    assert (back.kind, back.event_time_ms) == ("feed_recovered", T0 + 9_000)
+    assert back.detail["recovered_inputs"] == ["instrument:NEWUSDT", "model:NEWUSDT"]
+
+
+def _entries(alert: Alert) -> list[dict[str, JsonValue]]:
+    return cast(list[dict[str, JsonValue]], alert.detail["stale_inputs"])

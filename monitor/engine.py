@@ -68,6 +68,11 @@ from rules.staleness import (
 
 log = logging.getLogger(__name__)
 
+# Every evaluated account's state document is republished this often (the compacted topic and
+# retained MQTT state stay current without an alert), at most STATE_BATCH per timer call.
+STATE_REPUBLISH_MS = 60_000
+STATE_BATCH = 256
+
 
 class EngineObserver(Protocol):
     """Where the engine reports its timings (the metrics module implements it)."""
@@ -108,6 +113,7 @@ class Engine:
         drift_rel_tol: float = 1e-6,
         drift_abs_tol: float = 1e-6,
         alert_liquidation_prices: bool = False,
+        state_interval_ms: int = STATE_REPUBLISH_MS,
     ) -> None:
         self.store = store
         self._config_for = alert_config_for
@@ -128,6 +134,9 @@ class Engine:
         self._complete_since: dict[int, int] = {}
         self._timers: list[tuple[int, int]] = []  # (deadline, account) de-escalation clocks
         self._stale_heap: list[tuple[int, int]] = []  # (deadline, account) staleness checks
+        self._state_interval = state_interval_ms
+        self._state_sent: dict[int, int] = {}  # account -> when its state document last left
+        self._state_heap: list[tuple[int, int]] = []  # (due, account) republication clocks
 
     # --- public ------------------------------------------------------------------------------
 
@@ -216,6 +225,7 @@ class Engine:
             _, i = heapq.heappop(heap)
             self._check_stale(i, now_ms, out)
         self._submit(out, 0, now_ms)
+        self._republish_states(now_ms)
         return out
 
     def watch(self, venue: str, account: str, now_ms: int) -> None:
@@ -316,8 +326,32 @@ class Engine:
             self._set_band(i)  # first evaluation of the account
         if alerts:
             out.extend(alerts)
-            for sink in self.sinks:
-                sink.submit_state(state_document(state, risk, now))
+        if alerts or i not in self._state_sent:
+            # On every transition, and after the account's first complete evaluation.
+            if i not in self._state_sent:
+                heapq.heappush(self._state_heap, (now + self._state_interval, i))
+            self._publish_state(i, state_document(state, risk, now), now)
+
+    def _publish_state(self, i: int, doc: StateDocument, now: int) -> None:
+        self._state_sent[i] = now
+        for sink in self.sinks:
+            sink.submit_state(doc)
+
+    def _republish_states(self, now_ms: int) -> None:
+        """Slow timer: each evaluated account's state document again every state interval
+        (bounded per call; an incomplete account keeps its last document until complete)."""
+        heap = self._state_heap
+        done = 0
+        while heap and heap[0][0] <= now_ms and done < STATE_BATCH:
+            _, i = heapq.heappop(heap)
+            due = self._state_sent[i] + self._state_interval
+            if due > now_ms or not self.store.table.complete[i]:
+                heapq.heappush(heap, (max(due, now_ms + 1), i))
+                continue
+            risk = self._risk(i, now_ms, now_ms, need=False)
+            self._publish_state(i, state_document(self._states[i], risk, now_ms), now_ms)
+            heapq.heappush(heap, (now_ms + self._state_interval, i))
+            done += 1
 
     def _set_band(self, i: int) -> None:
         lo, hi = quiet_band(self._states[i], self._configs[i])

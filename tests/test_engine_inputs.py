@@ -93,3 +93,24 @@ def test_a_long_outage_raises_one_stale_and_one_recovered() -> None:
 
 def _entries(alert: Alert) -> list[dict[str, JsonValue]]:
     return cast(list[dict[str, JsonValue]], alert.detail["stale_inputs"])
+
+
+def test_state_documents_after_first_evaluation_then_on_a_slow_timer() -> None:
+    engine, sink, clock = _engine(CFG)
+    assert kinds(sink) == []
+    (first,) = sink.states  # the first complete evaluation publishes, with no alert
+    assert (first.account, int(first.level), first.updated_ms) == ("main", 0, clock.now)
+    t = clock.now
+    engine.tick_timers(t + 59_999)
+    assert len(sink.states) == 1
+    engine.tick_timers(t + 60_000)
+    assert [s.updated_ms for s in sink.states] == [t, t + 60_000]
+    refreshed = sink.states[1].figures  # current figures, not those of the first document
+    assert refreshed is not None and refreshed.maintenance_margin == 120.0
+    clock.now = t + 61_000
+    engine.handle([mark("BTCUSDT", 29_600.0)], clock.now)  # health 1.69 → WARNING: published
+    assert [int(s.level) for s in sink.states] == [0, 0, 1]
+    engine.tick_timers(t + 120_000)  # 59 s after the transition's document: not yet
+    assert len(sink.states) == 3
+    engine.tick_timers(t + 121_000)
+    assert [int(s.level) for s in sink.states] == [0, 0, 1, 1]

@@ -185,6 +185,9 @@ class Daemon:
         self.metrics.bind_feed_states(self.health.states)
         # Feeds whose first snapshot has not been delivered yet; see _first_sync.
         self._unsynced: set[str] = {f.name for f in self.feeds}
+        # Set when the engine has deferred evaluations queued; the drain task works them off
+        # over the next loop turns (bounded per turn) instead of waiting for the timer.
+        self.work_pending = asyncio.Event()
         self.heap_frozen = False
         self.http = HttpServer(
             cfg.daemon.http.host,
@@ -283,10 +286,14 @@ class Daemon:
         feed_event = self.metrics.feed_event
         unsynced = self._unsynced
         first_sync = self._first_sync
+        pending_work = self.engine.pending_work
+        work_pending = self.work_pending
 
         def deliver(events: list[Event], recv_ms: int) -> None:
             observe(name, events)
             handle(events, recv_ms)
+            if pending_work():
+                work_pending.set()
             feed_event(name, recv_ms / 1000.0)  # O(1): the age gauge is computed at scrape time
             # The driver reports `connected` right after delivering the first snapshot, alone
             # in its batch: a cheap test, and only until this feed's first one.
@@ -351,6 +358,7 @@ async def run_daemon(
                 ]
                 background = [
                     tg.create_task(_timers(daemon), name="engine timers"),
+                    tg.create_task(_drain_pending(daemon), name="engine queue"),
                     tg.create_task(daemon.http.serve(), name="http"),
                     *(tg.create_task(s.run(), name=f"sink {s.name}") for s in daemon.sinks),
                 ]
@@ -390,13 +398,26 @@ async def _timers(daemon: Daemon) -> None:
     while True:
         await asyncio.sleep(TIMER_INTERVAL_S)
         daemon.engine.tick_timers(daemon.clock())
+        if daemon.engine.pending_work():
+            daemon.work_pending.set()
+
+
+async def _drain_pending(daemon: Daemon) -> None:
+    """Work off the engine's deferred evaluations, one bounded slice per loop turn, so feeds
+    and sinks run between slices and the queue empties within a few turns."""
+    engine = daemon.engine
+    wake = daemon.work_pending
+    while True:
+        await wake.wait()
+        wake.clear()
+        while engine.pending_work():
+            engine.drain_pending()
+            await asyncio.sleep(0)  # yield the loop between slices, not a wait
 
 
 async def _flush(daemon: Daemon) -> int:
     """Drain the engine, then close every sink concurrently, each within the timeout."""
-    drain = getattr(daemon.engine, "drain", None)
-    if drain is not None:
-        drain()
+    daemon.engine.drain()
 
     async def close(sink: Sink) -> bool:
         try:

@@ -15,6 +15,12 @@ Synchronous and single-threaded; the daemon wraps it in asyncio. Per batch of ev
 
 ``tick_timers(now_ms)`` re-evaluates accounts with a pending de-escalation whose cooldown may
 have run out, and checks feed staleness (:mod:`rules.staleness`) on a deadline heap.
+
+Candidates needing a liquidation distance (a root search, ~0.33 ms for a 20-leg account) are not
+evaluated inline: they join a FIFO queue (one entry per account, evaluated with its latest
+figures) worked off within a bounded budget at the end of each ``handle``, in ``tick_timers`` and
+in ``drain_pending`` (the daemon calls it on the next loop turns while ``pending_work()``), so a
+burst of near accounts never blocks the event loop for hundreds of ms. ``drain()`` empties it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import heapq
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
@@ -72,6 +79,9 @@ log = logging.getLogger(__name__)
 # retained MQTT state stay current without an alert), at most STATE_BATCH per timer call.
 STATE_REPUBLISH_MS = 60_000
 STATE_BATCH = 256
+# Deferred (liquidation-distance) evaluations per handle/tick_timers/drain_pending call: stop
+# once this much time went into them (at least one runs per call, so the queue always moves).
+DEFERRED_BUDGET_S = 0.002
 
 
 class EngineObserver(Protocol):
@@ -114,7 +124,11 @@ class Engine:
         drift_abs_tol: float = 1e-6,
         alert_liquidation_prices: bool = False,
         state_interval_ms: int = STATE_REPUBLISH_MS,
+        deferred_budget_s: float | None = DEFERRED_BUDGET_S,
+        deferred_limit: int | None = None,
     ) -> None:
+        """``deferred_budget_s`` / ``deferred_limit``: time and count bounds on the deferred
+        (liquidation-distance) evaluations run per call; ``None`` for no bound of that kind."""
         self.store = store
         self._config_for = alert_config_for
         self.sinks = list(sinks)
@@ -137,6 +151,12 @@ class Engine:
         self._state_interval = state_interval_ms
         self._state_sent: dict[int, int] = {}  # account -> when its state document last left
         self._state_heap: list[tuple[int, int]] = []  # (due, account) republication clocks
+        self._budget_s = deferred_budget_s
+        self._limit = deferred_limit
+        # account -> (event_ms, recv_ms, first recv_ms): FIFO of accounts awaiting an evaluation
+        # with their liquidation distance. A re-queued account keeps its place and takes the
+        # newer times; its figures are read from the store when it is evaluated (the latest).
+        self._queue: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
 
     # --- public ------------------------------------------------------------------------------
 
@@ -172,11 +192,31 @@ class Engine:
             event_ms = recv_ms if isinstance(ev, Instrument) else ev.event_ms
             self._candidates(changed, event_ms, recv_ms, out)
             if type(ev) in _RELAYED:
+                # The account's queued evaluation first: its alerts precede the relayed fact.
+                self._flush_queued(ev, out)
                 mark = len(out)
                 self._relay(ev, recv_ms, out)
                 self._submit(out, mark, recv_ms)
             k += 1
+        self._run_queue(out, bounded=True)
         self.observer.recompute(time.perf_counter() - started)
+        return out
+
+    def pending_work(self) -> bool:
+        """Whether deferred evaluations are queued (the daemon then calls :meth:`drain_pending`
+        on the next loop turns rather than waiting for the timer)."""
+        return bool(self._queue)
+
+    def drain_pending(self) -> list[Alert]:
+        """Run queued deferred evaluations within the per-call bound; return the alerts."""
+        out: list[Alert] = []
+        self._run_queue(out, bounded=True)
+        return out
+
+    def drain(self) -> list[Alert]:
+        """Run every queued deferred evaluation (shutdown); return the alerts submitted."""
+        out: list[Alert] = []
+        self._run_queue(out, bounded=False)
         return out
 
     def _candidates(self, changed: Changed, event_ms: int, recv_ms: int, out: list[Alert]) -> None:
@@ -192,39 +232,80 @@ class Engine:
             with np.errstate(divide="ignore", invalid="ignore"):
                 health = (t.coll[cands] + t.upnl[cands]) / t.mm[cands]
             cands = cands[np.argsort(health, kind="stable")]
-        # Accounts needing a liquidation distance (a root search, ~0.1–0.7 ms each) go last:
-        # the cheap accounts' alerts must not queue behind them.
-        deferred: list[int] = []
+        # Accounts needing a liquidation distance (a root search, ~0.1–0.7 ms each) are queued
+        # (see the module docstring): the cheap accounts' alerts must not queue behind them.
+        queue = self._queue
         for i in cands.tolist():
             if self._needs_distance(i):
-                deferred.append(i)
+                first = queue[i][2] if i in queue else recv_ms
+                queue[i] = (event_ms, recv_ms, first)
                 continue
-            self._evaluate_and_submit(i, event_ms, recv_ms, out, need=False)
-        for i in deferred:
-            self._evaluate_and_submit(i, event_ms, recv_ms, out, need=True)
+            # Evaluated now on the latest figures: that subsumes a queued evaluation.
+            first = queue.pop(i)[2] if i in queue else recv_ms
+            self._evaluate_and_submit(i, event_ms, recv_ms, first, out, need=False)
 
     def _evaluate_and_submit(
-        self, i: int, event_ms: int, recv_ms: int, out: list[Alert], *, need: bool
-    ) -> None:
+        self, i: int, event_ms: int, recv_ms: int, first_recv_ms: int, out: list[Alert], *,
+        need: bool | None,
+    ) -> None:  # fmt: skip
         mark = len(out)
         self._evaluate(i, event_ms, recv_ms, out, need=need)
         if len(out) > mark:
-            self._submit(out, mark, recv_ms)  # each account's alerts leave at once
+            # Each account's alerts leave at once; latency counts from the first queued input.
+            self._submit(out, mark, first_recv_ms)
+
+    def _run_queue(self, out: list[Alert], *, bounded: bool) -> None:
+        """Deferred evaluations in FIFO order; ``bounded``: stop at the count or time bound
+        (after at least one)."""
+        queue = self._queue
+        if not queue:
+            return
+        limit = self._limit if bounded else None
+        budget = self._budget_s if bounded else None
+        started = time.perf_counter()
+        done = 0
+        while queue:
+            i, (event_ms, recv_ms, first) = queue.popitem(last=False)
+            # need=None: re-screened on the latest figures (the distance may no longer matter).
+            self._evaluate_and_submit(i, event_ms, recv_ms, first, out, need=None)
+            done += 1
+            if limit is not None and done >= limit:
+                break
+            if budget is not None and time.perf_counter() - started >= budget:
+                break
+
+    def _flush_queued(self, ev: Event, out: list[Alert]) -> None:
+        """Evaluate now the queued entry of the account ``ev`` is about, if any."""
+        account = getattr(ev, "account", None)
+        if account is None or not self._queue:
+            return
+        i = self.store.index_of((ev.venue, account))
+        if i is not None and i in self._queue:
+            event_ms, recv_ms, first = self._queue.pop(i)
+            self._evaluate_and_submit(i, event_ms, recv_ms, first, out, need=None)
 
     def tick_timers(self, now_ms: int) -> list[Alert]:
         """Matured de-escalation clocks and feed staleness; call about once a second."""
         out: list[Alert] = []
+        self._run_queue(out, bounded=True)
+        mark = len(out)
         timers = self._timers
+        later: list[tuple[int, int]] = []
         while timers and timers[0][0] <= now_ms:
             due, i = heapq.heappop(timers)
+            if i in self._queue:
+                later.append((due, i))  # after its queued evaluation, never before
+                continue
             if self.store.table.complete[i] and needs_tick(self._states[i]):
                 # The clock's own deadline is the event time: ids stay input-derived.
                 self._evaluate(i, due, now_ms, out, now_ms=now_ms)
+        for entry in later:
+            heapq.heappush(timers, entry)
         heap = self._stale_heap
         while heap and heap[0][0] <= now_ms:
             _, i = heapq.heappop(heap)
             self._check_stale(i, now_ms, out)
-        self._submit(out, 0, now_ms)
+        self._submit(out, mark, now_ms)
         self._republish_states(now_ms)
         return out
 

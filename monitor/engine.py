@@ -28,6 +28,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -74,6 +75,7 @@ from rules.staleness import (
 )
 
 log = logging.getLogger(__name__)
+_EVENT_MS = operator.attrgetter("event_ms")
 
 # Every evaluated account's state document is republished this often (the compacted topic and
 # retained MQTT state stay current without an alert), at most STATE_BATCH per timer call.
@@ -175,17 +177,21 @@ class Engine:
             if type(ev) is MarkPrice and k + 1 < n and type(events[k + 1]) is MarkPrice:
                 # A run stops at the first repeat of an instrument: every mark is screened, so a
                 # dip that recovers within one batch still alerts.
+                # Only a held instrument's repeat needs a screen in between; marks of instruments
+                # nobody holds are just recorded (latest wins), so they never split a run.
                 j = k
                 seen: set[tuple[str, str]] = set()
+                holds = store.holds
                 while j < n and type(ev_j := events[j]) is MarkPrice:
                     key = (ev_j.venue, ev_j.symbol)
-                    if key in seen:
-                        break
-                    seen.add(key)
+                    if holds(key):
+                        if key in seen:
+                            break
+                        seen.add(key)
                     j += 1
                 run = cast(Sequence[MarkPrice], events[k:j])
                 changed = store.apply_marks(run, recv_ms)
-                self._candidates(changed, max(m.event_ms for m in run), recv_ms, out)
+                self._candidates(changed, max(map(_EVENT_MS, run)), recv_ms, out)
                 k = j
                 continue
             changed = store.apply(ev, recv_ms)

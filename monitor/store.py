@@ -165,6 +165,12 @@ class Store(StoreViews):
             cands = np.union1d(cands, structural.candidates)
         return Changed(touched, cands)
 
+    def holds(self, key: InstrumentKey) -> bool:
+        """Whether any leg (active or held) sits on the instrument: only then does its mark
+        move an account, and only then must a repeated mark be screened before the next."""
+        book = self._books.get(key)
+        return book is not None and (book.n > 0 or bool(book.held))
+
     def apply_marks(self, events: Sequence[MarkPrice], recv_ms: int) -> Changed:
         """A frame of marks (e.g. Binance ``!markPrice@arr``) as one batch.
 

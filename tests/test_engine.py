@@ -133,6 +133,28 @@ def test_dip_and_recover_inside_one_batch_escalates() -> None:
     assert engine.alert_state(KEY).level == Level.CRITICAL  # de-escalation waits for cooldown
 
 
+def test_repeats_of_unheld_instruments_do_not_split_a_batch_but_land_in_order() -> None:
+    """A venue's burst repeats instruments nobody holds: they are only recorded (latest wins)
+    and never cut the batch into runs; a held instrument's dip in the same batch still alerts."""
+    engine, sink, clock = _engine()
+    store = engine.store
+    assert store.holds((VENUE, "BTCUSDT")) and not store.holds((VENUE, "DOGEUSDT"))
+    clock.now += 100
+    batch: list[Event] = [
+        mark("DOGEUSDT", 0.10, ms=1),
+        mark("BTCUSDT", 29_540.0, ms=2),
+        mark("DOGEUSDT", 0.11, ms=3),
+        mark("BTCUSDT", 30_000.0, ms=4),
+        mark("DOGEUSDT", 0.12, ms=5),
+    ]
+    got = engine.handle(batch, clock.now)
+    assert [(a.previous_level, a.level) for a in got] == [(Level.OK, Level.CRITICAL)]
+    assert sink.alerts == got
+    assert not store.holds((VENUE, "DOGEUSDT"))
+    book = store._books[(VENUE, "DOGEUSDT")]
+    assert (book.mark, book.mark_event_ms) == (0.12, 5)
+
+
 def test_quiet_ticks_run_no_policy() -> None:
     engine, _sink, clock = _engine()
     store = engine.store

@@ -7,7 +7,7 @@ the config and wrapped in :class:`monitor.sinks.config_types.Secret`, whose ``re
 
 Sections (``deploy/marginwatch.example.toml`` is the annotated reference):
 
-    [daemon]        http, log_level
+    [daemon]        http, log_level, metrics_top_positions
     [alerts]        rules.alerts.AlertConfig fields (defaults for every account)
     [[venues]]      venue, rest_url, ws_url, stale_after_s, resync_interval_s
     [[accounts]]    venue, name, api_key_env|api_key_file, api_secret_env|api_secret_file,
@@ -36,6 +36,7 @@ from monitor.config_schema import (
     dataclass_kwargs,
     get_bool,
     get_choice,
+    get_number,
     get_opt_str,
     get_positive,
     get_str,
@@ -76,10 +77,15 @@ def parse_host_port(text: str, what: str) -> HostPort:
     return HostPort(host, int(port_text))
 
 
+MAX_TOP_POSITIONS = 1000  # keeps the opt-in per-position series a bounded label set
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonSettings:
     http: HostPort = field(default_factory=lambda: parse_host_port(DEFAULT_HTTP, "http"))
     log_level: str = "info"
+    # Opt-in per-position series for the N largest positions by MM (0: none; bounded labels).
+    metrics_top_positions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +216,17 @@ class _Section(Where):
 
 def _daemon(raw: object, where: Where) -> DaemonSettings:
     table = require_table(raw, Where(where.file, ""), "daemon")
-    check_keys(table, ("http", "log_level"), where)
+    check_keys(table, ("http", "log_level", "metrics_top_positions"), where)
     http = parse_host_port(
         get_str(table, "http", where, DEFAULT_HTTP), f"{where.file}: {where.key('http')}"
     )
     level = get_choice(table, "log_level", where, LOG_LEVELS, "info")
-    return DaemonSettings(http=http, log_level=level)
+    top = get_number(table, "metrics_top_positions", where, 0)
+    if top != int(top) or not 0 <= top <= MAX_TOP_POSITIONS:
+        raise where.error(
+            "metrics_top_positions", f"must be a whole number from 0 to {MAX_TOP_POSITIONS}"
+        )
+    return DaemonSettings(http=http, log_level=level, metrics_top_positions=int(top))
 
 
 def _alert_config(kwargs: dict[str, Any], where: Where) -> AlertConfig:

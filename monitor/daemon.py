@@ -152,7 +152,7 @@ class Daemon:
         self._failing_since: dict[str, int] = {}
         self._failures: dict[str, int] = {}
         self.store = Store()
-        self.metrics = Metrics(store=self.store)
+        self.metrics = Metrics(store=self.store, top_positions=cfg.daemon.metrics_top_positions)
         self.sinks: list[Sink] = [
             *build_sinks(
                 cfg,

@@ -408,3 +408,18 @@ def test_daemon_start_with_a_locked_spool_is_a_usage_error(tmp_path: Path) -> No
         f"{cfg.path}: [sinks.kafka.spool].directory: {spool_dir}: "
         "spool is in use by another process"
     )
+
+
+def test_metrics_top_positions_is_opt_in_and_bounded(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, SIM_ONLY), {}).daemon.metrics_top_positions == 0
+    cfg = load_config(write(tmp_path, "[daemon]\nmetrics_top_positions = 20\n" + SIM_ONLY), {})
+    assert cfg.daemon.metrics_top_positions == 20
+    for bad in ("-1", "2.5", "5000"):
+        path = write(tmp_path, f"[daemon]\nmetrics_top_positions = {bad}\n" + SIM_ONLY)
+        assert error_of(path) == (
+            f"{path}: [daemon].metrics_top_positions: must be a whole number from 0 to 1000"
+        )
+    path = write(tmp_path, '[daemon]\nmetrics_top_positions = "20"\n' + SIM_ONLY)
+    assert error_of(path) == (
+        f"{path}: [daemon].metrics_top_positions: expected a number, got string"
+    )

@@ -45,9 +45,10 @@ from rules.types import ContractKind
 
 log = logging.getLogger(__name__)
 _WS_LOG = logging.getLogger(f"{__name__}.websockets")
-# websockets' DEBUG lines print the request line (a listenKey) and every frame: the demo runs
-# this fake in-process, so keep them out of a debug log there too.
-_WS_LOG.setLevel(logging.INFO)
+# websockets' DEBUG lines print the request line (a listenKey) and every frame, and its INFO
+# lines narrate every connection: the demo runs this fake in-process, where the venue's own
+# server chatter is noise beside the monitor's output. Warnings and errors still show.
+_WS_LOG.setLevel(logging.WARNING)
 
 PING_INTERVAL_MS = 3 * 60 * 1000
 PONG_DEADLINE_MS = 10 * 60 * 1000

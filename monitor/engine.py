@@ -21,6 +21,7 @@ evaluated inline: they join a FIFO queue (one entry per account, evaluated with 
 figures) worked off within a bounded budget at the end of each ``handle``, in ``tick_timers`` and
 in ``drain_pending`` (the daemon calls it on the next loop turns while ``pending_work()``), so a
 burst of near accounts never blocks the event loop for hundreds of ms. ``drain()`` empties it.
+The queue's bookkeeping lives in :mod:`monitor.engine_queue`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import logging
 import math
 import operator
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
@@ -47,6 +47,7 @@ from connectors.events import (
     PositionFill,
 )
 from monitor.drift import DriftCheck
+from monitor.engine_queue import DEFERRED_BUDGET_S, DeferredQueue
 from monitor.sinks.base import Sink
 from monitor.store import AccountKey, Changed, Store
 from rules.alerts import (
@@ -81,9 +82,6 @@ _EVENT_MS = operator.attrgetter("event_ms")
 # retained MQTT state stay current without an alert), at most STATE_BATCH per timer call.
 STATE_REPUBLISH_MS = 60_000
 STATE_BATCH = 256
-# Deferred (liquidation-distance) evaluations per handle/tick_timers/drain_pending call: stop
-# once this much time went into them (at least one runs per call, so the queue always moves).
-DEFERRED_BUDGET_S = 0.002
 
 
 class EngineObserver(Protocol):
@@ -153,12 +151,8 @@ class Engine:
         self._state_interval = state_interval_ms
         self._state_sent: dict[int, int] = {}  # account -> when its state document last left
         self._state_heap: list[tuple[int, int]] = []  # (due, account) republication clocks
-        self._budget_s = deferred_budget_s
-        self._limit = deferred_limit
-        # account -> (event_ms, recv_ms, first recv_ms): FIFO of accounts awaiting an evaluation
-        # with their liquidation distance. A re-queued account keeps its place and takes the
-        # newer times; its figures are read from the store when it is evaluated (the latest).
-        self._queue: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
+        # Accounts awaiting an evaluation with their liquidation distance (module docstring).
+        self._queue = DeferredQueue(deferred_budget_s, deferred_limit)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -243,11 +237,11 @@ class Engine:
         queue = self._queue
         for i in cands.tolist():
             if self._needs_distance(i):
-                first = queue[i][2] if i in queue else recv_ms
-                queue[i] = (event_ms, recv_ms, first)
+                queue.push(i, event_ms, recv_ms)
                 continue
             # Evaluated now on the latest figures: that subsumes a queued evaluation.
-            first = queue.pop(i)[2] if i in queue else recv_ms
+            entry = queue.take(i)
+            first = recv_ms if entry is None else entry[2]
             self._evaluate_and_submit(i, event_ms, recv_ms, first, out, need=False)
 
     def _evaluate_and_submit(
@@ -263,22 +257,9 @@ class Engine:
     def _run_queue(self, out: list[Alert], *, bounded: bool) -> None:
         """Deferred evaluations in FIFO order; ``bounded``: stop at the count or time bound
         (after at least one)."""
-        queue = self._queue
-        if not queue:
-            return
-        limit = self._limit if bounded else None
-        budget = self._budget_s if bounded else None
-        started = time.perf_counter()
-        done = 0
-        while queue:
-            i, (event_ms, recv_ms, first) = queue.popitem(last=False)
+        for i, (event_ms, recv_ms, first) in self._queue.batch(bounded=bounded):
             # need=None: re-screened on the latest figures (the distance may no longer matter).
             self._evaluate_and_submit(i, event_ms, recv_ms, first, out, need=None)
-            done += 1
-            if limit is not None and done >= limit:
-                break
-            if budget is not None and time.perf_counter() - started >= budget:
-                break
 
     def _flush_queued(self, ev: Event, out: list[Alert]) -> None:
         """Evaluate now the queued entry of the account ``ev`` is about, if any."""
@@ -286,8 +267,11 @@ class Engine:
         if account is None or not self._queue:
             return
         i = self.store.index_of((ev.venue, account))
-        if i is not None and i in self._queue:
-            event_ms, recv_ms, first = self._queue.pop(i)
+        if i is None:
+            return
+        entry = self._queue.take(i)
+        if entry is not None:
+            event_ms, recv_ms, first = entry
             self._evaluate_and_submit(i, event_ms, recv_ms, first, out, need=None)
 
     def tick_timers(self, now_ms: int) -> list[Alert]:

@@ -346,23 +346,15 @@ def _evaluate_distance(
     distance, direction = _min_distance(risk)
     if not prev.distance_near:
         if distance is not None and distance < threshold:
-            alert = _distance_alert(
+            return _distance_transition(
+                prev,
                 risk,
-                level=prev.level,
                 near=True,
                 threshold=threshold,
                 release=release,
                 distance=distance,
                 direction=direction,
             )
-            state = replace(
-                prev,
-                distance_near=True,
-                distance_clear_since=None,
-                seq=prev.seq + 1,
-                last_alert_id=alert.id,
-            )
-            return state, alert
         return prev, None
     if distance is not None and distance <= release:
         if prev.distance_clear_since is None:
@@ -373,10 +365,32 @@ def _evaluate_distance(
         if started == prev.distance_clear_since:
             return prev, None
         return replace(prev, distance_clear_since=started), None
+    return _distance_transition(
+        prev,
+        risk,
+        near=False,
+        threshold=threshold,
+        release=release,
+        distance=distance,
+        direction=direction,
+    )
+
+
+def _distance_transition(
+    prev: AlertState,
+    risk: AccountRisk,
+    *,
+    near: bool,
+    threshold: float,
+    release: float,
+    distance: float | None,
+    direction: str | None,
+) -> tuple[AlertState, Alert]:
+    """Crossing into (``near``) or back out of the distance band: one alert, one state."""
     alert = _distance_alert(
         risk,
         level=prev.level,
-        near=False,
+        near=near,
         threshold=threshold,
         release=release,
         distance=distance,
@@ -384,7 +398,7 @@ def _evaluate_distance(
     )
     state = replace(
         prev,
-        distance_near=False,
+        distance_near=near,
         distance_clear_since=None,
         seq=prev.seq + 1,
         last_alert_id=alert.id,

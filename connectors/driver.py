@@ -35,7 +35,7 @@ from websockets.frames import Opcode
 
 from connectors.backoff import Backoff
 from connectors.errors import AuthError, ConnectorError, VenueDataError
-from connectors.events import Event, FeedState, FeedStatus, StreamExpired
+from connectors.events import Event, FeedState, FeedStatus, MarkRun, StreamExpired
 from connectors.protocol import Feed
 
 _LOG = logging.getLogger(__name__)
@@ -226,9 +226,20 @@ def _take_nothing(out: list[bytes], limit: int) -> None:
     return None
 
 
-def _event_ms(ev: Event) -> int:
-    ms: int = getattr(ev, "event_ms", 0)
-    return ms
+def _newer(events: list[Event], snapshot_ms: int) -> list[Event]:
+    """The pushes a snapshot taken at ``snapshot_ms`` does not contain (events without a time
+    are kept); a batch of marks is filtered mark by mark."""
+    kept: list[Event] = []
+    for ev in events:
+        if isinstance(ev, MarkRun):
+            newer = ev.newer_than(snapshot_ms)
+            if newer is not None:
+                kept.append(newer)
+            continue
+        ms: int = getattr(ev, "event_ms", 0)
+        if ms == 0 or ms > snapshot_ms:
+            kept.append(ev)
+    return kept
 
 
 async def run_feed(
@@ -565,7 +576,7 @@ class _FeedDriver:
         deliver = self._deliver
         deliver(events, self._wall_ms())
         for evs, recv_ms in buffered:
-            kept = [e for e in evs if (ms := _event_ms(e)) == 0 or ms > snapshot_ms]
+            kept = _newer(evs, snapshot_ms)
             if kept:
                 deliver(kept, recv_ms)
 

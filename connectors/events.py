@@ -12,8 +12,9 @@ the name the user gave the account in the config (never an API key).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rules.model import MarginModel
 from rules.types import ContractKind, MarginMode, Side
@@ -26,6 +27,46 @@ class MarkPrice:
     mark: float
     event_ms: int
     index: float | None = None
+
+
+class MarkQuote(Protocol):
+    """One mark in a :class:`MarkRun`: what the store needs of a mark, read-only.
+
+    :class:`MarkPrice` is one; a venue's hot-path decoder may hand over its own decoded objects
+    instead of building a ``MarkPrice`` per mark (the Binance connector does).
+    """
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def mark(self) -> float: ...
+    @property
+    def event_ms(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRun:
+    """Mark prices of one venue in arrival order, applied as one batch.
+
+    Equivalent to ``MarkPrice(venue, q.symbol, q.mark, q.event_ms)`` for each quote in order
+    (:meth:`marks`), without the object per mark: a market feed's batch of frames decodes to
+    one of these. Every ``mark`` is finite and positive (the decoder's contract).
+    """
+
+    venue: str
+    quotes: Sequence[MarkQuote]
+
+    def marks(self) -> list[MarkPrice]:
+        venue = self.venue
+        return [MarkPrice(venue, q.symbol, q.mark, q.event_ms) for q in self.quotes]
+
+    def newer_than(self, snapshot_ms: int) -> MarkRun | None:
+        """The quotes after ``snapshot_ms`` (a resync keeps only pushes newer than its
+        snapshot), or ``None`` if none is."""
+        kept = [q for q in self.quotes if q.event_ms > snapshot_ms]
+        if len(kept) == len(self.quotes):
+            return self
+        return MarkRun(self.venue, kept) if kept else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +251,7 @@ class StreamExpired:
 
 Event = (
     MarkPrice
+    | MarkRun
     | AssetPrice
     | Instrument
     | TierTableUpdate

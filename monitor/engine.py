@@ -44,6 +44,7 @@ from connectors.events import (
     Instrument,
     MarginCall,
     MarkPrice,
+    MarkRun,
     PositionFill,
 )
 from monitor.drift import DriftCheck
@@ -159,8 +160,8 @@ class Engine:
     def handle(self, events: Sequence[Event], recv_ms: int) -> list[Alert]:
         """Apply ``events`` (received at ``recv_ms``); return the alerts submitted.
 
-        A run of consecutive mark prices (a venue's all-marks frame) is applied as one batch, split
-        at the first repeat of an instrument so that every mark is screened.
+        A :class:`MarkRun` (a feed's batch of marks), or a run of consecutive mark prices, is
+        applied as one batch (see :meth:`_apply_marks`).
         """
         started = time.perf_counter()
         out: list[Alert] = []
@@ -168,24 +169,19 @@ class Engine:
         k, n = 0, len(events)
         while k < n:
             ev = events[k]
+            if isinstance(ev, MarkRun):
+                # A feed's batch of marks: the idle instruments' marks are recorded in one
+                # pass; the held (or new) instruments' marks go through the screened runs.
+                rest = store.record_idle_marks(ev, recv_ms)
+                if rest:
+                    self._apply_marks(rest, recv_ms, out)
+                k += 1
+                continue
             if type(ev) is MarkPrice and k + 1 < n and type(events[k + 1]) is MarkPrice:
-                # A run stops at the first repeat of an instrument: every mark is screened, so a
-                # dip that recovers within one batch still alerts.
-                # Only a held instrument's repeat needs a screen in between; marks of instruments
-                # nobody holds are just recorded (latest wins), so they never split a run.
-                j = k
-                seen: set[tuple[str, str]] = set()
-                holds = store.holds
-                while j < n and type(ev_j := events[j]) is MarkPrice:
-                    key = (ev_j.venue, ev_j.symbol)
-                    if holds(key):
-                        if key in seen:
-                            break
-                        seen.add(key)
+                j = k + 2
+                while j < n and type(events[j]) is MarkPrice:
                     j += 1
-                run = cast(Sequence[MarkPrice], events[k:j])
-                changed = store.apply_marks(run, recv_ms)
-                self._candidates(changed, max(map(_EVENT_MS, run)), recv_ms, out)
+                self._apply_marks(cast(Sequence[MarkPrice], events[k:j]), recv_ms, out)
                 k = j
                 continue
             changed = store.apply(ev, recv_ms)
@@ -201,6 +197,34 @@ class Engine:
         self._run_queue(out, bounded=True)
         self.observer.recompute(time.perf_counter() - started)
         return out
+
+    def _apply_marks(self, marks: Sequence[MarkPrice], recv_ms: int, out: list[Alert]) -> None:
+        """Apply consecutive marks as batches, each split at the first repeat of a held
+        instrument: every mark of a held instrument is screened, so a dip that recovers within
+        one batch still alerts. Marks of instruments nobody holds are just recorded (latest
+        wins), so they never split a batch, and an alert's event time is that of the latest
+        held mark before it: whether idle marks came in the same batch changes nothing."""
+        store = self.store
+        holds = store.holds
+        k, n = 0, len(marks)
+        while k < n:
+            j = k
+            seen: set[tuple[str, str]] = set()
+            latest = -1  # alerts carry the time of the latest held mark, the one that moved
+            while j < n:
+                ev = marks[j]
+                key = (ev.venue, ev.symbol)
+                if holds(key):
+                    if key in seen:
+                        break
+                    seen.add(key)
+                    latest = max(latest, ev.event_ms)
+                j += 1
+            run = marks[k:j]
+            changed = store.apply_marks(run, recv_ms)
+            event_ms = latest if latest >= 0 else max(map(_EVENT_MS, run))
+            self._candidates(changed, event_ms, recv_ms, out)
+            k = j
 
     def pending_work(self) -> bool:
         """Whether deferred evaluations are queued (the daemon then calls :meth:`drain_pending`

@@ -33,6 +33,7 @@ from connectors.events import (
     Instrument,
     LeverageUpdate,
     MarkPrice,
+    MarkRun,
     PositionFill,
     PositionSnapshot,
     TierTableUpdate,
@@ -91,6 +92,7 @@ class Store(StoreViews):
 
     def __init__(self) -> None:
         self._books: dict[InstrumentKey, InstrumentBook] = {}
+        self._by_symbol: dict[str, dict[str, InstrumentBook]] = {}  # venue -> symbol -> book
         self._accounts: list[AccountState] = []
         self._index: dict[AccountKey, int] = {}
         self._keys: list[AccountKey] = []
@@ -104,6 +106,7 @@ class Store(StoreViews):
         self._frame = FrameCache()
         self._handlers: dict[type, Callable[[Any, int], Changed]] = {
             MarkPrice: self._on_mark,
+            MarkRun: self._on_mark_run,
             AssetPrice: self._on_asset_price,
             Instrument: self._on_instrument,
             TierTableUpdate: self._on_tier_table,
@@ -170,6 +173,35 @@ class Store(StoreViews):
         move an account, and only then must a repeated mark be screened before the next."""
         book = self._books.get(key)
         return book is not None and (book.n > 0 or bool(book.held))
+
+    def record_idle_marks(self, run: MarkRun, recv_ms: int) -> list[MarkPrice]:
+        """Record the marks of instruments nobody holds (latest wins); return the others, in
+        order, as events for :meth:`apply_marks` (the engine screens those mark by mark).
+
+        Most of a venue's marks are of instruments no account holds, and they move nothing
+        but the mark itself: recording them is the whole job, done here in one tight loop.
+        Which instruments are idle cannot change inside the loop (only positions change it),
+        and an idle instrument's marks touch no other book, so splitting the run this way
+        applies the same marks in the same per-instrument order as :meth:`apply_marks` alone.
+        """
+        books = self._by_symbol.get(run.venue)
+        if books is None:
+            return run.marks()
+        get = books.get
+        rest: list[MarkPrice] = []
+        venue = run.venue
+        for q in run.quotes:
+            book = get(q.symbol)
+            if book is not None and book.n == 0 and not book.held:
+                book.mark = q.mark
+                book.mark_event_ms = q.event_ms
+                book.mark_recv_ms = recv_ms
+            else:
+                rest.append(MarkPrice(venue, q.symbol, q.mark, q.event_ms))
+        return rest
+
+    def _on_mark_run(self, ev: MarkRun, recv_ms: int) -> Changed:
+        return self.apply_marks(self.record_idle_marks(ev, recv_ms), recv_ms)
 
     def apply_marks(self, events: Sequence[MarkPrice], recv_ms: int) -> Changed:
         """A frame of marks (e.g. Binance ``!markPrice@arr``) as one batch.
@@ -377,6 +409,7 @@ class Store(StoreViews):
         book = self._books.get((venue, symbol))
         if book is None:
             book = self._books[(venue, symbol)] = InstrumentBook(venue, symbol)
+            self._by_symbol.setdefault(venue, {})[symbol] = book
         return book
 
     def _account(self, venue: str, account: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from connectors.backoff import Backoff
-from connectors.driver import run_feed
+from connectors.driver import _newer, run_feed
 from connectors.errors import AuthError, VenueDataError
 from connectors.events import (
     AccountSnapshot,
@@ -25,6 +25,7 @@ from connectors.events import (
     FeedStatus,
     Instrument,
     MarkPrice,
+    MarkRun,
 )
 from connectors.protocol import Feed
 from connectors.sim.feed import SimAccountFeed, SimMarketFeed
@@ -521,3 +522,14 @@ def test_resync_gate_allows_one_forced_resync_per_gap() -> None:
     assert gate.delay(105.0) == 0.0
     gate.taken(105.0)
     assert gate.delay(105.0) == 5.0
+
+
+def test_a_resync_keeps_only_the_marks_of_a_run_newer_than_the_snapshot() -> None:
+    """Buffered pushes are filtered by event time after a snapshot; a MarkRun mark by mark."""
+    run = MarkRun("v", [MarkPrice("v", "A", 1.0, 5), MarkPrice("v", "B", 2.0, 9)])
+    old = MarkRun("v", [MarkPrice("v", "C", 3.0, 4)])
+    status = FeedStatus("v", "market", FeedState.CONNECTED, 0)
+    kept = _newer([run, old, MarkPrice("v", "D", 4.0, 7), MarkPrice("v", "E", 5.0, 3), status], 6)
+    assert kept == [MarkRun("v", [MarkPrice("v", "B", 2.0, 9)]), MarkPrice("v", "D", 4.0, 7),
+                    status]  # fmt: skip
+    assert run.newer_than(0) is run  # nothing dropped: the same object, no copy

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from store_support import BTC_2024, VENUE, linear, mark, position, table
 
 from connectors.events import (
@@ -11,6 +13,8 @@ from connectors.events import (
     Event,
     MarginCall,
     MarginCallPosition,
+    MarkPrice,
+    MarkRun,
     PositionFill,
     VenueFigures,
 )
@@ -153,6 +157,71 @@ def test_repeats_of_unheld_instruments_do_not_split_a_batch_but_land_in_order() 
     assert not store.holds((VENUE, "DOGEUSDT"))
     book = store._books[(VENUE, "DOGEUSDT")]
     assert (book.mark, book.mark_event_ms) == (0.12, 5)
+
+
+def _as_run(batch: list[Event]) -> list[Event]:
+    marks = [ev for ev in batch if isinstance(ev, MarkPrice)]
+    assert len(marks) == len(batch)
+    return [MarkRun(VENUE, marks)]
+
+
+def test_a_mark_run_screens_every_held_mark_and_records_the_rest() -> None:
+    """The batch a feed decodes to (MarkRun) behaves as its marks one after another: the
+    held instrument's dip alerts, the idle one lands on its latest mark."""
+    engine, _sink, clock = _engine()
+    engine.handle([mark("DOGEUSDT", 0.09, ms=0)], clock.now)  # now a known, idle book
+    clock.now += 100
+    batch: list[Event] = [
+        mark("DOGEUSDT", 0.10, ms=1),
+        mark("BTCUSDT", 29_540.0, ms=2),
+        mark("DOGEUSDT", 0.11, ms=3),
+        mark("BTCUSDT", 30_000.0, ms=4),
+        mark("ETHUSDT", 3_000.0, ms=5),  # never seen: its book is made on the way
+    ]
+    got = engine.handle(_as_run(batch), clock.now)
+    assert [(a.previous_level, a.level) for a in got] == [(Level.OK, Level.CRITICAL)]
+    store = engine.store
+    assert store._books[(VENUE, "DOGEUSDT")].mark == 0.11
+    assert store._books[(VENUE, "DOGEUSDT")].mark_recv_ms == clock.now
+    assert store._books[(VENUE, "ETHUSDT")].mark == 3_000.0
+    assert store._books[(VENUE, "BTCUSDT")].mark == 30_000.0
+
+
+_symbols = st.sampled_from(["BTCUSDT", "DOGEUSDT", "ETHUSDT"])
+_prices = {"BTCUSDT": st.floats(29_400.0, 30_400.0), "DOGEUSDT": st.floats(0.05, 0.2),
+           "ETHUSDT": st.floats(2_000.0, 4_000.0)}  # fmt: skip
+_batches = st.lists(
+    st.lists(_symbols.flatmap(lambda s: _prices[s].map(lambda p: (s, p))), max_size=6),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_batches)
+def test_mark_runs_and_mark_events_give_the_same_alerts_and_state(
+    batches: list[list[tuple[str, float]]],
+) -> None:
+    by_run, sink_run, clock_run = _engine()
+    by_event, sink_event, clock_event = _engine()
+    ms = 0
+    for batch in batches:
+        events: list[Event] = []
+        for symbol, price in batch:
+            ms += 1
+            events.append(mark(symbol, price, ms=ms))
+        clock_run.now = clock_event.now = clock_run.now + 250
+        assert by_run.handle(_as_run(events), clock_run.now) == by_event.handle(
+            events, clock_event.now
+        )
+    assert sink_run.alerts == sink_event.alerts
+    for key, book in by_event.store._books.items():
+        other = by_run.store._books[key]
+        assert (other.mark, other.mark_event_ms, other.mark_recv_ms) == (
+            book.mark, book.mark_event_ms, book.mark_recv_ms,
+        )  # fmt: skip
+    assert by_run.store.table.mm.tolist() == by_event.store.table.mm.tolist()
+    assert by_run.store.table.upnl.tolist() == by_event.store.table.upnl.tolist()
 
 
 def test_quiet_ticks_run_no_policy() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from connectors.binance import wire
+from connectors.binance import marks, wire
 from connectors.errors import VenueDataError
 from connectors.events import (
     BalanceUpdate,
@@ -32,6 +32,7 @@ from connectors.events import (
     MarginCall,
     MarginCallPosition,
     MarkPrice,
+    MarkRun,
     PositionFill,
     PositionSnapshot,
     StreamExpired,
@@ -53,8 +54,6 @@ MARGIN_MODES: dict[str, MarginMode] = {
 }
 _SIGNS: dict[str, float] = {"BUY": 1.0, "SELL": -1.0}
 _INF = math.inf
-_NAN = math.nan
-_MARK = wire.MARK_PRICE_UPDATE
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
@@ -77,65 +76,9 @@ def ms(value: object) -> int:
     raise ValueError("not a millisecond timestamp")
 
 
-# MarkPrice's generated frozen __init__ costs ~0.55 µs (object.__setattr__ per field) on the
-# hottest path Binance has. A plain slotted twin with MarkPrice's slots, retagged to MarkPrice,
-# is an identical (==, same type, frozen) object for ~0.2 µs. CPython allows the retag only
-# between identical layouts; the import-time check falls back to the normal constructor if
-# MarkPrice ever changes shape.
-class _MarkTwin:
-    __slots__ = ("event_ms", "index", "mark", "symbol", "venue")  # CPython sorts slots anyway
-
-    def __init__(
-        self, venue: str, symbol: str, mark: float, event_ms: int, index: float | None
-    ) -> None:
-        self.venue = venue
-        self.symbol = symbol
-        self.mark = mark
-        self.event_ms = event_ms
-        self.index = index
-
-
-def _retagged_mark(
-    venue: str, symbol: str, mark: float, event_ms: int, index: float | None
-) -> MarkPrice:
-    ev: Any = _MarkTwin(venue, symbol, mark, event_ms, index)
-    ev.__class__ = MarkPrice
-    return ev  # type: ignore[no-any-return]
-
-
-def _retag_works() -> bool:
-    try:
-        probe = _retagged_mark("v", "X", 1.5, 2, 3.5)
-    except TypeError:  # "object layout differs"
-        return False
-    return type(probe) is MarkPrice and probe == MarkPrice("v", "X", 1.5, 2, 3.5)
-
-
-_RETAG = _retag_works()
-_new = object.__new__
-make_mark: Callable[[str, str, float, int, float | None], MarkPrice] = (
-    _retagged_mark if _RETAG else MarkPrice
-)
-"""``make_mark(venue, symbol, mark, event_ms, index)`` == ``MarkPrice(...)``, built cheaply."""
-
-
 def _mark_price(d: dict[str, Any], venue: str, account: str | None) -> list[Event]:
-    # The hot path: one dict lookup per field, float() once each, one event, no helper calls.
-    p = d["p"]
-    if type(p) is not str:
-        raise ValueError("mark is not a decimal string")
-    mark = float(p)
-    event_ms = d["E"]
-    if type(event_ms) is not int:
-        event_ms = ms(event_ms)
-    symbol = d["s"]
-    if type(symbol) is not str:
-        raise ValueError("symbol is not a string")
-    i = d.get("i")
-    index = None if i is None else float(i)
-    if not (0.0 < mark < _INF and (index is None or -_INF < index < _INF)):
-        raise ValueError("mark out of range")
-    return [make_mark(venue, symbol, mark, event_ms, index)]
+    u = marks.from_payload(d)  # the schema the batch decoder uses: one judgement of a mark
+    return [MarkPrice(venue, u.symbol, u.mark, u.event_ms, u.index)]
 
 
 def _require_account(venue: str, account: str | None) -> str:
@@ -305,7 +248,19 @@ def parse_many(
     frames: Sequence[bytes | str], out: list[Event], venue: str, account: str | None = None
 ) -> list[VenueDataError]:
     """Decode a batch: events appended to ``out`` in order; one error per rejected frame or
-    skipped array item, in order (the driver counts each). Anything else (a bug) propagates."""
+    skipped array item, in order (the driver counts each). Anything else (a bug) propagates.
+
+    A market batch made only of mark frames (the usual one) decodes in one call to one
+    :class:`~connectors.events.MarkRun` (:func:`connectors.binance.marks.decode_batch`); any
+    other batch, or one with a single odd frame, is decoded frame by frame, so each frame is
+    judged, and counted, on its own. Both paths judge a mark by the same schema.
+    """
+    if account is None:
+        quotes = marks.decode_batch(frames)  # type: ignore[arg-type]  # str frames: None
+        if quotes is not None:
+            if quotes:
+                out.append(MarkRun(venue, quotes))
+            return []
     errors: list[VenueDataError] = []
     for frame in frames:
         parse_frame_into(frame, venue, account, out, errors)
@@ -323,10 +278,6 @@ def parse_frame_into(
 
     A non-array frame is all or nothing (one error, no events). An array is per item: one bad
     mark (``p`` "0" for a settling symbol, say) must not blind the whole venue for a second.
-    Well-formed ``markPriceUpdate`` payloads (single, in a combined envelope, or array items)
-    are decoded inline; anything else, or anything unusual in one (a missing or odd field, a
-    string ``E``), goes through :func:`parse_frame_general`'s code, which the tests hold the
-    fast path to.
     """
     try:
         doc = _loads(frame)
@@ -334,93 +285,7 @@ def parse_frame_into(
         errors.append(VenueDataError(venue, "bad_json"))
         errors[-1].__cause__ = exc
         return
-    payload = doc.get("data", doc) if type(doc) is dict else doc
-    if type(payload) is dict:
-        if payload.get("e") == _MARK:
-            p = payload.get("p")
-            symbol = payload.get("s")
-            event_ms = payload.get("E")
-            i = payload.get("i")
-            if type(p) is str and type(symbol) is str and type(event_ms) is int:
-                if i is None:
-                    try:
-                        mark = float(p)
-                    except ValueError:
-                        mark = _NAN
-                    if 0.0 < mark < _INF and _RETAG:
-                        ev: Any = _new(_MarkTwin)
-                        ev.venue = venue
-                        ev.symbol = symbol
-                        ev.mark = mark
-                        ev.event_ms = event_ms
-                        ev.index = None
-                        ev.__class__ = MarkPrice
-                        out.append(ev)
-                        return
-                elif type(i) is str:
-                    try:
-                        mark = float(p)
-                        index = float(i)
-                    except ValueError:
-                        mark = _NAN
-                        index = _NAN
-                    if 0.0 < mark < _INF and -_INF < index < _INF and _RETAG:
-                        ev = _new(_MarkTwin)
-                        ev.venue = venue
-                        ev.symbol = symbol
-                        ev.mark = mark
-                        ev.event_ms = event_ms
-                        ev.index = index
-                        ev.__class__ = MarkPrice
-                        out.append(ev)
-                        return
-    elif type(payload) is list:
-        for item in payload:
-            if type(item) is dict and item.get("e") == _MARK:
-                p = item.get("p")
-                symbol = item.get("s")
-                event_ms = item.get("E")
-                i = item.get("i")
-                if type(p) is str and type(symbol) is str and type(event_ms) is int:
-                    if type(i) is str:
-                        try:
-                            mark = float(p)
-                            index = float(i)
-                        except ValueError:
-                            mark = _NAN
-                            index = _NAN
-                        if 0.0 < mark < _INF and -_INF < index < _INF:
-                            out.append(make_mark(venue, symbol, mark, event_ms, index))
-                            continue
-                    elif i is None:
-                        try:
-                            mark = float(p)
-                        except ValueError:
-                            mark = _NAN
-                        if 0.0 < mark < _INF:
-                            out.append(make_mark(venue, symbol, mark, event_ms, None))
-                            continue
-            # Not a plain mark: the general code decides (events, or this item's rejection).
-            try:
-                out.extend(_decoded(_dispatch_item, item, venue, account))
-            except VenueDataError as exc:
-                errors.append(exc)
-        return
     _general_into(doc, venue, account, out, errors)
-
-
-def parse_frame_general(frame: bytes | str, venue: str, account: str | None) -> list[Event]:
-    """:func:`parse_frame` without its mark fast path: the reference the tests hold it to."""
-    try:
-        doc = _loads(frame)
-    except _JSONDecodeError as exc:
-        raise VenueDataError(venue, "bad_json") from exc
-    out: list[Event] = []
-    errors: list[VenueDataError] = []
-    _general_into(doc, venue, account, out, errors)
-    if errors and not out:
-        raise errors[0]
-    return out
 
 
 def _general_into(

@@ -285,16 +285,6 @@ def parse_frame_into(
         errors.append(VenueDataError(venue, "bad_json"))
         errors[-1].__cause__ = exc
         return
-    _general_into(doc, venue, account, out, errors)
-
-
-def _general_into(
-    doc: object,
-    venue: str,
-    account: str | None,
-    out: list[Event],
-    errors: list[VenueDataError],
-) -> None:
     payload = doc.get("data", doc) if type(doc) is dict else doc
     if type(payload) is list:
         for item in payload:

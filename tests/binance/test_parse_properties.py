@@ -290,8 +290,6 @@ def test_a_number_beyond_float64_in_a_field_we_skip_is_where_the_paths_differ() 
     frame = _good.replace(b'"T":1562306400000', b'"T":1e400')
     with pytest.raises(VenueDataError):
         parse_frame(frame, V, None)
-    assert _marks(_as_events(decode_batch([frame]))) == [("BTCUSDT", 60000.10, 1562305380000)]
-
-
-def _as_events(quotes: Any) -> list[Event]:
-    return [MarkRun(V, quotes)]
+    quotes = decode_batch([frame])
+    assert quotes is not None
+    assert _marks([MarkRun(V, quotes)]) == [("BTCUSDT", 60000.10, 1562305380000)]

@@ -45,6 +45,7 @@ from connectors.events import (
     PositionSnapshot,
     TierTableUpdate,
 )
+from connectors.feed_times import FeedTimes
 from connectors.protocol import Feed
 
 log = logging.getLogger(__name__)
@@ -82,26 +83,15 @@ def mark_streams(symbols: Sequence[str] | None, *, one_second: bool = True) -> l
     return [f"{s.lower()}{suffix}" for s in symbols]
 
 
-class _FeedTimes:
+class _FeedTimes(FeedTimes):
+    # Binance pings us (the websocket library answers with pongs): no application pings. It
+    # cuts connections at 24 h, so they are renewed before.
     def __init__(self, stale_after_s: float, resync_interval_s: float) -> None:
-        self._stale_after_s = stale_after_s
-        self._resync_interval_s = resync_interval_s
-
-    @property
-    def stale_after_s(self) -> float:
-        return self._stale_after_s
-
-    @property
-    def resync_interval_s(self) -> float:
-        return self._resync_interval_s
-
-    @property
-    def app_ping_interval_s(self) -> float | None:
-        return None  # Binance pings us; the websocket library answers with pongs
-
-    @property
-    def max_connection_age_s(self) -> float | None:
-        return MAX_CONNECTION_AGE_S
+        super().__init__(
+            stale_after_s=stale_after_s,
+            resync_interval_s=resync_interval_s,
+            max_connection_age_s=MAX_CONNECTION_AGE_S,
+        )
 
     def app_ping(self) -> str | None:
         return None

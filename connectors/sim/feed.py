@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from connectors.events import Event
+from connectors.feed_times import FeedTimes
 from connectors.sim import protocol
 from connectors.sim.http import http_get
 
@@ -17,7 +18,7 @@ SUBSCRIBE = '{"op":"subscribe"}'
 PING = '{"op":"ping"}'
 
 
-class _SimFeedBase:
+class _SimFeedBase(FeedTimes):
     venue = protocol.VENUE
     # A plain function, not a method: the driver calls feed.parse per frame and a bound-method
     # hop would be pure overhead on the hot path.
@@ -36,29 +37,15 @@ class _SimFeedBase:
         max_connection_age_s: float | None,
         http_timeout_s: float,
     ) -> None:
+        super().__init__(
+            stale_after_s=stale_after_s,
+            resync_interval_s=resync_interval_s,
+            app_ping_interval_s=app_ping_interval_s,
+            max_connection_age_s=max_connection_age_s,
+        )
         self.host = host
         self.port = port
-        self._stale_after_s = stale_after_s
-        self._resync_interval_s = resync_interval_s
-        self._app_ping_interval_s = app_ping_interval_s
-        self._max_connection_age_s = max_connection_age_s
         self._http_timeout_s = http_timeout_s
-
-    @property
-    def stale_after_s(self) -> float:
-        return self._stale_after_s
-
-    @property
-    def resync_interval_s(self) -> float:
-        return self._resync_interval_s
-
-    @property
-    def app_ping_interval_s(self) -> float | None:
-        return self._app_ping_interval_s
-
-    @property
-    def max_connection_age_s(self) -> float | None:
-        return self._max_connection_age_s
 
     def subscribe_messages(self) -> Sequence[str]:
         return (SUBSCRIBE,)

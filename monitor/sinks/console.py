@@ -13,8 +13,6 @@ never stops the daemon.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import datetime as dt
 import logging
 import math
@@ -22,9 +20,10 @@ import sys
 from collections.abc import Callable
 from typing import Literal, TextIO
 
-from monitor.sinks.delivery import Backoff, FailingReport, retry_local_writes
+from monitor.sinks.delivery import Backoff
+from monitor.sinks.local import LocalSink
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
-from rules.alert_doc import Alert, Figures, Level, StateDocument
+from rules.alert_doc import Alert, Figures, Level
 
 # Kinds other than a margin-level change get a short tag in the level column.
 _KIND_TAGS = {
@@ -93,7 +92,7 @@ def _short_message(alert: Alert) -> str:
     return text
 
 
-class ConsoleSink:
+class ConsoleSink(LocalSink):
     """Prints alerts line by line; ``submit`` only enqueues, ``run`` writes."""
 
     def __init__(
@@ -107,53 +106,27 @@ class ConsoleSink:
         backoff: Backoff | None = None,
     ) -> None:
         self._stream = sys.stdout if stream is None else stream
-        self._observer = observer
-        self._backoff = backoff or Backoff(0.2, 10.0)
-        self._report = FailingReport(
-            self.name,
-            observer,
-            self._backoff,
-            on_delivery_failing,
+        super().__init__(
             log,
-            on_resumed=on_delivery_resumed,
+            observer=observer,
+            on_delivery_failing=on_delivery_failing,
+            on_delivery_resumed=on_delivery_resumed,
+            backoff=backoff,
         )
         if color == "auto":
             isatty = getattr(self._stream, "isatty", None)
             self._colour = bool(isatty and isatty())
         else:
             self._colour = color == "always"
-        self._queue: collections.deque[Alert] = collections.deque()
-        self._ready = asyncio.Event()
 
     @property
     def name(self) -> str:
         return "console"
 
-    def submit(self, alert: Alert) -> None:
-        self._queue.append(alert)
-        self._ready.set()
-
-    def submit_state(self, state: StateDocument) -> None:
-        """The console prints alerts only."""
-
-    def pending(self) -> int:
-        return len(self._queue)
-
-    async def run(self) -> None:
-        await retry_local_writes(
-            self._drain,
-            self._ready,
-            self._report,
-            self._backoff,
-            pending=self.pending,
-            what="console",
-            logger=log,
-        )
-
     async def close(self) -> None:
-        self._drain()
+        self._write()
 
-    def _drain(self) -> int:
+    def _write(self) -> int:
         # Synchronous on purpose: a batch is written without yielding, so run() and close()
         # never interleave lines. A line is dropped from the queue only after it was written.
         written = 0

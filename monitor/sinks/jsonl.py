@@ -11,7 +11,6 @@ start-up is a usage error.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
@@ -19,14 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from monitor.errors import DeliveryError, UsageError
-from monitor.sinks.delivery import Backoff, FailingReport, retry_local_writes
+from monitor.sinks.delivery import Backoff
+from monitor.sinks.local import LocalSink
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
-from rules.alert_doc import Alert, StateDocument
 
 log = logging.getLogger(__name__)
 
 
-class JsonlSink:
+class JsonlSink(LocalSink):
     def __init__(
         self,
         path: Path | str,
@@ -45,18 +44,13 @@ class JsonlSink:
             )
         except OSError as exc:
             raise UsageError(f"{self._path}: cannot open for append: {exc.strerror}") from exc
-        self._observer = observer
-        self._backoff = backoff or Backoff(0.2, 10.0)
-        self._report = FailingReport(
-            self.name,
-            observer,
-            self._backoff,
-            on_delivery_failing,
+        super().__init__(
             log,
-            on_resumed=on_delivery_resumed,
+            observer=observer,
+            on_delivery_failing=on_delivery_failing,
+            on_delivery_resumed=on_delivery_resumed,
+            backoff=backoff,
         )
-        self._queue: collections.deque[Alert] = collections.deque()
-        self._ready = asyncio.Event()
         self.written = 0
 
     @property
@@ -67,32 +61,15 @@ class JsonlSink:
     def path(self) -> Path:
         return self._path
 
-    def submit(self, alert: Alert) -> None:
-        self._queue.append(alert)
-        self._ready.set()
-
-    def submit_state(self, state: StateDocument) -> None:
-        """Alerts only: the file is an audit trail of transitions, not of state."""
-
-    def pending(self) -> int:
-        return len(self._queue)
-
-    async def run(self) -> None:
-        await retry_local_writes(
-            self._write_batch,
-            self._ready,
-            self._report,
-            self._backoff,
-            pending=self.pending,
-            what=f"jsonl {self._path}",
-            logger=log,
-        )
+    @property
+    def _what(self) -> str:
+        return f"jsonl {self._path}"
 
     async def close(self) -> None:
         if self._fd is None:
             return
         try:
-            self._write_batch()
+            self._write()
         except OSError as exc:
             raise DeliveryError(
                 f"jsonl: cannot write {self._path}: {exc.strerror}; {len(self._queue)} alerts lost"
@@ -106,7 +83,7 @@ class JsonlSink:
                 os.close(fd)
         log.info("jsonl: %d alerts written to %s", self.written, self._path)
 
-    def _write_batch(self) -> int:
+    def _write(self) -> int:
         """Write the queue as lines; raise ``OSError`` having written no partial line."""
         if not self._queue:
             return 0

@@ -123,6 +123,19 @@ def _str(v: object, name: str) -> str:
     return v
 
 
+def _document(data: bytes | str, what: str) -> Mapping[str, object]:
+    """The top-level object of a schema-1 ``what`` document, version checked."""
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DocumentError(f"{what}: not JSON") from exc
+    d = _obj(raw, what)
+    version = _int(d.get("schema_version"), "schema_version")
+    if version != SCHEMA_VERSION:
+        raise DocumentError(f"schema_version: unsupported version {version}")
+    return d
+
+
 def _obj(v: object, name: str) -> Mapping[str, object]:
     if not isinstance(v, dict):
         raise DocumentError(f"{name}: expected an object")
@@ -289,14 +302,7 @@ class Alert:
     @classmethod
     def from_json(cls, data: bytes | str) -> Alert:
         """Decode a schema-1 alert; raises :class:`DocumentError` naming the bad field."""
-        try:
-            raw = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise DocumentError("alert: not JSON") from exc
-        d = _obj(raw, "alert")
-        version = _int(d.get("schema_version"), "schema_version")
-        if version != SCHEMA_VERSION:
-            raise DocumentError(f"schema_version: unsupported version {version}")
+        d = _document(data, "alert")
         kind = _str(d.get("kind"), "kind")
         if kind not in ALERT_KINDS:
             raise DocumentError(f"kind: unknown kind {kind!r}")
@@ -319,7 +325,7 @@ class Alert:
             emit_time_ms=_opt_int(d.get("emit_time_ms"), "emit_time_ms"),
             message=_str(d.get("message"), "message"),
             detail=cast(JsonObject, dict(detail)),
-            schema_version=version,
+            schema_version=SCHEMA_VERSION,
         )
 
 
@@ -363,14 +369,7 @@ class StateDocument:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> StateDocument:
-        try:
-            raw = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise DocumentError("state: not JSON") from exc
-        d = _obj(raw, "state")
-        version = _int(d.get("schema_version"), "schema_version")
-        if version != SCHEMA_VERSION:
-            raise DocumentError(f"schema_version: unsupported version {version}")
+        d = _document(data, "state")
         last = d.get("last_alert_id")
         return cls(
             venue=_str(d.get("venue"), "venue"),
@@ -381,7 +380,7 @@ class StateDocument:
             last_alert_id=None if last is None else _str(last, "last_alert_id"),
             seq=_int(d.get("seq", 0), "seq"),
             liquidation_near=_bool(d.get("liquidation_near", False), "liquidation_near"),
-            schema_version=version,
+            schema_version=SCHEMA_VERSION,
         )
 
 

@@ -6,7 +6,7 @@ JSON decoding builds a dict, a key and a value object for all ten fields of each
 for us to read three; here a typed schema (:class:`MarkUpdate`) is decoded straight from the
 frame's bytes by msgspec, which validates the whole frame as JSON but materialises only the
 fields named below, already converted and range-checked. A batch of frames is decoded in one
-call (:func:`decode_batch`), one document per line.
+call (:func:`decode_batch`).
 
 The same schema judges marks on the general path too (:func:`from_payload`, used on objects
 orjson decoded), so a mark is accepted, and decodes to the same values, whichever path it
@@ -55,8 +55,10 @@ class _Any(msgspec.Struct, gc=False):
     data: MarkUpdate | list[MarkUpdate]  # ... or of !markPrice@arr
 
 
-_ONE = msgspec.json.Decoder(_One, strict=False)
-_ANY = msgspec.json.Decoder(_Any, strict=False)
+# Each frame is decoded as the one item of an array (see decode_batch).
+_ONE = msgspec.json.Decoder(tuple[_One], strict=False)
+_ANY = msgspec.json.Decoder(tuple[_Any], strict=False)
+_SEP = b"]\n["
 _CONVERT = msgspec.convert
 assert wire.MARK_PRICE_UPDATE == "markPriceUpdate"  # the Literal above must name the event
 
@@ -65,19 +67,24 @@ def decode_batch(frames: Sequence[bytes]) -> list[MarkUpdate] | None:
     """The marks of a batch of combined-stream mark frames, in order; ``None`` unless every
     frame is one (the caller then decodes frame by frame, which judges and counts each).
 
-    Frames are joined one per line and decoded in one call. That is exact, not merely likely:
-    a frame holding a newline (JSON allows one between tokens) would change the line count,
-    and an empty line (skipped by the line decoder) the document count; both are checked, so
-    each document is exactly one frame.
+    The batch is decoded in one call as ``[f1]\n[f2]\n…[fn]``, each document a one-item array.
+    That is exact, not merely likely: the line decoder reads documents one after another, with
+    newlines as mere whitespace, so frames could otherwise merge into one document or split into
+    two. Here every ``]\n[`` between frames ends a document: a ``]`` inside a string would put
+    a raw newline in it (invalid JSON), one closing an inner array would be followed by ``[``
+    where only ``,``, ``]`` or ``}`` may stand. So each frame yields at least one document
+    (its text starts one with ``[``), and n documents mean exactly one per frame, ``[frame]``:
+    the frame is one complete JSON value. No scan of the frames is needed.
     """
     n = len(frames)
     if n == 0:
         return []
     try:
-        buf = b"\n".join(frames)
+        if n == 1:
+            buf = b"[" + frames[0] + b"]"
+        else:  # brackets added to the end frames only: no second copy of the batch
+            buf = _SEP.join([b"[" + frames[0], *frames[1:-1], frames[-1] + b"]"])
     except TypeError:  # str frames (tests, offline tools): the frame-by-frame path
-        return None
-    if buf.count(b"\n") != n - 1:
         return None
     try:
         docs: list[Any] = _ONE.decode_lines(buf)
@@ -89,7 +96,7 @@ def decode_batch(frames: Sequence[bytes]) -> list[MarkUpdate] | None:
         if len(docs) != n:
             return None
         out: list[MarkUpdate] = []
-        for doc in docs:
+        for (doc,) in docs:
             data: MarkUpdate | list[MarkUpdate] = doc.data
             if isinstance(data, list):
                 out += data
@@ -98,7 +105,7 @@ def decode_batch(frames: Sequence[bytes]) -> list[MarkUpdate] | None:
         return out
     if len(docs) != n:
         return None
-    return [doc.data for doc in docs]
+    return [doc.data for (doc,) in docs]
 
 
 def from_payload(payload: dict[str, Any]) -> MarkUpdate:

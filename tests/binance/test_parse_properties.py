@@ -253,9 +253,10 @@ def test_any_bytes_in_a_batch_of_good_frames(junk: bytes, where: int) -> None:
     "odd",
     [
         b"",  # an empty frame: the line decoder would skip it, the batch must not
-        _good.replace(b',"s"', b',\n"s"'),  # a newline between tokens: valid JSON, two lines
         _good[:-1],  # truncated
         _good + b"\n" + _good,  # two documents in one frame
+        _good + _good,  # ... with nothing between them
+        _good + b"]\n[" + _good,  # ... with the batch's own separator between them
         b'{"result":null,"id":1}',  # our SUBSCRIBE's acknowledgement
         _good.replace(b'"p":"60000.10"', b'"p":"0"'),  # Binance's mark of a settling symbol
     ],
@@ -263,6 +264,23 @@ def test_any_bytes_in_a_batch_of_good_frames(junk: bytes, where: int) -> None:
 def test_an_odd_frame_sends_the_batch_frame_by_frame(odd: bytes) -> None:
     assert decode_batch([_good, odd, _good]) is None
     _agree(_good, odd, _good)
+
+
+def test_whitespace_and_newlines_between_tokens_are_one_frame() -> None:
+    spaced = _good.replace(b',"s"', b',\n "s"').replace(b'{"e"', b'\r\n{"e"') + b"\n"
+    assert decode_batch([_good, spaced, _good]) == decode_batch([_good] * 3)
+    _agree(_good, spaced, _good)
+
+
+def test_frames_that_merge_and_split_cannot_pass_for_a_batch_of_marks() -> None:
+    # Three broken frames yielding three documents between them: the first two form one
+    # document when merely laid end to end, the third holds two. Each must be judged alone.
+    head, tail = _good.split(b'"data":')
+    frames = [head + b'"data":', tail, _good + _good]
+    assert decode_batch(frames) is None
+    assert decode_batch([_good, *frames, _good]) is None
+    _agree(_good, *frames, _good)
+    assert _frame_by_frame(frames)[1] == ["bad_json"] * 3
 
 
 def test_a_batch_of_marks_and_arrays_is_one_mark_run() -> None:

@@ -14,8 +14,10 @@ takes; the tests hold the two paths to each other.
 
 Accepted: ``E`` an integer (or an integral number or numeric string: msgspec's lax mode,
 which the docs' string-``E`` examples need), ``p`` a decimal string or number that is finite
-and > 0, ``i`` absent, null, or finite. Unknown fields (``P``, ``r``, ``ap``, ``T``, ``st``
-and whatever Binance adds next) are validated as JSON and skipped.
+and > 0. A mark is judged on what the monitor uses; every other field (``i``, ``P``, ``r``,
+``ap``, ``T``, ``st`` and whatever Binance adds next) is validated as JSON and skipped. The index
+price ``i`` is shown by ``marginwatch decode`` (:func:`index_of`) but moves nothing, so it is
+not built for the hot path and an unreadable one reads as absent rather than costing the mark.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class MarkUpdate(
     msgspec.Struct,
     frozen=True,
     gc=False,  # flat, immutable, never in a cycle: keep the collector off them
-    rename={"kind": "e", "event_ms": "E", "symbol": "s", "mark": "p", "index": "i"},
+    rename={"kind": "e", "event_ms": "E", "symbol": "s", "mark": "p"},
 ):
     """One ``markPriceUpdate``, with our field names (a :class:`~connectors.events.MarkQuote`)."""
 
@@ -44,7 +46,9 @@ class MarkUpdate(
     event_ms: Annotated[int, msgspec.Meta(ge=0)]
     symbol: str
     mark: Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]  # > 0 and finite (nan fails gt)
-    index: Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)] | None = None
+
+
+_Finite = Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)]
 
 
 class _One(msgspec.Struct, gc=False):
@@ -117,3 +121,15 @@ def from_payload(payload: dict[str, Any]) -> MarkUpdate:
         if str(exc).startswith(_MISSING):
             raise KeyError(str(exc).rpartition("`")[0].rpartition("`")[2]) from exc
         raise
+
+
+def index_of(payload: dict[str, Any]) -> float | None:
+    """The update's index price ``i`` when it reads as a finite number (the same lax reading
+    as ``p``); else ``None``: informational only, it never decides whether the mark is kept."""
+    value = payload.get("i")
+    if value is None:
+        return None
+    try:
+        return _CONVERT(value, _Finite, strict=False)
+    except msgspec.ValidationError:
+        return None

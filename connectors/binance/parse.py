@@ -78,7 +78,7 @@ def ms(value: object) -> int:
 
 def _mark_price(d: dict[str, Any], venue: str, account: str | None) -> list[Event]:
     u = marks.from_payload(d)  # the schema the batch decoder uses: one judgement of a mark
-    return [MarkPrice(venue, u.symbol, u.mark, u.event_ms, u.index)]
+    return [MarkPrice(venue, u.symbol, u.mark, u.event_ms, marks.index_of(d))]
 
 
 def _require_account(venue: str, account: str | None) -> str:

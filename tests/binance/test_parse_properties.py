@@ -311,3 +311,16 @@ def test_a_number_beyond_float64_in_a_field_we_skip_is_where_the_paths_differ() 
     quotes = decode_batch([frame])
     assert quotes is not None
     assert _marks([MarkRun(V, quotes)]) == [("BTCUSDT", 60000.10, 1562305380000)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "index"),
+    [(b'"i":"60001.5"', 60001.5), (b'"i":60001', 60001.0), (b'"i":null', None),
+     (b'"i":"x"', None), (b'"i":"nan"', None), (b'"i":{}', None), (b'"P":"1"', None)],
+)  # fmt: skip
+def test_the_index_price_is_shown_when_readable_and_never_costs_the_mark(
+    raw: bytes, index: float | None
+) -> None:
+    frame = _good.replace(b'"i":"60001.5"', raw)
+    assert parse_market(frame) == [MarkPrice(V, "BTCUSDT", 60000.10, 1562305380000, index)]
+    _agree(frame)

@@ -58,7 +58,7 @@ import math
 
 import numpy as np
 
-from monitor.book import F64, I64, TickDeltas
+from monitor.book import F64, I64, RowDeltas, TickDeltas
 
 UNIT_ROUNDOFF = 2.0**-53
 BOUND_SLACK = 1.0 + 1e-6  # covers the rounding of E's own accumulation
@@ -130,6 +130,9 @@ class AccountTable:
         self.err: F64 = t[R["err"]]
         self.room: F64 = t[R["room"]]
         self.wsum: F64 = t[R["wsum"]]
+        # Offsets into ``flat`` of the rows :meth:`add_rows` updates, for its python loop.
+        cap = t.shape[1]
+        self._row_at = tuple(R[name] * cap for name in ("mm", "im", "gross", "room", "cntroom"))
 
     def new_account(self) -> int:
         if self.n == self._cap:
@@ -268,6 +271,50 @@ class AccountTable:
         if t.max_rows_per_account > 1:
             flagged = np.unique(flagged)
         return (touched, *self._screen(flagged, None))
+
+    def add_rows(self, rows: list[RowDeltas], k: int) -> list[int]:
+        """A small book's tick (:meth:`monitor.book.InstrumentBook.tick_rows`) with the lazy
+        bound of :meth:`apply_tick`, in python: each row's deltas into its account's sums,
+        ``−(k + 1)·Σ|d|`` into ``room`` and −1 into ``cntroom``. Returns the accounts whose
+        budget ran out (NaN included): they must be screened (:meth:`screen`) before the event
+        returns."""
+        flat = self.flat
+        charge = -(k + 1.0)
+        mm_at, im_at, gross_at, room_at, cnt_at = self._row_at
+        flagged: list[int] = []
+        for i, du, dmm, dim, dx, w in rows:
+            flat[i] = flat.item(i) + du  # R["upnl"] == 0
+            j = mm_at + i
+            flat[j] = flat.item(j) + dmm
+            j = im_at + i
+            flat[j] = flat.item(j) + dim
+            j = gross_at + i
+            flat[j] = flat.item(j) + dx
+            j = room_at + i
+            room = flat.item(j) + w * charge
+            flat[j] = room
+            j = cnt_at + i
+            cnt = flat.item(j) - 1.0
+            flat[j] = cnt
+            if not (room >= 0.0 and cnt >= 0.0):
+                flagged.append(i)
+        return flagged
+
+    def rows_into_batch(self, rows: list[RowDeltas]) -> I64:
+        """Book rows already added by :meth:`add_rows` into a batch's accounting too (their
+        weights into ``wsum``; the returned accounts go to :meth:`finish_batch`'s ``rows``):
+        the batch bound then covers every update of the batch, in whatever order they came.
+        The lazy charges those rows already made only over-count, which is safe."""
+        wsum = self.wsum
+        for i, _du, _dmm, _dim, _dx, w in rows:
+            wsum[i] = wsum.item(i) + w
+        return np.array([row[0] for row in rows], dtype=np.int64)
+
+    def screen(self, accounts: I64) -> tuple[I64, list[int]]:
+        """Screen (and re-arm) ``accounts`` (unique): (candidates, accounts over HARD)."""
+        if not accounts.size:
+            return _EMPTY_I, []
+        return self._screen(accounts, None)
 
     def add_deltas(self, t: TickDeltas) -> None:
         """One instrument's tick inside a batch (a frame of marks); see :meth:`finish_batch`."""

@@ -13,6 +13,11 @@ check: inside it no row can leave its piece.
 
 Models that are not pure linear pieces (dYdX rounds up to a quantum; unknown third-party models)
 are evaluated per row in python after the vectorised pass ("slow rows").
+
+Small books (at most ``SMALL_ROWS`` rows: the few positions of a typical account) tick in python
+floats instead (:meth:`InstrumentBook.tick_rows`): a dozen numpy calls cost ~10 µs whatever the
+row count, the same arithmetic on one or two rows in python well under that. IEEE float64
+operations are the same in both, so the figures are the same bits either way.
 """
 
 from __future__ import annotations
@@ -47,12 +52,18 @@ _FLOAT_COLUMNS = (
 )
 # The per-row figures live stacked in ``fig`` (rows below) so one ufunc call covers all four;
 # the order matches the account table's first four rows (see monitor.accounts).
-FIG_UPNL, FIG_MM, FIG_IM, FIG_NOTIONAL = 0, 1, 2, 3
+FIG_UPNL, FIG_MM, FIG_IM, FIG_NOTIONAL = 0, 1, 2, 3  # tick_rows's python copy uses this order
 N_FIG = 4
 _SCRATCH = ("w_tmp",)
 _SCRATCH_BOOL = ("w_b1", "w_b2")
 # Relative margin by which the safe mark range is shrunk, far above the rounding of size·mark.
 _SAFE_EPS = 1e-9
+# Books with at most this many rows tick in python scalars (see the module docstring).
+SMALL_ROWS = 8
+# One row of a scalar tick: (account, ΔuPnL, ΔMM, ΔIM, Δnotional, Σ|Δ|).
+RowDeltas = tuple[int, float, float, float, float, float]
+# The python tick's copy of one row: account, qcs, size, entry, lo, hi, mmr, ded, imr, lev, crossf.
+_PyRow = tuple[int, float, float, float, float, float, float, float, float, float, float]
 
 
 def exact_piecewise(model: MarginModel) -> bool:
@@ -133,9 +144,17 @@ class TickDeltas:
 
 
 class InstrumentBook:
-    """The active legs of one instrument as numpy columns, plus the instrument's inputs."""
+    """The active legs of one instrument as numpy columns, plus the instrument's inputs.
 
-    def __init__(self, venue: str, symbol: str) -> None:
+    A book nobody holds (no active or held leg) is *idle*: a mark moves nothing but the mark.
+    The book keeps itself in ``idle_index`` (its venue's symbol → idle book map, shared with the
+    store) exactly while it is idle, so the store records a venue's idle marks with one lookup
+    each; hence held legs change only through :meth:`hold` and :meth:`release`.
+    """
+
+    def __init__(
+        self, venue: str, symbol: str, idle_index: dict[str, InstrumentBook] | None = None
+    ) -> None:
         self.venue = venue
         self.symbol = symbol
         self.kind: ContractKind | None = None
@@ -143,10 +162,11 @@ class InstrumentBook:
         self.settle_asset: str | None = None
         self.model: MarginModel | None = None  # venue-symbol default; accounts may override
         self.mark: float | None = None
-        self.mark_event_ms: int | None = None
         self.mark_recv_ms: int | None = None
         self.legs: list[Leg] = []  # aligned with rows
-        self.held: set[Leg] = set()  # legs waiting for kind, model or mark
+        self.held: set[Leg] = set()  # legs waiting for kind, model or mark (read-only here)
+        self._idle_index = {} if idle_index is None else idle_index
+        self._idle_index[symbol] = self
         self.n = 0
         self._cap = 0
         self.account = np.zeros(0, dtype=np.int64)
@@ -154,8 +174,13 @@ class InstrumentBook:
             setattr(self, name, np.zeros(0))
         for name in _SCRATCH_BOOL:
             setattr(self, name, np.zeros(0, dtype=np.bool_))
-        self.fig = np.zeros((N_FIG, 0))
+        self._fig = np.zeros((N_FIG, 0))  # read through ``fig`` (see there)
         self._alt = np.zeros((N_FIG, 0))  # the other figure buffer (swapped with fig per tick)
+        # The python tick's copy of the figures, one [uPnL, MM, IM, notional] per row: valid
+        # while ``_mirror_ok``; newer than ``_fig`` while ``_fig_dirty`` (written back on read).
+        self._mirror: list[list[float]] = []
+        self._mirror_ok = False
+        self._fig_dirty = False
         self._delta = np.zeros(0)  # scratch: deltas + weight, flat 5·cap
         self._flat_index: dict[tuple[int, tuple[int, ...]], I64] = {}
         self.qcs: F64
@@ -179,13 +204,34 @@ class InstrumentBook:
         self._lev_mode = 0  # 0: no row has leverage, 1: all rows, 2: mixed
         self._safe = (math.inf, -math.inf)  # (lo, hi) mark range where no row leaves its piece
         # Bumped whenever a static column (rows, pieces, leverage, cross flag) may change: the
-        # frame pass (monitor.store_frame) keeps concatenated copies keyed on it.
+        # frame pass (monitor.store_frame) and the scalar tick keep copies keyed on it.
         self.version = 0
+        self._py_rows: list[_PyRow] = []  # the python tick's copy of the columns
+        self._py_version = -1
 
     # --- inputs ------------------------------------------------------------------------------
 
     def ready(self) -> bool:
         return self.kind is not None and self.mark is not None
+
+    def hold(self, leg: Leg) -> None:
+        """Keep ``leg`` waiting for the instrument's inputs (the book is no longer idle)."""
+        self.held.add(leg)
+        self._idle_index.pop(self.symbol, None)
+
+    def release(self, leg: Leg) -> None:
+        self.held.discard(leg)
+        self._reidle()
+
+    def _reidle(self) -> None:
+        if self.n == 0 and not self.held:
+            self._idle_index[self.symbol] = self
+        else:
+            self._idle_index.pop(self.symbol, None)
+
+    def small(self) -> bool:
+        """Whether the book ticks in python (:meth:`tick_rows`): some rows, few of them."""
+        return 0 < self.n <= SMALL_ROWS
 
     def fusable(self) -> bool:
         """Whether the frame pass may tick this book: linear, every row a pure linear piece."""
@@ -194,6 +240,7 @@ class InstrumentBook:
     # --- structure ---------------------------------------------------------------------------
 
     def _grow(self) -> None:
+        self._sync_fig()
         cap = max(16, self._cap * 2)
         for name in ("account", *_FLOAT_COLUMNS):
             old = getattr(self, name)
@@ -205,11 +252,27 @@ class InstrumentBook:
         for name in _SCRATCH_BOOL:
             setattr(self, name, np.zeros(cap, dtype=np.bool_))
         fig = np.zeros((N_FIG, cap))
-        fig[:, : self.n] = self.fig[:, : self.n]
-        self.fig = fig
+        fig[:, : self.n] = self._fig[:, : self.n]
+        self._fig = fig
         self._alt = np.zeros((N_FIG, cap))
         self._delta = np.zeros((N_FIG + 2) * cap)
         self._cap = cap
+
+    @property
+    def fig(self) -> F64:
+        """The (4, cap) figures, rows ``FIG_*``. Reading it writes back the python tick's
+        newer figures first; since the caller may write into it, the python copy is rebuilt
+        on the next python tick."""
+        if self._fig_dirty:
+            n = self.n
+            self._fig[:, :n] = np.array(self._mirror[:n], dtype=np.float64).reshape(n, N_FIG).T
+            self._fig_dirty = False
+        self._mirror_ok = False
+        return self._fig
+
+    def _sync_fig(self) -> None:
+        """Before rows move (add, remove, growth): figures written back, python copy dropped."""
+        _ = self.fig
 
     # Views of the current figure buffer, formed on access: binding four views on every tick
     # (the buffers swap) cost more than the few reads outside the tick.
@@ -236,10 +299,12 @@ class InstrumentBook:
     def add(self, leg: Leg, model: MarginModel) -> None:
         """Activate ``leg`` (kind and mark must be known) and compute its figures at the mark."""
         assert self.kind is not None and self.contract_size is not None and self.mark is not None
+        self._sync_fig()
         if self.n == self._cap:
             self._grow()
         r = self.n
         self.n += 1
+        self._idle_index.pop(self.symbol, None)
         self.legs.append(leg)
         leg.row = r
         leg.model = model
@@ -267,6 +332,7 @@ class InstrumentBook:
 
     def remove(self, leg: Leg) -> None:
         """Deactivate ``leg``: swap the last row into its place."""
+        self._sync_fig()
         r = leg.row
         last = self.n - 1
         if r != last:
@@ -287,6 +353,7 @@ class InstrumentBook:
         self.legs.pop()
         self.n = last
         leg.row = -1
+        self._reidle()
         self._derived_ok = False
         self.version += 1
 
@@ -428,7 +495,7 @@ class InstrumentBook:
             im[r] = model.initial(x, sz, self.legs[r].leverage)
         delta = self._delta[: (N_FIG + 2) * n].reshape(N_FIG + 2, n)
         deltas = delta[:N_FIG]
-        old = self.fig[:, :n]
+        old = self.fig[:, :n]  # (written back first if the python tick ran last)
         np.subtract(new, old, out=deltas)
         if not self._all_cross:
             deltas *= self.crossf[:n]
@@ -436,8 +503,75 @@ class InstrumentBook:
         # figures are dead now: their buffer takes |delta| and becomes next tick's scratch.
         np.abs(deltas, out=old)
         np.add.reduce(old, axis=0, out=delta[N_FIG])
-        self.fig, self._alt = self._alt, self.fig
+        self._fig, self._alt = self._alt, self._fig
         return TickDeltas(self.account[:n], delta, self.flat_index, self._touched, self._max_rows)
+
+    @property
+    def max_rows_per_account(self) -> int:
+        if not self._derived_ok:
+            self._derive()
+        return self._max_rows
+
+    def tick_rows(self, mark: float) -> list[RowDeltas] | None:
+        """:meth:`tick` in python floats, for small books: the same operations in the same
+        order on each row (so the same figures, bit for bit), one tuple of deltas per row."""
+        self.mark = mark
+        n = self.n
+        if n == 0:
+            return None
+        if not self._derived_ok:
+            self._derive()
+        elif math.isinf(self._safe[0]) and self._safe[0] > 0:
+            self._update_safe_range()
+        if self._py_version != self.version:
+            cols = ("account", "qcs", "size", "entry", "lo", "hi", "mmr", "ded", "imr", "lev")
+            cross = self.crossf[:n].tolist()
+            self._py_rows = list(
+                zip(*(getattr(self, c)[:n].tolist() for c in cols), cross, strict=True)
+            )
+            self._py_version = self.version
+        if not self._mirror_ok:
+            self._mirror = self._fig[:, :n].T.tolist()
+            self._mirror_ok = True
+        mirror = self._mirror
+        lo_m, hi_m = self._safe
+        inside = lo_m < mark < hi_m
+        linear = self.kind is ContractKind.LINEAR
+        inv_mark = 0.0 if linear else 1.0 / mark
+        slow = self._slow
+        out: list[RowDeltas] = []
+        moved = False
+        for r, row in enumerate(self._py_rows):
+            acct, qcs, size, entry, lo, hi, mmr, ded, imr, lev, crossf = row
+            if linear:
+                x = size * mark
+                u = qcs * (mark - entry)
+            else:
+                x = size / mark
+                u = qcs * (entry - inv_mark)
+            if not inside and (x < lo or x >= hi):
+                self.repiece(r, x)
+                mmr, ded, imr = self.mmr.item(r), self.ded.item(r), self.imr.item(r)
+                moved = True
+            if r in slow:
+                leg = self.legs[r]
+                model = leg.model
+                assert model is not None
+                mm, im = model.maintenance(x, size), model.initial(x, size, leg.leverage)
+            else:
+                mm = x * mmr - ded
+                im = x * imr if math.isnan(lev) else x / lev
+            old_u, old_mm, old_im, old_x = mirror[r]  # the FIG_* order
+            mirror[r] = [u, mm, im, x]
+            du, dmm, dim, dx = u - old_u, mm - old_mm, im - old_im, x - old_x
+            if crossf != 1.0:  # isolated: its deltas stay out of the account sums
+                du, dmm, dim, dx = du * crossf, dmm * crossf, dim * crossf, dx * crossf
+            w = abs(du) + abs(dmm) + abs(dim) + abs(dx)
+            out.append((acct, du, dmm, dim, dx, w))
+        self._fig_dirty = True
+        if moved:
+            self._update_safe_range()
+        return out
 
     def flat_index(self, stride: int, rows: tuple[int, ...]) -> I64:
         """Indices into an account table flattened as ``row·stride + account``: block row ``j``

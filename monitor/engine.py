@@ -194,7 +194,8 @@ class Engine:
                 self._relay(ev, recv_ms, out)
                 self._submit(out, mark, recv_ms)
             k += 1
-        self._run_queue(out, bounded=True)
+        if self._queue:
+            self._run_queue(out, bounded=True)
         self.observer.recompute(time.perf_counter() - started)
         return out
 
@@ -245,8 +246,8 @@ class Engine:
 
     def _candidates(self, changed: Changed, event_ms: int, recv_ms: int, out: list[Alert]) -> None:
         touched = changed.accounts
-        if touched.size and int(touched.max()) >= len(self._states):
-            self._register([int(touched.max())])
+        if touched.size and int(touched[-1]) >= len(self._states):  # sorted: [-1] is the max
+            self._register([int(touched[-1])])
         if self.store.flips:
             self._on_flips(recv_ms, out)
         cands = changed.candidates

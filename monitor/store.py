@@ -40,7 +40,7 @@ from connectors.events import (
 )
 from monitor import store_frame
 from monitor.accounts import AccountTable
-from monitor.book import I64, InstrumentBook, Leg
+from monitor.book import I64, InstrumentBook, Leg, RowDeltas
 from monitor.store_frame import FrameCache
 from monitor.store_risk import RiskCache
 from monitor.store_state import AccountState, fill_result
@@ -78,7 +78,8 @@ RESUM_PER_EVENT = 4
 
 @dataclass(frozen=True, slots=True)
 class Changed:
-    """Account indices an event touched, and the subset the alert policy must look at."""
+    """Account indices an event touched, and the subset the alert policy must look at (both
+    sorted ascending, without repeats)."""
 
     accounts: I64
     candidates: I64
@@ -92,7 +93,8 @@ class Store(StoreViews):
 
     def __init__(self) -> None:
         self._books: dict[InstrumentKey, InstrumentBook] = {}
-        self._by_symbol: dict[str, dict[str, InstrumentBook]] = {}  # venue -> symbol -> book
+        # venue -> symbol -> book nobody holds (each book keeps itself in or out of it)
+        self._idle: dict[str, dict[str, InstrumentBook]] = {}
         self._accounts: list[AccountState] = []
         self._index: dict[AccountKey, int] = {}
         self._keys: list[AccountKey] = []
@@ -151,16 +153,22 @@ class Store(StoreViews):
         if not (math.isfinite(ev.mark) and ev.mark > 0.0):
             return NO_CHANGE  # a connector bug: never price legs at a non-positive mark
         book = self._book(ev.venue, ev.symbol)
-        book.mark_event_ms = ev.event_ms
         book.mark_recv_ms = recv_ms
         if book.held:
             book.mark = ev.mark
             self._activate_held(book)
-        deltas = book.tick(ev.mark)
-        structural = self._finish() if self._dirty else NO_CHANGE
-        if deltas is None:
-            return structural
-        touched, cands, hard = self.table.apply_tick(deltas)
+        if book.small():
+            small: list[RowDeltas] = []
+            flagged: set[int] = set()
+            self._tick_small(book, ev.mark, small, flagged)
+            structural = self._finish() if self._dirty else NO_CHANGE
+            touched, cands, hard = self._finish_small(small, flagged)
+        else:
+            deltas = book.tick(ev.mark)
+            structural = self._finish() if self._dirty else NO_CHANGE
+            if deltas is None:
+                return structural
+            touched, cands, hard = self.table.apply_tick(deltas)
         for i in hard:
             self._resum(i)
         if structural.accounts.size:
@@ -179,25 +187,25 @@ class Store(StoreViews):
         order, as events for :meth:`apply_marks` (the engine screens those mark by mark).
 
         Most of a venue's marks are of instruments no account holds, and they move nothing
-        but the mark itself: recording them is the whole job, done here in one tight loop.
-        Which instruments are idle cannot change inside the loop (only positions change it),
-        and an idle instrument's marks touch no other book, so splitting the run this way
-        applies the same marks in the same per-instrument order as :meth:`apply_marks` alone.
+        but the mark itself: recording them is the whole job, done here in one tight loop over
+        the venue's idle books. Which instruments are idle cannot change inside the loop (only
+        positions change it), and an idle instrument's marks touch no other book, so splitting
+        the run this way applies the same marks in the same per-instrument order as
+        :meth:`apply_marks` alone. Instruments without a book yet go with the others.
         """
-        books = self._by_symbol.get(run.venue)
-        if books is None:
-            return run.marks()
-        get = books.get
-        rest: list[MarkPrice] = []
         venue = run.venue
+        idle = self._idle.get(venue)
+        if idle is None:
+            return run.marks()
+        get = idle.get
+        rest: list[MarkPrice] = []
         for q in run.quotes:
             book = get(q.symbol)
-            if book is not None and book.n == 0 and not book.held:
-                book.mark = q.mark
-                book.mark_event_ms = q.event_ms
-                book.mark_recv_ms = recv_ms
-            else:
+            if book is None:
                 rest.append(MarkPrice(venue, q.symbol, q.mark, q.event_ms))
+            else:
+                book.mark = q.mark
+                book.mark_recv_ms = recv_ms
         return rest
 
     def _on_mark_run(self, ev: MarkRun, recv_ms: int) -> Changed:
@@ -217,13 +225,15 @@ class Store(StoreViews):
         fused_marks: list[float] = []
         seen: set[int] = set()
         counted: list[I64] = []  # per-account row counts of fused passes
+        small: list[RowDeltas] = []  # rows of small books, ticked at once in python
+        flagged: set[int] = set()
         for ev in events:
             book = books.get((ev.venue, ev.symbol))
             if book is not None and book.n == 0 and not book.held:
                 # Nobody holds it: just record the mark (most of a venue's all-marks frame).
                 mark = ev.mark
                 if math.isfinite(mark) and mark > 0.0:
-                    book.mark, book.mark_event_ms, book.mark_recv_ms = mark, ev.event_ms, recv_ms
+                    book.mark, book.mark_recv_ms = mark, recv_ms
                 continue
             if not (math.isfinite(ev.mark) and ev.mark > 0.0):
                 continue
@@ -232,11 +242,13 @@ class Store(StoreViews):
             if id(book) in seen:  # a repeat: the earlier mark must land first
                 self._flush_fused(fused, fused_marks, rows, counted)
                 seen.clear()
-            book.mark_event_ms = ev.event_ms
             book.mark_recv_ms = recv_ms
             if book.held:
                 book.mark = ev.mark
                 self._activate_held(book)
+            if book.small():
+                self._tick_small(book, ev.mark, small, flagged)
+                continue
             if book.n and book.fusable():
                 book.mark = ev.mark
                 seen.add(id(book))
@@ -247,7 +259,19 @@ class Store(StoreViews):
         self._flush_fused(fused, fused_marks, rows, counted)
         structural = self._finish() if self._dirty else NO_CHANGE
         if not rows and not counted:
-            return structural
+            if not small:
+                return structural
+            # Only small books: their lazy bounds hold, only accounts out of budget are screened.
+            touched, cands, hard = self._finish_small(small, flagged)
+            for i in hard:
+                self._resum(i)
+            self._drain_resums()
+            if structural.accounts.size:
+                touched = np.union1d(touched, structural.accounts)
+                cands = np.union1d(cands, structural.candidates)
+            return Changed(touched, cands)
+        if small:
+            rows.append(self.table.rows_into_batch(small))
         cnt = None
         if counted:
             cnt = counted[0]
@@ -283,6 +307,25 @@ class Store(StoreViews):
         books.clear()
         marks.clear()
 
+    def _tick_small(
+        self, book: InstrumentBook, mark: float, small: list[RowDeltas], flagged: set[int]
+    ) -> None:
+        """Tick a small book in python scalars, its deltas straight into the account sums."""
+        got = book.tick_rows(mark)
+        if got:
+            flagged.update(self.table.add_rows(got, book.max_rows_per_account))
+            small += got
+
+    def _finish_small(
+        self, small: list[RowDeltas], flagged: set[int]
+    ) -> tuple[I64, I64, list[int]]:
+        """(touched, candidates, accounts over HARD) of small-book ticks alone."""
+        touched = np.array(sorted({row[0] for row in small}), dtype=np.int64)
+        if not flagged:
+            return touched, _EMPTY, []
+        cands, hard = self.table.screen(np.array(sorted(flagged), dtype=np.int64))
+        return touched, cands, hard
+
     def _tick_into_batch(self, book: InstrumentBook, mark: float, rows: list[I64]) -> None:
         deltas = book.tick(mark)
         if deltas is not None:
@@ -304,7 +347,7 @@ class Store(StoreViews):
         active = list(book.legs)
         for leg in active:  # contract facts changed: re-add every leg under the new facts
             book.remove(leg)
-            book.held.add(leg)
+            book.hold(leg)
         book.kind, book.contract_size, book.settle_asset = (
             ev.kind,
             ev.contract_size,
@@ -408,8 +451,8 @@ class Store(StoreViews):
     def _book(self, venue: str, symbol: str) -> InstrumentBook:
         book = self._books.get((venue, symbol))
         if book is None:
-            book = self._books[(venue, symbol)] = InstrumentBook(venue, symbol)
-            self._by_symbol.setdefault(venue, {})[symbol] = book
+            idle = self._idle.setdefault(venue, {})
+            book = self._books[(venue, symbol)] = InstrumentBook(venue, symbol, idle)
         return book
 
     def _account(self, venue: str, account: str) -> int:
@@ -429,20 +472,20 @@ class Store(StoreViews):
             book.add(leg, model)
         else:
             leg.model = model
-            book.held.add(leg)
+            book.hold(leg)
         self._dirty.add(leg.account)
 
     def _activate_held(self, book: InstrumentBook) -> None:
         for leg in list(book.held):
             if book.ready() and self._model_for(leg) is not None:
-                book.held.discard(leg)
+                book.release(leg)
                 self._attach(leg)
 
     def _drop_leg(self, st: AccountState, leg: Leg) -> None:
         if leg.row >= 0:
             leg.book.remove(leg)
         else:
-            leg.book.held.discard(leg)
+            leg.book.release(leg)
         del st.legs[(leg.symbol, leg.side)]
         self._dirty.add(st.index)
 

@@ -156,7 +156,7 @@ def test_repeats_of_unheld_instruments_do_not_split_a_batch_but_land_in_order() 
     assert sink.alerts == got
     assert not store.holds((VENUE, "DOGEUSDT"))
     book = store._books[(VENUE, "DOGEUSDT")]
-    assert (book.mark, book.mark_event_ms) == (0.12, 5)
+    assert (book.mark, book.mark_recv_ms) == (0.12, clock.now)  # the last of its three marks
 
 
 def _as_run(batch: list[Event]) -> list[Event]:
@@ -217,9 +217,7 @@ def test_mark_runs_and_mark_events_give_the_same_alerts_and_state(
     assert sink_run.alerts == sink_event.alerts
     for key, book in by_event.store._books.items():
         other = by_run.store._books[key]
-        assert (other.mark, other.mark_event_ms, other.mark_recv_ms) == (
-            book.mark, book.mark_event_ms, book.mark_recv_ms,
-        )  # fmt: skip
+        assert (other.mark, other.mark_recv_ms) == (book.mark, book.mark_recv_ms)
     assert by_run.store.table.mm.tolist() == by_event.store.table.mm.tolist()
     assert by_run.store.table.upnl.tolist() == by_event.store.table.upnl.tolist()
 

@@ -12,6 +12,7 @@ same random event sequence; after each event:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from store_support import BTC_2024
 
 import monitor.accounts
+import monitor.book
 import monitor.store_frame
 from connectors.events import (
     AccountSnapshot,
@@ -282,6 +284,9 @@ events = st.one_of(
 
 
 def check_equal(store: Store, ref: Reference) -> None:
+    for venue, idle in store._idle.items():  # each book keeps itself in its venue's idle map
+        books = [b for (v, _), b in store._books.items() if v == venue]
+        assert idle == {b.symbol: b for b in books if b.n == 0 and not b.held}
     for name in ref.accounts:
         key = (V, name)
         by_key = {(leg.symbol, leg.side): leg for leg in store.legs(key)}
@@ -347,6 +352,73 @@ def test_same_with_every_frame_fused(
     run_sequence(seq)
 
 
+@pytest.mark.parametrize("small_rows", [0, 2])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(seq=st.lists(events, min_size=1, max_size=120))
+def test_same_with_numpy_or_mixed_ticks(
+    seq: list[Event | list[MarkPrice]], small_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small books tick in python (monitor.book.SMALL_ROWS); here none do (0), or only books of
+    # up to 2 rows, so a frame mixes python ticks with the numpy batch.
+    with monkeypatch.context() as m:
+        m.setattr(monitor.book, "SMALL_ROWS", small_rows)
+        run_sequence(seq)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seq=st.lists(events, min_size=1, max_size=80))
+def test_python_and_numpy_ticks_give_the_same_bits(seq: list[Event | list[MarkPrice]]) -> None:
+    """The python tick of a small book does numpy's operations in numpy's order: every leg's
+    figures are the same bits whichever path ran (the account sums may round differently:
+    the two paths book their error bound differently, so re-sum at different times)."""
+    stores = Store(), Store()
+    old = monitor.book.SMALL_ROWS
+    try:
+        for ev in [*_setup(), *seq]:
+            for store, small_rows in zip(stores, (old, 0), strict=True):
+                monitor.book.SMALL_ROWS = small_rows
+                if isinstance(ev, list):
+                    store.apply_marks(ev, 0)
+                else:
+                    store.apply(ev, 0)
+            py, np_ = stores
+            for key, book in py._books.items():
+                other = np_._books[key]
+                assert book.fig[:, : book.n].tolist() == other.fig[:, : other.n].tolist()
+    finally:
+        monitor.book.SMALL_ROWS = old
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seq=st.lists(events, min_size=1, max_size=60), moves=st.lists(st.floats(0.5, 2.0)))
+def test_python_tick_rows_are_numpy_s_deltas_and_weights(
+    seq: list[Event | list[MarkPrice]], moves: list[float]
+) -> None:
+    store = Store()
+    for ev in [*_setup(), *seq]:
+        if isinstance(ev, list):
+            store.apply_marks(ev, 0)
+        else:
+            store.apply(ev, 0)
+    for book in store._books.values():
+        if not book.n or book.mark is None:
+            continue
+        for move in moves[:4]:
+            twin = copy.deepcopy(book)
+            mark = book.mark * move
+            rows = book.tick_rows(mark)
+            deltas = twin.tick(mark)
+            assert rows is not None and deltas is not None
+            assert [r[0] for r in rows] == deltas.accounts.tolist()
+            assert [list(r[1:]) for r in rows] == deltas.block[:5].T.tolist()
+            assert book.fig[:, : book.n].tolist() == twin.fig[:, : twin.n].tolist()
+            assert book.max_rows_per_account == deltas.max_rows_per_account
+
+
 @pytest.fixture
 def monkeypatch_fused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(monitor.store_frame, "MIN_FUSED_ROWS", 0)
@@ -400,12 +472,25 @@ moves = st.tuples(st.sampled_from(["BTC", "ETH"]), st.floats(-0.01, 0.01))
         min_size=3,
         max_size=3,
     ),
+    small_rows=st.sampled_from([monitor.book.SMALL_ROWS, 0]),
 )
 def test_budget_never_hides_an_account_that_left_its_band(
-    seq: list[list[tuple[str, float]]], bands: list[tuple[float, float, float]]
+    seq: list[list[tuple[str, float]]], bands: list[tuple[float, float, float]], small_rows: int
 ) -> None:
     """The lazy budget (monitor.accounts) skips the screen for most ticks: every account it
-    skips must really be quiet — inside its band and not near its distance threshold."""
+    skips must really be quiet — inside its band and not near its distance threshold. Books
+    tick in python (small) or numpy (``small_rows`` 0); both keep the budget."""
+    old = monitor.book.SMALL_ROWS
+    monitor.book.SMALL_ROWS = small_rows
+    try:
+        _budget_never_hides(seq, bands)
+    finally:
+        monitor.book.SMALL_ROWS = old
+
+
+def _budget_never_hides(
+    seq: list[list[tuple[str, float]]], bands: list[tuple[float, float, float]]
+) -> None:
     store = Store()
     for ev in _setup():
         store.apply(ev, 0)

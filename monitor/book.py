@@ -207,6 +207,7 @@ class InstrumentBook:
         # frame pass (monitor.store_frame) and the scalar tick keep copies keyed on it.
         self.version = 0
         self._py_rows: list[_PyRow] = []  # the python tick's copy of the columns
+        self._py_linear = False
         self._py_version = -1
 
     # --- inputs ------------------------------------------------------------------------------
@@ -516,33 +517,24 @@ class InstrumentBook:
         """:meth:`tick` in python floats, for small books: the same operations in the same
         order on each row (so the same figures, bit for bit), one tuple of deltas per row."""
         self.mark = mark
-        n = self.n
-        if n == 0:
-            return None
-        if not self._derived_ok:
-            self._derive()
-        elif math.isinf(self._safe[0]) and self._safe[0] > 0:
-            self._update_safe_range()
-        if self._py_version != self.version:
-            cols = ("account", "qcs", "size", "entry", "lo", "hi", "mmr", "ded", "imr", "lev")
-            cross = self.crossf[:n].tolist()
-            self._py_rows = list(
-                zip(*(getattr(self, c)[:n].tolist() for c in cols), cross, strict=True)
-            )
-            self._py_version = self.version
-        if not self._mirror_ok:
-            self._mirror = self._fig[:, :n].T.tolist()
-            self._mirror_ok = True
-        mirror = self._mirror
+        if self._py_version != self.version or not self._mirror_ok or not self._derived_ok:
+            if self.n == 0:
+                return None
+            self._prepare_rows()
         lo_m, hi_m = self._safe
+        if lo_m == math.inf:  # a row changed piece: the range is rebuilt before it is used
+            self._update_safe_range()
+            lo_m, hi_m = self._safe
         inside = lo_m < mark < hi_m
-        linear = self.kind is ContractKind.LINEAR
+        linear = self._py_linear
         inv_mark = 0.0 if linear else 1.0 / mark
         slow = self._slow
+        mirror = self._mirror
         out: list[RowDeltas] = []
         moved = False
-        for r, row in enumerate(self._py_rows):
-            acct, qcs, size, entry, lo, hi, mmr, ded, imr, lev, crossf = row
+        for r, (acct, qcs, size, entry, lo, hi, mmr, ded, imr, lev, crossf) in enumerate(
+            self._py_rows
+        ):
             if linear:
                 x = size * mark
                 u = qcs * (mark - entry)
@@ -551,16 +543,14 @@ class InstrumentBook:
                 u = qcs * (entry - inv_mark)
             if not inside and (x < lo or x >= hi):
                 self.repiece(r, x)
-                mmr, ded, imr = self.mmr.item(r), self.ded.item(r), self.imr.item(r)
                 moved = True
-            if r in slow:
-                leg = self.legs[r]
-                model = leg.model
-                assert model is not None
-                mm, im = model.maintenance(x, size), model.initial(x, size, leg.leverage)
+                mm, im = self._margins_at(r, x, size)
+            elif slow and r in slow:
+                mm, im = self._margins_at(r, x, size)
             else:
                 mm = x * mmr - ded
-                im = x * imr if math.isnan(lev) else x / lev
+                # lev NaN: no leverage set (tested without a call: this is the hot loop)
+                im = x * imr if lev != lev else x / lev  # noqa: PLR0124
             old_u, old_mm, old_im, old_x = mirror[r]  # the FIG_* order
             mirror[r] = [u, mm, im, x]
             du, dmm, dim, dx = u - old_u, mm - old_mm, im - old_im, x - old_x
@@ -572,6 +562,36 @@ class InstrumentBook:
         if moved:
             self._update_safe_range()
         return out
+
+    def _prepare_rows(self) -> None:
+        """The python tick's copies: the static columns (after any structural change), the
+        figures (after numpy touched them), and the derived caches."""
+        n = self.n
+        if not self._derived_ok:
+            self._derive()
+        if self._py_version != self.version:
+            cols = ("account", "qcs", "size", "entry", "lo", "hi", "mmr", "ded", "imr", "lev")
+            cross = self.crossf[:n].tolist()
+            self._py_rows = list(
+                zip(*(getattr(self, c)[:n].tolist() for c in cols), cross, strict=True)
+            )
+            self._py_linear = self.kind is ContractKind.LINEAR
+            self._py_version = self.version
+        if not self._mirror_ok:
+            self._mirror = self._fig[:, :n].T.tolist()
+            self._mirror_ok = True
+
+    def _margins_at(self, r: int, x: float, size: float) -> tuple[float, float]:
+        """(MM, IM) of row ``r`` at notional ``x`` by its current piece, or its model for a
+        slow row: the python tick's rare path, as :meth:`tick` forms them."""
+        if r in self._slow:
+            leg = self.legs[r]
+            model = leg.model
+            assert model is not None
+            return model.maintenance(x, size), model.initial(x, size, leg.leverage)
+        lev = self.lev.item(r)
+        im = x * self.imr.item(r) if math.isnan(lev) else x / lev
+        return x * self.mmr.item(r) - self.ded.item(r), im
 
     def flat_index(self, stride: int, rows: tuple[int, ...]) -> I64:
         """Indices into an account table flattened as ``row·stride + account``: block row ``j``

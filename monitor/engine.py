@@ -171,10 +171,16 @@ class Engine:
             ev = events[k]
             if isinstance(ev, MarkRun):
                 # A feed's batch of marks: the idle instruments' marks are recorded in one
-                # pass; the held (or new) instruments' marks go through the screened runs.
+                # pass; the held (or new) instruments' marks are applied as one batch when
+                # they are the usual few small books, each once, else as screened runs.
                 rest = store.record_idle_marks(ev, recv_ms)
                 if rest:
-                    self._apply_marks(rest, recv_ms, out)
+                    changed = store.apply_held_run(ev.venue, rest, recv_ms)
+                    if changed is None:
+                        self._apply_marks(MarkRun(ev.venue, rest).marks(), recv_ms, out)
+                    else:
+                        latest = max([q.event_ms for q in rest])  # every quote: a held mark
+                        self._candidates(changed, latest, recv_ms, out)
                 k += 1
                 continue
             if type(ev) is MarkPrice and k + 1 < n and type(events[k + 1]) is MarkPrice:

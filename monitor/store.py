@@ -18,7 +18,7 @@ missing. Incomplete accounts are never alert candidates; staleness covers them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from connectors.events import (
     Instrument,
     LeverageUpdate,
     MarkPrice,
+    MarkQuote,
     MarkRun,
     PositionFill,
     PositionSnapshot,
@@ -93,6 +94,7 @@ class Store(StoreViews):
 
     def __init__(self) -> None:
         self._books: dict[InstrumentKey, InstrumentBook] = {}
+        self._venue_books: dict[str, dict[str, InstrumentBook]] = {}  # venue -> symbol -> book
         # venue -> symbol -> book nobody holds (each book keeps itself in or out of it)
         self._idle: dict[str, dict[str, InstrumentBook]] = {}
         self._accounts: list[AccountState] = []
@@ -133,6 +135,8 @@ class Store(StoreViews):
 
     def _drain_resums(self) -> None:
         queue = self.table.resum_queue
+        if not queue:
+            return
         for _ in range(min(RESUM_PER_EVENT, len(queue))):
             self._resum(next(iter(queue)))
 
@@ -162,13 +166,12 @@ class Store(StoreViews):
             flagged: set[int] = set()
             self._tick_small(book, ev.mark, small, flagged)
             structural = self._finish() if self._dirty else NO_CHANGE
-            touched, cands, hard = self._finish_small(small, flagged)
-        else:
-            deltas = book.tick(ev.mark)
-            structural = self._finish() if self._dirty else NO_CHANGE
-            if deltas is None:
-                return structural
-            touched, cands, hard = self.table.apply_tick(deltas)
+            return self._small_changed(small, flagged, structural)
+        deltas = book.tick(ev.mark)
+        structural = self._finish() if self._dirty else NO_CHANGE
+        if deltas is None:
+            return structural
+        touched, cands, hard = self.table.apply_tick(deltas)
         for i in hard:
             self._resum(i)
         if structural.accounts.size:
@@ -182,9 +185,9 @@ class Store(StoreViews):
         book = self._books.get(key)
         return book is not None and (book.n > 0 or bool(book.held))
 
-    def record_idle_marks(self, run: MarkRun, recv_ms: int) -> list[MarkPrice]:
-        """Record the marks of instruments nobody holds (latest wins); return the others, in
-        order, as events for :meth:`apply_marks` (the engine screens those mark by mark).
+    def record_idle_marks(self, run: MarkRun, recv_ms: int) -> list[MarkQuote]:
+        """Record the marks of instruments nobody holds (latest wins); return the others in
+        order, for :meth:`apply_held_run` or :meth:`apply_marks`.
 
         Most of a venue's marks are of instruments no account holds, and they move nothing
         but the mark itself: recording them is the whole job, done here in one tight loop over
@@ -193,23 +196,53 @@ class Store(StoreViews):
         the run this way applies the same marks in the same per-instrument order as
         :meth:`apply_marks` alone. Instruments without a book yet go with the others.
         """
-        venue = run.venue
-        idle = self._idle.get(venue)
+        idle = self._idle.get(run.venue)
         if idle is None:
-            return run.marks()
+            return list(run.quotes)
         get = idle.get
-        rest: list[MarkPrice] = []
+        rest: list[MarkQuote] = []
         for q in run.quotes:
             book = get(q.symbol)
             if book is None:
-                rest.append(MarkPrice(venue, q.symbol, q.mark, q.event_ms))
+                rest.append(q)
             else:
                 book.mark = q.mark
                 book.mark_recv_ms = recv_ms
         return rest
 
+    def apply_held_run(
+        self, venue: str, quotes: Sequence[MarkQuote], recv_ms: int
+    ) -> Changed | None:
+        """The usual rest of a feed's batch once idle marks are recorded: each quote on a
+        different small book (:meth:`InstrumentBook.small`) whose legs are all active. Those
+        tick in python with their lazy bounds, exactly as :meth:`apply_marks` would tick them,
+        without a :class:`MarkPrice` per quote. ``None`` (nothing applied) for any other run:
+        the caller then goes through :meth:`apply_marks`."""
+        books = self._venue_books.get(venue)
+        if books is None or self._dirty:
+            return None
+        picked: list[InstrumentBook] = []
+        for q in quotes:
+            book = books.get(q.symbol)
+            if book is None or book.held or not book.small() or book in picked:
+                return None
+            picked.append(book)
+        small: list[RowDeltas] = []
+        flagged: list[int] = []
+        add_rows = self.table.add_rows
+        for book, q in zip(picked, quotes, strict=True):  # _tick_small, inlined: the hot path
+            book.mark_recv_ms = recv_ms
+            got = book.tick_rows(q.mark)
+            if got:
+                flagged += add_rows(got, book.max_rows_per_account)
+                small += got
+        changed = self._small_changed(small, flagged, NO_CHANGE)
+        self._drain_resums()
+        return changed
+
     def _on_mark_run(self, ev: MarkRun, recv_ms: int) -> Changed:
-        return self.apply_marks(self.record_idle_marks(ev, recv_ms), recv_ms)
+        rest = self.record_idle_marks(ev, recv_ms)
+        return self.apply_marks(MarkRun(ev.venue, rest).marks(), recv_ms)
 
     def apply_marks(self, events: Sequence[MarkPrice], recv_ms: int) -> Changed:
         """A frame of marks (e.g. Binance ``!markPrice@arr``) as one batch.
@@ -261,15 +294,9 @@ class Store(StoreViews):
         if not rows and not counted:
             if not small:
                 return structural
-            # Only small books: their lazy bounds hold, only accounts out of budget are screened.
-            touched, cands, hard = self._finish_small(small, flagged)
-            for i in hard:
-                self._resum(i)
+            changed = self._small_changed(small, flagged, structural)
             self._drain_resums()
-            if structural.accounts.size:
-                touched = np.union1d(touched, structural.accounts)
-                cands = np.union1d(cands, structural.candidates)
-            return Changed(touched, cands)
+            return changed
         if small:
             rows.append(self.table.rows_into_batch(small))
         cnt = None
@@ -316,15 +343,21 @@ class Store(StoreViews):
             flagged.update(self.table.add_rows(got, book.max_rows_per_account))
             small += got
 
-    def _finish_small(
-        self, small: list[RowDeltas], flagged: set[int]
-    ) -> tuple[I64, I64, list[int]]:
-        """(touched, candidates, accounts over HARD) of small-book ticks alone."""
+    def _small_changed(
+        self, small: list[RowDeltas], flagged: Collection[int], structural: Changed
+    ) -> Changed:
+        """Finish a batch of small-book ticks alone: their lazy bounds hold, so only the
+        accounts out of budget are screened."""
         touched = np.array(sorted({row[0] for row in small}), dtype=np.int64)
-        if not flagged:
-            return touched, _EMPTY, []
-        cands, hard = self.table.screen(np.array(sorted(flagged), dtype=np.int64))
-        return touched, cands, hard
+        cands: I64 = _EMPTY
+        if flagged:
+            cands, hard = self.table.screen(np.array(sorted(set(flagged)), dtype=np.int64))
+            for i in hard:
+                self._resum(i)
+        if structural.accounts.size:
+            touched = np.union1d(touched, structural.accounts)
+            cands = np.union1d(cands, structural.candidates)
+        return Changed(touched, cands)
 
     def _tick_into_batch(self, book: InstrumentBook, mark: float, rows: list[I64]) -> None:
         deltas = book.tick(mark)
@@ -453,6 +486,7 @@ class Store(StoreViews):
         if book is None:
             idle = self._idle.setdefault(venue, {})
             book = self._books[(venue, symbol)] = InstrumentBook(venue, symbol, idle)
+            self._venue_books.setdefault(venue, {})[symbol] = book
         return book
 
     def _account(self, venue: str, account: str) -> int:

@@ -276,23 +276,22 @@ class AccountTable:
             flagged = np.unique(flagged)
         return (touched, *self._screen(flagged, None))
 
-    def add_rows(self, rows: list[RowDeltas], k: int) -> list[int]:
-        """A small book's tick (:meth:`monitor.book.InstrumentBook.tick_rows`) with the lazy
-        bound of :meth:`apply_tick`, in python: each row's deltas into its account's sums,
-        ``−(k + 1)·Σ|d|`` into ``room`` and −1 into ``cntroom``. Returns the accounts whose
-        budget ran out (NaN included): they must be screened (:meth:`screen`) before the event
-        returns."""
+    def add_rows(self, rows: list[RowDeltas]) -> list[int]:
+        """Small books' ticks (:meth:`monitor.book.InstrumentBook.tick_rows`) with the lazy
+        bound of :meth:`apply_tick`, in python: each row's deltas into its account's sums, its
+        charge ``(k + 1)·Σ|d|`` out of ``room`` and 1 out of ``cntroom``. Returns the accounts
+        whose budget ran out (NaN included): they must be screened (:meth:`screen`) before the
+        event returns."""
         cells = self._cells
-        charge = -(k + 1.0)
         mm_at, im_at, gross_at, room_at, cnt_at = self._row_at
         flagged: list[int] = []
-        for i, du, dmm, dim, dx, w in rows:
+        for i, du, dmm, dim, dx, _w, charge in rows:
             cells[i] += du  # R["upnl"] == 0
             cells[mm_at + i] += dmm
             cells[im_at + i] += dim
             cells[gross_at + i] += dx
             j = room_at + i
-            room = cells[j] + w * charge
+            room = cells[j] - charge
             cells[j] = room
             j = cnt_at + i
             cnt = cells[j] - 1.0
@@ -307,7 +306,7 @@ class AccountTable:
         the batch bound then covers every update of the batch, in whatever order they came.
         The lazy charges those rows already made only over-count, which is safe."""
         cells, at = self._cells, R["wsum"] * self.table.shape[1]
-        for i, _du, _dmm, _dim, _dx, w in rows:
+        for i, _du, _dmm, _dim, _dx, w, _charge in rows:
             cells[at + i] += w
         return np.array([row[0] for row in rows], dtype=np.int64)
 

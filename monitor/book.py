@@ -60,8 +60,9 @@ _SCRATCH_BOOL = ("w_b1", "w_b2")
 _SAFE_EPS = 1e-9
 # Books with at most this many rows tick in python scalars (see the module docstring).
 SMALL_ROWS = 8
-# One row of a scalar tick: (account, ΔuPnL, ΔMM, ΔIM, Δnotional, Σ|Δ|).
-RowDeltas = tuple[int, float, float, float, float, float]
+# One row of a python tick: (account, ΔuPnL, ΔMM, ΔIM, Δnotional, w = Σ|Δ|, (k + 1)·w) where k is
+# the book's most rows per account: the last is the row's charge to its account's lazy bound.
+RowDeltas = tuple[int, float, float, float, float, float, float]
 # The python tick's copy of one row: account, qcs, size, entry, lo, hi, mmr, ded, imr, lev, crossf.
 _PyRow = tuple[int, float, float, float, float, float, float, float, float, float, float]
 
@@ -507,12 +508,6 @@ class InstrumentBook:
         self._fig, self._alt = self._alt, self._fig
         return TickDeltas(self.account[:n], delta, self.flat_index, self._touched, self._max_rows)
 
-    @property
-    def max_rows_per_account(self) -> int:
-        if not self._derived_ok:
-            self._derive()
-        return self._max_rows
-
     def tick_rows(self, mark: float) -> list[RowDeltas] | None:
         """:meth:`tick` in python floats, for small books: the same operations in the same
         order on each row (so the same figures, bit for bit), one tuple of deltas per row."""
@@ -526,6 +521,7 @@ class InstrumentBook:
             self._update_safe_range()
             lo_m, hi_m = self._safe
         inside = lo_m < mark < hi_m
+        per_w = self._max_rows + 1.0
         linear = self._py_linear
         inv_mark = 0.0 if linear else 1.0 / mark
         slow = self._slow
@@ -557,7 +553,7 @@ class InstrumentBook:
             if crossf != 1.0:  # isolated: its deltas stay out of the account sums
                 du, dmm, dim, dx = du * crossf, dmm * crossf, dim * crossf, dx * crossf
             w = abs(du) + abs(dmm) + abs(dim) + abs(dx)
-            out.append((acct, du, dmm, dim, dx, w))
+            out.append((acct, du, dmm, dim, dx, w, w * per_w))
         self._fig_dirty = True
         if moved:
             self._update_safe_range()

@@ -179,7 +179,7 @@ class Engine:
                     if changed is None:
                         self._apply_marks(MarkRun(ev.venue, rest).marks(), recv_ms, out)
                     else:
-                        latest = max([q.event_ms for q in rest])  # every quote: a held mark
+                        latest = max(map(_EVENT_MS, rest))  # every quote: a held mark
                         self._candidates(changed, latest, recv_ms, out)
                 k += 1
                 continue

@@ -414,9 +414,10 @@ def test_python_tick_rows_are_numpy_s_deltas_and_weights(
             deltas = twin.tick(mark)
             assert rows is not None and deltas is not None
             assert [r[0] for r in rows] == deltas.accounts.tolist()
-            assert [list(r[1:]) for r in rows] == deltas.block[:5].T.tolist()
+            assert [list(r[1:6]) for r in rows] == deltas.block[:5].T.tolist()
+            k = deltas.max_rows_per_account
+            assert [r[6] for r in rows] == [r[5] * (k + 1.0) for r in rows]
             assert book.fig[:, : book.n].tolist() == twin.fig[:, : twin.n].tolist()
-            assert book.max_rows_per_account == deltas.max_rows_per_account
 
 
 @pytest.fixture

@@ -83,11 +83,11 @@ def decode_batch(frames: Sequence[bytes]) -> list[MarkUpdate] | None:
     n = len(frames)
     if n == 0:
         return []
+    parts = list(frames)  # brackets added to the end frames only: no second copy of the batch
     try:
-        if n == 1:
-            buf = b"[" + frames[0] + b"]"
-        else:  # brackets added to the end frames only: no second copy of the batch
-            buf = _SEP.join([b"[" + frames[0], *frames[1:-1], frames[-1] + b"]"])
+        parts[0] = b"[" + parts[0]
+        parts[-1] += b"]"
+        buf = _SEP.join(parts)
     except TypeError:  # str frames (tests, offline tools): the frame-by-frame path
         return None
     try:

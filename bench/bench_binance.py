@@ -11,12 +11,16 @@ few positions while the venue streams every mark.
 batches of ``BATCH`` frames (what the driver takes at once from the socket when a 1-second burst
 of every symbol's update arrives), which decodes a batch of mark frames in one call to one
 ``MarkRun``. ``binance_mark_decode_apply_us`` adds ``Engine.handle`` (no sinks): the idle
-symbols' marks recorded, the held ones ticked and screened through ``Store.apply_marks``.
+symbols' marks recorded, the held ones ticked (in python: their books are small) and their
+accounts' lazy budgets charged (``Store.apply_held_run``), a screen only when a budget runs out.
 ``binance_mark_decode_apply_unbatched_us`` hands every frame to ``parse_many`` and
 ``Engine.handle`` alone, for honesty. The speedups are against the batched figure; the
 ``_unbatched`` speedups are reported beside them. ``binance_mark_apply_held_us`` is the part of
 decode + apply spent on the held symbols (per frame of the whole stream: the same run against a
 book nobody holds, subtracted), so the reader sees where the rest goes.
+
+Each round runs every contender once (interleaved: slow spells on a shared machine last
+seconds) and the best of ``REPEATS`` rounds is reported.
 
 Baselines run the same frames through cryptofeed's ``BinanceFutures.message_handler`` and
 ccxt.pro's ``binanceusdm.handle_message`` when those packages are installed (bench-only, never

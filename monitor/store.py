@@ -171,7 +171,11 @@ class Store(StoreViews):
         structural = self._finish() if self._dirty else NO_CHANGE
         if deltas is None:
             return structural
-        touched, cands, hard = self.table.apply_tick(deltas)
+        return self._ticked(*self.table.apply_tick(deltas), structural)
+
+    def _ticked(self, touched: I64, cands: I64, hard: list[int], structural: Changed) -> Changed:
+        """A tick's outcome: accounts over HARD re-summed at once, the structural change (legs
+        activated by the same mark) added."""
         for i in hard:
             self._resum(i)
         if structural.accounts.size:
@@ -302,14 +306,9 @@ class Store(StoreViews):
             for more in counted[1:]:
                 size = max(cnt.size, more.size)
                 cnt = np.pad(cnt, (0, size - cnt.size)) + np.pad(more, (0, size - more.size))
-        touched, cands, hard = self.table.finish_batch(rows, cnt)
-        for i in hard:
-            self._resum(i)
+        changed = self._ticked(*self.table.finish_batch(rows, cnt), structural)
         self._drain_resums()
-        if structural.accounts.size:
-            touched = np.union1d(touched, structural.accounts)
-            cands = np.union1d(cands, structural.candidates)
-        return Changed(touched, cands)
+        return changed
 
     def _flush_fused(
         self,
@@ -353,15 +352,10 @@ class Store(StoreViews):
             touched = np.array(sorted(set(accounts)), dtype=np.int64)
             touched.flags.writeable = False  # shared by every Changed built from the cache
             self._touched_of[accounts] = touched
-        cands: I64 = _EMPTY
-        if flagged:
-            cands, hard = self.table.screen(np.array(sorted(set(flagged)), dtype=np.int64))
-            for i in hard:
-                self._resum(i)
-        if structural.accounts.size:
-            touched = np.union1d(touched, structural.accounts)
-            cands = np.union1d(cands, structural.candidates)
-        return Changed(touched, cands)
+        if not flagged:
+            return self._ticked(touched, _EMPTY, [], structural)
+        screened = self.table.screen(np.array(sorted(set(flagged)), dtype=np.int64))
+        return self._ticked(touched, *screened, structural)
 
     def _tick_into_batch(self, book: InstrumentBook, mark: float, rows: list[I64]) -> None:
         deltas = book.tick(mark)

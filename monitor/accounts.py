@@ -267,7 +267,8 @@ class AccountTable:
             self._flag_b = np.zeros(2 * m, dtype=np.bool_)
         got, neg = self._flag[:m], self._flag_b[:m]
         np.take(self.flat, idx, out=got)
-        np.less(got, 0.0, out=neg)
+        np.greater_equal(got, 0.0, out=neg)
+        np.logical_not(neg, out=neg)  # NaN included, as in add_rows and the full-row branch
         if not neg.any():
             return touched, _EMPTY_I, []
         rows = t.accounts.size

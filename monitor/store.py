@@ -230,6 +230,8 @@ class Store(StoreViews):
             book = books.get(q.symbol)
             if book is None or book.held or not book.small() or book in picked:
                 return None
+            if not 0.0 < q.mark < math.inf:  # a connector bug (NaN too): apply_marks skips it
+                return None
             picked.append(book)
         small: list[RowDeltas] = []
         for book, q in zip(picked, quotes, strict=True):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -185,6 +187,18 @@ def test_a_mark_run_screens_every_held_mark_and_records_the_rest() -> None:
     assert store._books[(VENUE, "DOGEUSDT")].mark_recv_ms == clock.now
     assert store._books[(VENUE, "ETHUSDT")].mark == 3_000.0
     assert store._books[(VENUE, "BTCUSDT")].mark == 30_000.0
+
+
+def test_a_mark_run_never_prices_a_held_book_at_a_bad_mark() -> None:
+    """MarkRun promises finite positive marks; a connector that broke it must not move a held
+    book (the run goes the general way, which skips such marks)."""
+    engine, _sink, clock = _engine()
+    store = engine.store
+    before = store.figures(KEY)
+    for bad in (math.nan, 0.0, -1.0, math.inf):
+        assert engine.handle(_as_run([mark("BTCUSDT", bad, ms=1)]), clock.now) == []
+        assert store._books[(VENUE, "BTCUSDT")].mark == 30_000.0
+        assert store.figures(KEY) == before
 
 
 _symbols = st.sampled_from(["BTCUSDT", "DOGEUSDT", "ETHUSDT"])

@@ -63,6 +63,10 @@ class _Any(msgspec.Struct, gc=False):
 _ONE = msgspec.json.Decoder(tuple[_One], strict=False)
 _ANY = msgspec.json.Decoder(tuple[_Any], strict=False)
 _SEP = b"]\n["
+# What msgspec raises on frames it cannot read: DecodeError (and ValidationError), but also
+# UnicodeDecodeError for invalid UTF-8 in a string it builds and RecursionError for nesting
+# deeper than it follows. Any of them sends the batch frame by frame, where each is judged.
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _CONVERT = msgspec.convert
 assert wire.MARK_PRICE_UPDATE == "markPriceUpdate"  # the Literal above must name the event
 
@@ -86,16 +90,16 @@ def decode_batch(frames: Sequence[bytes]) -> list[MarkUpdate] | None:
     parts = list(frames)  # brackets added to the end frames only: no second copy of the batch
     try:
         parts[0] = b"[" + parts[0]
-        parts[-1] += b"]"
+        parts[-1] = parts[-1] + b"]"  # not +=: a bytearray frame would change in place
         buf = _SEP.join(parts)
     except TypeError:  # str frames (tests, offline tools): the frame-by-frame path
         return None
     try:
         docs: list[Any] = _ONE.decode_lines(buf)
-    except msgspec.DecodeError:  # incl. ValidationError: an array, a bad mark, not a mark...
+    except _UNREADABLE:  # incl. ValidationError: an array, a bad mark, not a mark...
         try:
             docs = _ANY.decode_lines(buf)
-        except msgspec.DecodeError:
+        except _UNREADABLE:
             return None
         if len(docs) != n:
             return None

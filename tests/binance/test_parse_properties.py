@@ -300,17 +300,42 @@ def test_a_non_string_symbol_is_rejected() -> None:
     assert decode_batch([frame]) is None
 
 
-def test_a_number_beyond_float64_in_a_field_we_skip_is_where_the_paths_differ() -> None:
-    # The one known difference, kept on purpose: orjson refuses a number that overflows float64
-    # anywhere in a frame; the batch decoder skips unused fields without converting them, so the
-    # mark (well formed) is kept. Binance sends no such number; checking for it would cost a
-    # second pass over every frame.
-    frame = _good.replace(b'"T":1562306400000', b'"T":1e400')
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _good.replace(b'"T":1562306400000', b'"T":1e400'),
+        _good.replace(b'"i":"60001.5"', b'"i":1e400'),  # i is skipped too (never decided a mark)
+        _good.replace(b'"r":"0.0001"', b'"r":"\xff"'),  # invalid UTF-8 in a skipped string
+    ],
+)
+def test_where_the_paths_differ_on_purpose(frame: bytes) -> None:
+    # The known differences, kept on purpose: orjson refuses a frame holding a number that
+    # overflows float64 or a string that is not UTF-8 anywhere; the batch decoder skips the
+    # fields it does not use without converting or checking them, so the mark (well formed)
+    # is kept. Binance sends neither; checking for them would cost a second pass per frame.
     with pytest.raises(VenueDataError):
         parse_frame(frame, V, None)
     quotes = decode_batch([frame])
     assert quotes is not None
     assert _marks([MarkRun(V, quotes)]) == [("BTCUSDT", 60000.10, 1562305380000)]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        _good.replace(b'"BTCUSDT"', b'"BTC\xffUSDT"'),  # not UTF-8 where a string is built
+        _good.replace(b'"T":1562306400000', b'"T":' + b"[" * 1100 + b"]" * 1100),  # too deep
+    ],
+)
+def test_frames_msgspec_cannot_read_are_judged_one_by_one(odd: bytes) -> None:
+    assert decode_batch([_good, odd]) is None
+    _agree(_good, odd, _good)
+
+
+def test_the_batch_decoder_leaves_the_frames_as_they_were() -> None:
+    frames: list[Any] = [_good, bytearray(_good)]
+    assert decode_batch(frames) == decode_batch([_good, _good])
+    assert frames == [_good, bytearray(_good)]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ into the account sums, vectorised health of the touched accounts, and a vectoris
 returns only the accounts whose health left their quiet band (or whose liquidation distance may
 be under its threshold). Everything else (fills, snapshots, balances, tier tables) is structural,
 python, and re-sums the accounts it touches exactly. See :mod:`monitor.accounts` for the
-exactness guarantee.
+exactness guarantee, and :mod:`monitor.store_marks` for how marks are applied.
 
 A leg whose instrument facts, margin model or first mark are missing is *held*: its account is
 incomplete, its figures unknown (never zero), and :meth:`Store.missing_inputs` names what is
@@ -18,8 +18,8 @@ missing. Incomplete accounts are never alert candidates; staleness covers them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -32,16 +32,15 @@ from connectors.events import (
     Instrument,
     LeverageUpdate,
     MarkPrice,
-    MarkQuote,
     MarkRun,
     PositionFill,
     PositionSnapshot,
     TierTableUpdate,
 )
-from monitor import store_frame
 from monitor.accounts import AccountTable
-from monitor.book import I64, InstrumentBook, Leg, RowDeltas
+from monitor.book import I64, InstrumentBook, Leg
 from monitor.store_frame import FrameCache
+from monitor.store_marks import NO_CHANGE, Changed, StoreMarks
 from monitor.store_risk import RiskCache
 from monitor.store_state import AccountState, fill_result
 from monitor.store_views import (
@@ -71,24 +70,8 @@ __all__ = [
     "StoreFigures",
 ]
 
-_EMPTY: I64 = np.zeros(0, dtype=np.int64)
-# Queued re-sums done per applied event: spreads them so no single tick pays for many.
-RESUM_PER_EVENT = 4
 
-
-class Changed(NamedTuple):
-    """Account indices an event touched, and the subset the alert policy must look at (both
-    sorted ascending, without repeats). A named tuple: one is built per event, and a frozen
-    dataclass costs several times more to build."""
-
-    accounts: I64
-    candidates: I64
-
-
-NO_CHANGE = Changed(_EMPTY, _EMPTY)
-
-
-class Store(StoreViews):
+class Store(StoreMarks, StoreViews):
     """Incremental per-account margin state for every watched account."""
 
     def __init__(self) -> None:
@@ -133,13 +116,6 @@ class Store(StoreViews):
         self._drain_resums()
         return changed
 
-    def _drain_resums(self) -> None:
-        queue = self.table.resum_queue
-        if not queue:
-            return
-        for _ in range(min(RESUM_PER_EVENT, len(queue))):
-            self._resum(next(iter(queue)))
-
     def _finish(self) -> Changed:
         """Re-sum the structurally changed accounts; report them and the candidates."""
         dirty = sorted(self._dirty)
@@ -152,218 +128,6 @@ class Store(StoreViews):
             self._resum(i)
         cands = [i for i in dirty if self.table.is_candidate(i)]
         return Changed(np.array(dirty, dtype=np.int64), np.array(cands, dtype=np.int64))
-
-    def _on_mark(self, ev: MarkPrice, recv_ms: int) -> Changed:
-        if not (math.isfinite(ev.mark) and ev.mark > 0.0):
-            return NO_CHANGE  # a connector bug: never price legs at a non-positive mark
-        book = self._book(ev.venue, ev.symbol)
-        book.mark_recv_ms = recv_ms
-        if book.held:
-            book.mark = ev.mark
-            self._activate_held(book)
-        if book.small():
-            small: list[RowDeltas] = []
-            flagged: set[int] = set()
-            self._tick_small(book, ev.mark, small, flagged)
-            structural = self._finish() if self._dirty else NO_CHANGE
-            return self._small_changed(small, flagged, structural)
-        deltas = book.tick(ev.mark)
-        structural = self._finish() if self._dirty else NO_CHANGE
-        if deltas is None:
-            return structural
-        return self._ticked(*self.table.apply_tick(deltas), structural)
-
-    def _ticked(self, touched: I64, cands: I64, hard: list[int], structural: Changed) -> Changed:
-        """A tick's outcome: accounts over HARD re-summed at once, the structural change (legs
-        activated by the same mark) added."""
-        for i in hard:
-            self._resum(i)
-        if structural.accounts.size:
-            touched = np.union1d(touched, structural.accounts)
-            cands = np.union1d(cands, structural.candidates)
-        return Changed(touched, cands)
-
-    def holds(self, key: InstrumentKey) -> bool:
-        """Whether any leg (active or held) sits on the instrument: only then does its mark
-        move an account, and only then must a repeated mark be screened before the next."""
-        book = self._books.get(key)
-        return book is not None and (book.n > 0 or bool(book.held))
-
-    def record_idle_marks(self, run: MarkRun, recv_ms: int) -> list[MarkQuote]:
-        """Record the marks of instruments nobody holds (latest wins); return the others in
-        order, for :meth:`apply_held_run` or :meth:`apply_marks`.
-
-        Most of a venue's marks are of instruments no account holds, and they move nothing
-        but the mark itself: recording them is the whole job, done here in one tight loop over
-        the venue's idle books. Which instruments are idle cannot change inside the loop (only
-        positions change it), and an idle instrument's marks touch no other book, so splitting
-        the run this way applies the same marks in the same per-instrument order as
-        :meth:`apply_marks` alone. Instruments without a book yet go with the others.
-        """
-        idle = self._idle.get(run.venue)
-        if idle is None:
-            return list(run.quotes)
-        get = idle.get
-        rest: list[MarkQuote] = []
-        for q in run.quotes:
-            book = get(q.symbol)
-            if book is None:
-                rest.append(q)
-            else:
-                book.mark = q.mark
-                book.mark_recv_ms = recv_ms
-        return rest
-
-    def apply_held_run(
-        self, venue: str, quotes: Sequence[MarkQuote], recv_ms: int
-    ) -> Changed | None:
-        """The usual rest of a feed's batch once idle marks are recorded: each quote on a
-        different small book (:meth:`InstrumentBook.small`) whose legs are all active. Those
-        tick in python with their lazy bounds, exactly as :meth:`apply_marks` would tick them,
-        without a :class:`MarkPrice` per quote. ``None`` (nothing applied) for any other run:
-        the caller then goes through :meth:`apply_marks`."""
-        books = self._venue_books.get(venue)
-        if books is None or self._dirty:
-            return None
-        picked: list[InstrumentBook] = []
-        for q in quotes:
-            book = books.get(q.symbol)
-            if book is None or book.held or not book.small() or book in picked:
-                return None
-            if not 0.0 < q.mark < math.inf:  # a connector bug (NaN too): apply_marks skips it
-                return None
-            picked.append(book)
-        small: list[RowDeltas] = []
-        for book, q in zip(picked, quotes, strict=True):
-            book.mark_recv_ms = recv_ms
-            got = book.tick_rows(q.mark)
-            if got:
-                small += got
-        changed = self._small_changed(small, self.table.add_rows(small), NO_CHANGE)
-        self._drain_resums()
-        return changed
-
-    def _on_mark_run(self, ev: MarkRun, recv_ms: int) -> Changed:
-        rest = self.record_idle_marks(ev, recv_ms)
-        return self.apply_marks(MarkRun(ev.venue, rest).marks(), recv_ms)
-
-    def apply_marks(self, events: Sequence[MarkPrice], recv_ms: int) -> Changed:
-        """A frame of marks (e.g. Binance ``!markPrice@arr``) as one batch.
-
-        Each instrument's legs tick as usual — many legs of linear books in one fused pass
-        (:mod:`monitor.store_frame`); the account-side error bound, health and screen run
-        once over the union of touched accounts instead of once per instrument. A repeated
-        instrument ticks in order (the engine splits batches there so each mark is screened).
-        """
-        rows: list[I64] = []
-        books = self._books
-        fused: list[InstrumentBook] = []
-        fused_marks: list[float] = []
-        seen: set[int] = set()
-        counted: list[I64] = []  # per-account row counts of fused passes
-        small: list[RowDeltas] = []  # rows of small books, ticked at once in python
-        flagged: set[int] = set()
-        for ev in events:
-            book = books.get((ev.venue, ev.symbol))
-            if book is not None and book.n == 0 and not book.held:
-                # Nobody holds it: just record the mark (most of a venue's all-marks frame).
-                mark = ev.mark
-                if math.isfinite(mark) and mark > 0.0:
-                    book.mark, book.mark_recv_ms = mark, recv_ms
-                continue
-            if not (math.isfinite(ev.mark) and ev.mark > 0.0):
-                continue
-            if book is None:
-                book = self._book(ev.venue, ev.symbol)
-            if id(book) in seen:  # a repeat: the earlier mark must land first
-                self._flush_fused(fused, fused_marks, rows, counted)
-                seen.clear()
-            book.mark_recv_ms = recv_ms
-            if book.held:
-                book.mark = ev.mark
-                self._activate_held(book)
-            if book.small():
-                self._tick_small(book, ev.mark, small, flagged)
-                continue
-            if book.n and book.fusable():
-                book.mark = ev.mark
-                seen.add(id(book))
-                fused.append(book)
-                fused_marks.append(ev.mark)
-                continue
-            self._tick_into_batch(book, ev.mark, rows)
-        self._flush_fused(fused, fused_marks, rows, counted)
-        structural = self._finish() if self._dirty else NO_CHANGE
-        if not rows and not counted:
-            if not small:
-                return structural
-            changed = self._small_changed(small, flagged, structural)
-            self._drain_resums()
-            return changed
-        if small:
-            rows.append(self.table.rows_into_batch(small))
-        cnt = None
-        if counted:
-            cnt = counted[0]
-            for more in counted[1:]:
-                size = max(cnt.size, more.size)
-                cnt = np.pad(cnt, (0, size - cnt.size)) + np.pad(more, (0, size - more.size))
-        changed = self._ticked(*self.table.finish_batch(rows, cnt), structural)
-        self._drain_resums()
-        return changed
-
-    def _flush_fused(
-        self,
-        books: list[InstrumentBook],
-        marks: list[float],
-        rows: list[I64],
-        counted: list[I64],
-    ) -> None:
-        """Tick the deferred books: one fused pass when they are many legs, else one by one."""
-        if not books:
-            return
-        if sum(b.n for b in books) >= store_frame.MIN_FUSED_ROWS:
-            deltas, weight = self._frame.tick(books, marks)
-            self.table.add_frame(self._frame.account, deltas, weight)
-            counted.append(self._frame.per_account)
-        else:
-            for book, mark in zip(books, marks, strict=True):
-                self._tick_into_batch(book, mark, rows)
-        books.clear()
-        marks.clear()
-
-    def _tick_small(
-        self, book: InstrumentBook, mark: float, small: list[RowDeltas], flagged: set[int]
-    ) -> None:
-        """Tick a small book in python scalars, its deltas straight into the account sums."""
-        got = book.tick_rows(mark)
-        if got:
-            flagged.update(self.table.add_rows(got))
-            small += got
-
-    def _small_changed(
-        self, small: list[RowDeltas], flagged: Collection[int], structural: Changed
-    ) -> Changed:
-        """Finish a batch of small-book ticks alone: their lazy bounds hold, so only the
-        accounts out of budget are screened."""
-        accounts = tuple([row[0] for row in small])
-        touched = self._touched_of.get(accounts)
-        if touched is None:  # a feed's held books touch the same accounts batch after batch
-            if len(self._touched_of) >= 64:
-                self._touched_of.clear()
-            touched = np.array(sorted(set(accounts)), dtype=np.int64)
-            touched.flags.writeable = False  # shared by every Changed built from the cache
-            self._touched_of[accounts] = touched
-        if not flagged:
-            return self._ticked(touched, _EMPTY, [], structural)
-        screened = self.table.screen(np.array(sorted(set(flagged)), dtype=np.int64))
-        return self._ticked(touched, *screened, structural)
-
-    def _tick_into_batch(self, book: InstrumentBook, mark: float, rows: list[I64]) -> None:
-        deltas = book.tick(mark)
-        if deltas is not None:
-            self.table.add_deltas(deltas)
-            rows.append(deltas.accounts)
 
     def _on_asset_price(self, ev: AssetPrice, recv_ms: int) -> Changed:
         self._prices.setdefault(ev.venue, {})[ev.asset] = ev.price

@@ -339,33 +339,33 @@ def test_same_with_tiny_resum_thresholds(
     run_sequence(seq)
 
 
+@pytest.mark.parametrize(
+    ("module", "name", "value"),
+    [
+        # Every frame of marks takes the fused multi-instrument pass (monitor.store_frame).
+        (monitor.store_frame, "MIN_FUSED_ROWS", 0),
+        # Small books tick in python (monitor.book.SMALL_ROWS): here none do, or only books of
+        # up to 2 rows, so a frame mixes python ticks with the numpy batch.
+        (monitor.book, "SMALL_ROWS", 0),
+        (monitor.book, "SMALL_ROWS", 2),
+    ],
+    ids=["every_frame_fused", "numpy_ticks", "mixed_ticks"],
+)
 @settings(
-    max_examples=80,
+    max_examples=70,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(seq=st.lists(events, min_size=1, max_size=120))
-def test_same_with_every_frame_fused(
-    seq: list[Event | list[MarkPrice]], monkeypatch_fused: None
+def test_same_on_every_tick_route(
+    seq: list[Event | list[MarkPrice]],
+    module: object,
+    name: str,
+    value: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Every frame of marks takes the fused multi-instrument pass (monitor.store_frame).
-    run_sequence(seq)
-
-
-@pytest.mark.parametrize("small_rows", [0, 2])
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(seq=st.lists(events, min_size=1, max_size=120))
-def test_same_with_numpy_or_mixed_ticks(
-    seq: list[Event | list[MarkPrice]], small_rows: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Small books tick in python (monitor.book.SMALL_ROWS); here none do (0), or only books of
-    # up to 2 rows, so a frame mixes python ticks with the numpy batch.
     with monkeypatch.context() as m:
-        m.setattr(monitor.book, "SMALL_ROWS", small_rows)
+        m.setattr(module, name, value)
         run_sequence(seq)
 
 
@@ -418,11 +418,6 @@ def test_python_tick_rows_are_numpy_s_deltas_and_weights(
             k = deltas.max_rows_per_account
             assert [r[6] for r in rows] == [r[5] * (k + 1.0) for r in rows]
             assert book.fig[:, : book.n].tolist() == twin.fig[:, : twin.n].tolist()
-
-
-@pytest.fixture
-def monkeypatch_fused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(monitor.store_frame, "MIN_FUSED_ROWS", 0)
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ from rules.tiers import TierSpec, TierTable
 from rules.types import ContractKind, Side
 
 N = 20_000
-REPEATS = 15
+REPEATS = 25
 SLOW_US, SLOW_FRAMES = 10.0, 4_000
 SYMBOLS = 200
 BATCH = 200

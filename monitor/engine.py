@@ -257,6 +257,8 @@ class Engine:
         if self.store.flips:
             self._on_flips(recv_ms, out)
         cands = changed.candidates
+        if not cands.size:  # the usual tick: every touched account still quiet
+            return
         if cands.size > 1:
             # Most severe first: the lowest health's alert must not queue behind milder ones.
             t = self.store.table

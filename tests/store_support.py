@@ -1,12 +1,14 @@
-"""Store and engine test fixtures: tier tables from spec/margin.md and event helpers."""
+"""Store and engine test fixtures: tier tables from spec/margin.md, event helpers, a list sink."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 from connectors.events import Instrument, MarkPrice, PositionSnapshot, TierTableUpdate
 from monitor.store import AccountKey, Store
 from rules.account import AccountFigures
+from rules.alerts import Alert, StateDocument
 from rules.tiers import TierSpec, TierTable
 from rules.types import ContractKind, MarginMode, Side
 
@@ -32,6 +34,17 @@ BTC_2024 = TierTable.from_tiers(
             (1_200_000_000, 1_800_000_000, 0.50, 421_481_450, 1),
         )
     ],
+)
+
+# OKX-style: no deductions, so MM jumps at each floor (spec §3.2).
+OKX_ETH = TierTable.from_tiers(
+    "ETH",
+    [
+        TierSpec(0, 20_000, 0.01, None, 50),
+        TierSpec(20_000, 60_000, 0.02, None, 20),
+        TierSpec(60_000, math.inf, 0.05, None, 10),
+    ],
+    deduction=False,
 )
 
 # spec/margin.md §1.1.2, the 2020–21 BTCUSDT table behind Binance's worked example (§1.4.1).
@@ -105,3 +118,33 @@ def assert_matches_scratch(store: Store, key: AccountKey) -> AccountFigures:
         h_tol = eq_tol / mm + h * bound / mm + 2.0**-51 * h
         assert abs(fig.health - scratch.health) <= h_tol * (1 + 1e-6), (fig.health, h_tol)
     return scratch
+
+
+class ListSink:
+    """In-memory sink: keeps what it was handed, in order; ``enough`` is set once it holds
+    ``want`` alerts (0: never)."""
+
+    name = "list"
+
+    def __init__(self, want: int = 0) -> None:
+        self.alerts: list[Alert] = []
+        self.states: list[StateDocument] = []
+        self.want = want
+        self.enough = asyncio.Event()
+
+    def submit(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+        if self.want and len(self.alerts) >= self.want:
+            self.enough.set()
+
+    def submit_state(self, state: StateDocument) -> None:
+        self.states.append(state)
+
+    async def run(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def pending(self) -> int:
+        return 0

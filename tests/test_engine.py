@@ -7,7 +7,7 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from store_support import BTC_2024, VENUE, linear, mark, position, table
+from store_support import BTC_2024, VENUE, ListSink, linear, mark, position, table
 
 from connectors.events import (
     AccountSnapshot,
@@ -23,35 +23,10 @@ from connectors.events import (
 from monitor.engine import Engine
 from monitor.sinks.base import Sink
 from monitor.store import AccountKey, Store
-from rules.alerts import Alert, AlertConfig, Level, StateDocument
+from rules.alerts import AlertConfig, Level
 from rules.types import Side
 
 KEY = (VENUE, "main")
-
-
-class ListSink:
-    """In-memory sink: keeps what it was handed, in order."""
-
-    name = "list"
-
-    def __init__(self) -> None:
-        self.alerts: list[Alert] = []
-        self.states: list[StateDocument] = []
-
-    def submit(self, alert: Alert) -> None:
-        self.alerts.append(alert)
-
-    def submit_state(self, state: StateDocument) -> None:
-        self.states.append(state)
-
-    async def run(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def pending(self) -> int:
-        return 0
 
 
 class Clock:

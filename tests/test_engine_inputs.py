@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import cast
 
-from store_support import BTC_2024, VENUE, linear, mark, position, table
-from test_engine import ListSink, _engine
+from store_support import BTC_2024, VENUE, ListSink, linear, mark, position, table
+from test_engine import _engine
 
 from connectors.events import Event, FeedState, FeedStatus
 from rules.alert_doc import Alert, JsonValue

@@ -8,14 +8,14 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from store_support import BTC_2024, VENUE, linear, mark, position, table
+from store_support import BTC_2024, VENUE, ListSink, linear, mark, position, table
 
 from connectors.events import BalanceUpdate, Event, MarginCall
 from monitor.daemon import Daemon, _drain_pending
 from monitor.engine import Engine
 from monitor.sinks.base import Sink
 from monitor.store import AccountKey, Store
-from rules.alerts import AccountRisk, Alert, AlertConfig, StateDocument
+from rules.alerts import AccountRisk, AlertConfig
 
 CFG = AlertConfig(liq_distance=0.02, cooldown_ms=10_000)
 # 1 BTC long at 30,000, MM 0.4 %: equity b − 30,000·x = 120·(1 − x) at a fall x, so with a
@@ -35,33 +35,6 @@ class CountingStore(Store):
         if kw.get("with_liquidation", True):
             self.distance_calls.append(key[1])
         return super().risk(key, **kw)
-
-
-class ListSink:
-    name = "list"
-
-    def __init__(self, want: int = 0) -> None:
-        self.alerts: list[Alert] = []
-        self.states: list[StateDocument] = []
-        self.want = want
-        self.enough = asyncio.Event()
-
-    def submit(self, alert: Alert) -> None:
-        self.alerts.append(alert)
-        if self.want and len(self.alerts) >= self.want:
-            self.enough.set()
-
-    def submit_state(self, state: StateDocument) -> None:
-        self.states.append(state)
-
-    async def run(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def pending(self) -> int:
-        return 0
 
 
 def _engine(sink: ListSink, limit: int | None) -> tuple[Engine, CountingStore]:

@@ -3,11 +3,9 @@ liquidation distance (rules.liquidation.liquidation_distance) is under the thres
 
 from __future__ import annotations
 
-import math
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from store_support import BTC_2024
+from store_support import BTC_2024, OKX_ETH
 
 from connectors.events import (
     AssetPrice,
@@ -25,19 +23,9 @@ from rules.deribit import SizeLinearModel
 from rules.dydx import DydxModel
 from rules.liquidation import liquidation_distance
 from rules.model import MarginModel
-from rules.tiers import TierSpec, TierTable
 from rules.types import ContractKind, Side
 
 V = "venue"
-OKX_ETH = TierTable.from_tiers(
-    "ETH",
-    [
-        TierSpec(0, 20_000, 0.01, None, 50),
-        TierSpec(20_000, 60_000, 0.02, None, 20),
-        TierSpec(60_000, math.inf, 0.05, None, 10),
-    ],
-    deduction=False,
-)
 MODELS: dict[str, tuple[float, MarginModel, float]] = {  # contract size, model, mark
     "BTC": (1.0, BTC_2024, 60_000.0),
     "ETH": (0.1, OKX_ETH, 3_000.0),

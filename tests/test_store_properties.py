@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
-from store_support import BTC_2024
+from store_support import BTC_2024, OKX_ETH
 
 import monitor.accounts
 import monitor.book
@@ -41,20 +41,9 @@ from rules.account import AccountInput, PositionInput, account_figures, position
 from rules.deribit import SizeLinearModel
 from rules.dydx import DydxModel
 from rules.model import MarginModel
-from rules.tiers import TierSpec, TierTable
 from rules.types import ContractKind, MarginMode, Side
 
 V = "venue"
-# OKX-style: no deductions, so MM jumps at each floor (spec §3.2).
-OKX_ETH = TierTable.from_tiers(
-    "ETH",
-    [
-        TierSpec(0, 20_000, 0.01, None, 50),
-        TierSpec(20_000, 60_000, 0.02, None, 20),
-        TierSpec(60_000, math.inf, 0.05, None, 10),
-    ],
-    deduction=False,
-)
 INSTRUMENTS: dict[str, tuple[ContractKind, float, MarginModel]] = {
     "BTC": (ContractKind.LINEAR, 1.0, BTC_2024),
     "ETH": (ContractKind.LINEAR, 0.1, OKX_ETH),

@@ -26,7 +26,7 @@ from connectors.events import (
 )
 from rules.types import MarginMode, Side
 
-from .samples import SAMPLES, sample
+from .samples import SAMPLES, SHARED_SAMPLES, sample
 
 V = "binance-usdm"
 
@@ -34,6 +34,12 @@ V = "binance-usdm"
 def test_every_sample_is_covered_by_a_test() -> None:
     names = {p.name for p in SAMPLES.glob("*.json")}
     assert names == COVERED
+
+
+@pytest.mark.skipif(not SHARED_SAMPLES.is_dir(), reason="no shared/ beside this clone")
+def test_the_copy_is_the_shared_samples() -> None:
+    shared = {p.name: p.read_bytes() for p in SHARED_SAMPLES.iterdir() if p.is_file()}
+    assert {p.name: p.read_bytes() for p in SAMPLES.iterdir() if p.is_file()} == shared
 
 
 COVERED = {

@@ -37,7 +37,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from monitor.sinks.config_types import KafkaConfig, SpoolConfig
 from monitor.sinks.kafka import KafkaSink
-from monitor.spool import Spool
+from monitor.sinks.spool import Spool
 from rules.alert_doc import Alert, Figures, Level
 
 N = 50_000

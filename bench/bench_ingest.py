@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from connectors.driver import run_feed
 from connectors.events import AccountSnapshot, Event, MarkPrice, PositionSnapshot
+from connectors.fakes.sim.market import ACCOUNTS
 from connectors.sim.feed import SimMarketFeed
-from connectors.sim.market import ACCOUNTS
 from connectors.sim.protocol import VENUE
 from monitor.engine import Engine
 from monitor.store import Store
@@ -117,7 +117,7 @@ def _measure(frames: int, batch: int, *, with_accounts: bool = False) -> Result:
         [
             sys.executable,
             "-m",
-            "connectors.sim.firehose",
+            "connectors.fakes.sim.firehose",
             "--frames",
             str(frames),
             "--batch",

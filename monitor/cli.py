@@ -19,7 +19,7 @@ from monitor.errors import UsageError
 COMMANDS: dict[str, tuple[str, str]] = {
     "calc": ("monitor.commands.calc", "compute an account snapshot's margin offline"),
     "run": ("monitor.commands.run", "run the monitor daemon from a TOML config"),
-    "demo": ("monitor.commands.demo", "run the daemon against a simulated venue with a crash"),
+    "demo": ("monitor.demo.command", "run the daemon against a simulated venue with a crash"),
     "decode": ("monitor.commands.decode", "decode raw venue frames into domain events"),
 }
 

@@ -38,9 +38,9 @@ from monitor.sinks.config_types import SINK_CLOSE_TIMEOUT_S
 from monitor.sinks.console import ConsoleSink
 from monitor.sinks.jsonl import JsonlSink
 from monitor.sinks.observer import DeliveryObserver
-from monitor.spool import SpoolError
+from monitor.sinks.spool import SpoolError
 from monitor.store import Store
-from monitor.venues import build_feeds
+from monitor.wiring import build_feeds
 from rules.alert_doc import Alert
 from rules.alert_kinds import delivery_failing_alert, spool_full_alert
 

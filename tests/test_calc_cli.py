@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from monitor.cli import main
-from monitor.snapshot import read_snapshot
+from monitor.commands.snapshot import read_snapshot
 from rules.account import account_figures
 from rules.liquidation import liquidation_distance, liquidation_prices
 

@@ -12,7 +12,7 @@ from monitor.cli import main
 from monitor.config import Config, HostPort, load_config, parse_host_port
 from monitor.errors import UsageError
 from monitor.sinks.config_types import SaslMechanism, Secret, SecurityProtocol
-from monitor.spool import FsyncPolicy, Spool
+from monitor.sinks.spool import FsyncPolicy, Spool
 from rules.alerts import AlertConfig
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.sim.server import SimVenue
+from connectors.fakes.sim.server import SimVenue
 from monitor.config import Config, parse_config
 from monitor.daemon import Daemon, run_daemon
 from rules.alert_doc import Alert, Level, StateDocument
@@ -238,7 +238,7 @@ async def test_sigterm_drains_and_flushes_then_exits_0(tmp_path: Path) -> None:
 
 
 def test_venue_registry_builds_one_market_feed_and_one_feed_per_account() -> None:
-    from monitor.venues import build_feeds
+    from monitor.wiring import build_feeds
 
     cfg = parse_config(
         {

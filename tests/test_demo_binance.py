@@ -12,11 +12,11 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from connectors.binance.fake import FakeBinance
 from connectors.binance.parse import parse_frame
 from connectors.events import MarkPrice
-from monitor import demo_binance
-from monitor.commands.demo import demo_config
+from connectors.fakes.binance import FakeBinance
+from monitor.demo import binance as demo_binance
+from monitor.demo.command import demo_config
 from monitor.errors import UsageError
 
 WARNING, DANGER, CRITICAL = 2.0, 1.5, 1.2
@@ -180,9 +180,9 @@ async def snapshot_a_tick_apart(
     account answer before). ``store_rate`` scales the brackets the store is given (1 = the ones
     the fake account uses). Returns the snapshot's events, the market feed's mark, and the
     venue's ETHUSDT MM at positionRisk's mark."""
-    from connectors.binance.fake import FakeAccount, views
     from connectors.binance.feeds import BinanceUserFeed
     from connectors.binance.rest import BinanceRest, Credentials
+    from connectors.fakes.binance import FakeAccount, views
 
     async with FakeBinance() as fake:
         acct = fake.add_account(

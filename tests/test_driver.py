@@ -27,9 +27,9 @@ from connectors.events import (
     MarkPrice,
     MarkRun,
 )
+from connectors.fakes.sim.server import MALFORMED, SimVenue
 from connectors.protocol import Feed
 from connectors.sim.feed import SimAccountFeed, SimMarketFeed
-from connectors.sim.server import MALFORMED, SimVenue
 
 SNAPSHOT_MS = 5_000_000  # the venue's clock in these tests: every snapshot is taken "at" this ms
 
@@ -364,7 +364,7 @@ async def test_stop_returns_cleanly(venue: SimVenue) -> None:
 
 
 async def test_firehose_frames_all_reach_deliver_in_order() -> None:
-    from connectors.sim.server import Firehose
+    from connectors.fakes.sim.server import Firehose
 
     probe = Probe()
     venue = SimVenue(autoplay=False, firehose=Firehose(5_000, batch=1))
@@ -446,7 +446,7 @@ async def test_ready_taker_without_the_expected_internals_takes_nothing() -> Non
 
 
 async def test_firehose_arrives_in_batches_of_several_frames() -> None:
-    from connectors.sim.server import Firehose
+    from connectors.fakes.sim.server import Firehose
 
     probe = Probe()
     venue = SimVenue(autoplay=False, firehose=Firehose(20_000, batch=1))
@@ -476,7 +476,7 @@ class BatchProbe(Probe):
 
 
 async def test_an_observer_with_frames_received_is_told_once_per_batch() -> None:
-    from connectors.sim.server import Firehose
+    from connectors.fakes.sim.server import Firehose
 
     probe = BatchProbe()
     venue = SimVenue(autoplay=False, firehose=Firehose(3_000, batch=1))

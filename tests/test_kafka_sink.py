@@ -23,7 +23,7 @@ from monitor.sinks.delivery import Envelope
 from monitor.sinks.kafka import KafkaSink
 from monitor.sinks.kafka_admin import topic_config
 from monitor.sinks.kafka_batch import ROUND_MAX, ROUNDS_IN_FLIGHT
-from monitor.spool import Spool
+from monitor.sinks.spool import Spool
 
 pytestmark = pytest.mark.integration
 
@@ -394,7 +394,7 @@ async def test_spool_write_failure_keeps_alerts_in_memory_and_delivers_them_late
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
-    monkeypatch.setattr("monitor.spool.os.write", write)
+    monkeypatch.setattr("monitor.sinks.spool.os.write", write)
     observer = RecordingObserver()
     full: list[tuple[str, int]] = []
     sink = KafkaSink(

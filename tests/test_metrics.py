@@ -17,7 +17,7 @@ from store_support import BTC_2024, VENUE, linear, mark, position, table
 from connectors.events import AccountSnapshot, BalanceUpdate
 from monitor.http import HttpServer
 from monitor.metrics import ACCOUNT_FAMILIES, CONTENT_TYPE, LEVEL_NAMES, OTHER, Metrics
-from monitor.metrics_render import escape_label_value
+from monitor.metrics.render import escape_label_value
 from monitor.store import Store
 from rules.types import Side
 

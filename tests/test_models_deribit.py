@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rules.account import PositionInput, position_figures
-from rules.deribit import SizeLinearModel
 from rules.errors import ModelInputError
 from rules.model import MarginModel
+from rules.size_linear import SizeLinearModel
 from rules.types import ContractKind, Side
 
 BTC_USDC = SizeLinearModel(mm_base=0.01, im_base=0.02, k=0.00005)

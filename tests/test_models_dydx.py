@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rules.dydx import QUANTUM, DydxModel, adjusted_imf_ppm
 from rules.errors import ModelInputError
+from rules.imf_mf import QUANTUM, ImfMfModel, adjusted_imf_ppm
 from rules.model import MarginModel
 
 
@@ -14,7 +14,7 @@ from rules.model import MarginModel
     [(0.15, 0.80, 120_000), (0.45, 0.77, 346_500), (0.637239, 0.289284, 184_343)],
 )
 def test_mmf_vectors(imf: float, mf: float, mmf_ppm: int) -> None:
-    assert DydxModel(imf, mf).mmf_ppm == mmf_ppm
+    assert ImfMfModel(imf, mf).mmf_ppm == mmf_ppm
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def test_mmf_vectors(imf: float, mf: float, mmf_ppm: int) -> None:
 )
 def test_adjusted_imf_vectors(oi: float, ppm: int) -> None:
     assert adjusted_imf_ppm(200_000, 1_000_000, 2_000_000, oi) == ppm
-    assert DydxModel(0.2, 0.5, 1_000_000, 2_000_000, oi).effective_imf_ppm == ppm
+    assert ImfMfModel(0.2, 0.5, 1_000_000, 2_000_000, oi).effective_imf_ppm == ppm
 
 
 def test_no_scaling_without_upper_cap() -> None:
@@ -45,21 +45,21 @@ def quantums(usd: float) -> int:
 
 def test_initial_margin_with_open_interest() -> None:
     # base 20%, caps 25e12–60e12, OI 28,123,456,789,123, 500,000 quote quantums -> 135,697.
-    model = DydxModel(0.2, 0.5, 25e12, 60e12, 28_123_456_789_123)
+    model = ImfMfModel(0.2, 0.5, 25e12, 60e12, 28_123_456_789_123)
     assert quantums(model.initial(500_000 * QUANTUM, 0.0, None)) == 135_697
-    half = DydxModel(0.2, 0.5, 25e12, 60e12, 42.5e12)  # scaling 0.5 -> IMF 60%
+    half = ImfMfModel(0.2, 0.5, 25e12, 60e12, 42.5e12)  # scaling 0.5 -> IMF 60%
     assert quantums(half.initial(500_000 * QUANTUM, 0.0, None)) == 300_000
 
 
 @pytest.mark.parametrize(("imf", "size_q", "im_q"), [(0.1, 1, 1), (0.567243, 123_456, 70_030)])
 def test_initial_margin_rounds_up(imf: float, size_q: int, im_q: int) -> None:
-    assert quantums(DydxModel(imf, 0.5).initial(size_q * QUANTUM, 0.0, None)) == im_q
+    assert quantums(ImfMfModel(imf, 0.5).initial(size_q * QUANTUM, 0.0, None)) == im_q
 
 
 def test_maintenance_uses_base_imf_and_rounds_twice() -> None:
     # Large-cap tier: IMF 2%, MF 60% -> MMF 1.2%; OI scaling must not touch MM.
-    scaled = DydxModel(0.02, 0.6, 1e6, 2e6, 1.5e6)
-    base = DydxModel(0.02, 0.6)
+    scaled = ImfMfModel(0.02, 0.6, 1e6, 2e6, 1.5e6)
+    base = ImfMfModel(0.02, 0.6)
     assert scaled.effective_imf_ppm > base.effective_imf_ppm
     assert scaled.maintenance(100_000.0, 0.0) == base.maintenance(100_000.0, 0.0)
     assert quantums(base.maintenance(100_000.0, 0.0)) == 1_200_000_000
@@ -70,7 +70,7 @@ def test_maintenance_uses_base_imf_and_rounds_twice() -> None:
 
 
 def test_piece_is_the_unrounded_line() -> None:
-    model: MarginModel = DydxModel(0.02, 0.6)
+    model: MarginModel = ImfMfModel(0.02, 0.6)
     piece = model.piece(5_000.0, 0.0)
     assert piece.mm_rate == pytest.approx(0.012)
     assert piece.im_rate == pytest.approx(0.02)
@@ -88,4 +88,4 @@ def test_piece_is_the_unrounded_line() -> None:
 )
 def test_rejects_bad_parameters(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ModelInputError, match=message):
-        DydxModel(**kwargs)
+        ImfMfModel(**kwargs)

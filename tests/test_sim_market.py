@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.sim.market import (
+from connectors.fakes.sim.market import (
     ACCOUNTS,
     INSTRUMENTS,
     Action,

@@ -24,7 +24,7 @@ from connectors.sim import protocol
 from connectors.sim.protocol import parse, parse_general
 from rules.types import ContractKind, MarginMode, Side
 
-# Frames as SimVenue sends them (recorded from a run of connectors.sim.server).
+# Frames as SimVenue sends them (recorded from a run of connectors.fakes.sim.server).
 MARK = b'{"e":"mark","s":"BTC-PERP","p":"60000.5","E":1717171717171}'
 MARK_WITH_INDEX = b'{"e":"mark","s":"ETH-PERP","p":"3001.25","i":"3000.9","E":1717171717172}'
 MARK_BATCH = (

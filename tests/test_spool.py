@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.spool import FsyncPolicy, Spool, SpoolError
+from monitor.sinks.spool import FsyncPolicy, Spool, SpoolError
 
 
 def rec(i: int) -> bytes:
@@ -207,7 +207,7 @@ class _FailingWrites:
         self.allow = allow
         self.on = True
         self._real = os.write
-        monkeypatch.setattr("monitor.spool.os.write", self)
+        monkeypatch.setattr("monitor.sinks.spool.os.write", self)
 
     def __call__(self, fd: int, data: bytes | memoryview) -> int:
         if not self.on:

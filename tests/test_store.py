@@ -28,8 +28,8 @@ from connectors.events import (
     TierTableUpdate,
 )
 from monitor.store import Store
-from rules.deribit import SizeLinearModel
-from rules.dydx import DydxModel
+from rules.imf_mf import ImfMfModel
+from rules.size_linear import SizeLinearModel
 from rules.tiers import TierTable
 from rules.types import ContractKind, MarginMode, Piece, Side
 
@@ -247,7 +247,7 @@ def test_leverage_sets_initial_margin_and_multi_asset_collateral() -> None:
 def test_slow_model_rows_round_like_the_model() -> None:
     store = Store()
     store.apply(Instrument("dydx", "BTC-USD", ContractKind.LINEAR, 1.0, "USDC"), 0)
-    store.apply(TierTableUpdate("dydx", "BTC-USD", DydxModel(imf=0.05, mf=0.6)), 0)
+    store.apply(TierTableUpdate("dydx", "BTC-USD", ImfMfModel(imf=0.05, mf=0.6)), 0)
     store.apply(mark("BTC-USD", 30_000.123457, venue="dydx"), 0)
     store.apply(position("a", "BTC-USD", 0.0333, 30_000.0, venue="dydx"), 0)
     store.apply(mark("BTC-USD", 30_001.777777, venue="dydx"), 1)

@@ -1,4 +1,4 @@
-"""The leg-level distance screen (monitor.store_distance) never clears an account whose exact
+"""The leg-level distance screen (monitor.store.distance) never clears an account whose exact
 liquidation distance (rules.liquidation.liquidation_distance) is under the threshold."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from connectors.events import (
     TierTableUpdate,
 )
 from monitor.store import Store
-from monitor.store_distance import clear_of_threshold
-from rules.deribit import SizeLinearModel
-from rules.dydx import DydxModel
+from monitor.store.distance import clear_of_threshold
+from rules.imf_mf import ImfMfModel
 from rules.liquidation import liquidation_distance
 from rules.model import MarginModel
+from rules.size_linear import SizeLinearModel
 from rules.types import ContractKind, Side
 
 V = "venue"
@@ -30,7 +30,7 @@ MODELS: dict[str, tuple[float, MarginModel, float]] = {  # contract size, model,
     "BTC": (1.0, BTC_2024, 60_000.0),
     "ETH": (0.1, OKX_ETH, 3_000.0),
     "SOL": (1.0, SizeLinearModel(0.005, 0.01, 1e-6), 150.0),
-    "DYDX": (1.0, DydxModel(imf=0.05, mf=0.6), 2.0),
+    "DYDX": (1.0, ImfMfModel(imf=0.05, mf=0.6), 2.0),
 }
 
 

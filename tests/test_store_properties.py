@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from store_support import BTC_2024, OKX_ETH
 
-import monitor.accounts
-import monitor.book
-import monitor.store_frame
+import monitor.store.accounts
+import monitor.store.book
+import monitor.store.frame
 from connectors.events import (
     AccountSnapshot,
     BalanceUpdate,
@@ -38,9 +38,9 @@ from connectors.events import (
 )
 from monitor.store import Store
 from rules.account import AccountInput, PositionInput, account_figures, position_figures
-from rules.deribit import SizeLinearModel
-from rules.dydx import DydxModel
+from rules.imf_mf import ImfMfModel
 from rules.model import MarginModel
+from rules.size_linear import SizeLinearModel
 from rules.types import ContractKind, MarginMode, Side
 
 V = "venue"
@@ -48,7 +48,7 @@ INSTRUMENTS: dict[str, tuple[ContractKind, float, MarginModel]] = {
     "BTC": (ContractKind.LINEAR, 1.0, BTC_2024),
     "ETH": (ContractKind.LINEAR, 0.1, OKX_ETH),
     "INV": (ContractKind.INVERSE, 100.0, SizeLinearModel(0.005, 0.01, 1e-6)),
-    "DYDX": (ContractKind.LINEAR, 1.0, DydxModel(imf=0.05, mf=0.6)),
+    "DYDX": (ContractKind.LINEAR, 1.0, ImfMfModel(imf=0.05, mf=0.6)),
 }
 # Marks chosen so 1–40 contracts cross several BTC brackets (50k, 600k, 3M) and ETH floors.
 PRICE_RANGE = {
@@ -331,12 +331,12 @@ def test_same_with_tiny_resum_thresholds(
 @pytest.mark.parametrize(
     ("module", "name", "value"),
     [
-        # Every frame of marks takes the fused multi-instrument pass (monitor.store_frame).
-        (monitor.store_frame, "MIN_FUSED_ROWS", 0),
-        # Small books tick in python (monitor.book.SMALL_ROWS): here none do, or only books of
+        # Every frame of marks takes the fused multi-instrument pass (monitor.store.frame).
+        (monitor.store.frame, "MIN_FUSED_ROWS", 0),
+        # Small books tick in python (monitor.store.book.SMALL_ROWS): here none do, or only books of
         # up to 2 rows, so a frame mixes python ticks with the numpy batch.
-        (monitor.book, "SMALL_ROWS", 0),
-        (monitor.book, "SMALL_ROWS", 2),
+        (monitor.store.book, "SMALL_ROWS", 0),
+        (monitor.store.book, "SMALL_ROWS", 2),
     ],
     ids=["every_frame_fused", "numpy_ticks", "mixed_ticks"],
 )
@@ -365,11 +365,11 @@ def test_python_and_numpy_ticks_give_the_same_bits(seq: list[Event | list[MarkPr
     figures are the same bits whichever path ran (the account sums may round differently:
     the two paths book their error bound differently, so re-sum at different times)."""
     stores = Store(), Store()
-    old = monitor.book.SMALL_ROWS
+    old = monitor.store.book.SMALL_ROWS
     try:
         for ev in [*_setup(), *seq]:
             for store, small_rows in zip(stores, (old, 0), strict=True):
-                monitor.book.SMALL_ROWS = small_rows
+                monitor.store.book.SMALL_ROWS = small_rows
                 if isinstance(ev, list):
                     store.apply_marks(ev, 0)
                 else:
@@ -379,7 +379,7 @@ def test_python_and_numpy_ticks_give_the_same_bits(seq: list[Event | list[MarkPr
                 other = np_._books[key]
                 assert book.fig[:, : book.n].tolist() == other.fig[:, : other.n].tolist()
     finally:
-        monitor.book.SMALL_ROWS = old
+        monitor.store.book.SMALL_ROWS = old
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -411,8 +411,8 @@ def test_python_tick_rows_are_numpy_s_deltas_and_weights(
 
 @pytest.fixture
 def monkeypatch_resum(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(monitor.accounts, "SOFT", 4.0)
-    monkeypatch.setattr(monitor.accounts, "HARD", 8.0)
+    monkeypatch.setattr(monitor.store.accounts, "SOFT", 4.0)
+    monkeypatch.setattr(monitor.store.accounts, "HARD", 8.0)
 
 
 def test_long_random_walk_bound_stays_bounded() -> None:
@@ -457,20 +457,20 @@ moves = st.tuples(st.sampled_from(["BTC", "ETH"]), st.floats(-0.01, 0.01))
         min_size=3,
         max_size=3,
     ),
-    small_rows=st.sampled_from([monitor.book.SMALL_ROWS, 0]),
+    small_rows=st.sampled_from([monitor.store.book.SMALL_ROWS, 0]),
 )
 def test_budget_never_hides_an_account_that_left_its_band(
     seq: list[list[tuple[str, float]]], bands: list[tuple[float, float, float]], small_rows: int
 ) -> None:
-    """The lazy budget (monitor.accounts) skips the screen for most ticks: every account it
+    """The lazy budget (monitor.store.accounts) skips the screen for most ticks: every account it
     skips must really be quiet — inside its band and not near its distance threshold. Books
     tick in python (small) or numpy (``small_rows`` 0); both keep the budget."""
-    old = monitor.book.SMALL_ROWS
-    monitor.book.SMALL_ROWS = small_rows
+    old = monitor.store.book.SMALL_ROWS
+    monitor.store.book.SMALL_ROWS = small_rows
     try:
         _budget_never_hides(seq, bands)
     finally:
-        monitor.book.SMALL_ROWS = old
+        monitor.store.book.SMALL_ROWS = old
 
 
 def _budget_never_hides(

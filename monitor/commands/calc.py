@@ -15,8 +15,8 @@ import sys
 
 import orjson
 
+from monitor.commands.snapshot import Snapshot, apply_shock, read_snapshot
 from monitor.errors import UsageError
-from monitor.snapshot import Snapshot, apply_shock, read_snapshot
 from rules.account import account_figures
 from rules.errors import MarginError
 from rules.liquidation import liquidation_distance, liquidation_prices

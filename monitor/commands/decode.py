@@ -4,7 +4,7 @@ Input is one frame per line, or a whole file that is a single JSON document (one
 array is one array frame, e.g. Binance ``!markPrice@arr``). Each event prints as one JSON line
 ``{"type": <event class>, <field>: <value>, ...}`` with enums as their values. A frame that does
 not decode prints ``line N: <reason>`` on stderr; the exit status is then 1. Every venue in
-:mod:`connectors.registry` is accepted.
+:mod:`connectors.venues` is accepted.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from connectors import registry
+from connectors import venues as registry
 from connectors.errors import VenueDataError
 from connectors.events import Event
 from monitor.errors import UsageError

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from monitor.spool import FsyncPolicy
+from monitor.sinks.spool import FsyncPolicy
 
 #: How long the daemon waits for each sink's close() at shutdown before giving up (exit 1).
 SINK_CLOSE_TIMEOUT_S = 15.0

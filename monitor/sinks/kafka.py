@@ -57,7 +57,7 @@ from monitor.sinks.kafka_batch import (
     send_round,
 )
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
-from monitor.spool import Spool
+from monitor.sinks.spool import Spool
 from rules.alert_doc import Alert, StateDocument
 
 log = logging.getLogger(__name__)

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from connectors.binance.fake import FakeAccount, FakeBinance, ManualClock
 from connectors.binance.feeds import BinanceMarketFeed, BinanceUserFeed
 from connectors.binance.parse import parse_market
 from connectors.binance.rest import BinanceRest, Credentials
 from connectors.binance.spec import COINM
 from connectors.events import AccountSnapshot, Instrument, MarkPrice, TierTableUpdate
+from connectors.fakes.binance import FakeAccount, FakeBinance, ManualClock
 from rules.types import ContractKind, Side, notional_of
 
 V = "binance-coinm"

@@ -13,7 +13,6 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.binance.fake import FakeAccount, FakeBinance, ManualClock
 from connectors.binance.feeds import BinanceMarketFeed, BinanceUserFeed, subscribe_frames
 from connectors.binance.rest import BinanceRest, Credentials, ListenKeyGone
 from connectors.driver import run_feed
@@ -27,6 +26,7 @@ from connectors.events import (
     PositionSnapshot,
     TierTableUpdate,
 )
+from connectors.fakes.binance import FakeAccount, FakeBinance, ManualClock
 from rules.types import Side
 
 V = "binance-usdm"

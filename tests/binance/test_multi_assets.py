@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from connectors.binance.fake import FakeAccount, FakeBinance, ManualClock
 from connectors.binance.feeds import BinanceUserFeed
 from connectors.binance.parse import parse_user
 from connectors.binance.rest import BinanceRest, Credentials
 from connectors.binance.snapshots import AssetIndex, parse_asset_index
 from connectors.errors import VenueDataError
 from connectors.events import AccountSnapshot, AssetPrice, CollateralModeUpdate
+from connectors.fakes.binance import FakeAccount, FakeBinance, ManualClock
 from rules.account import AccountInput, collateral_value
 
 V = "binance-usdm"

@@ -10,8 +10,6 @@ from typing import TypeVar
 import orjson
 import pytest
 
-from connectors.binance.fake import FakeAccount, FakeBinance, ManualClock
-from connectors.binance.fake.account import Bracket, Contract
 from connectors.binance.feeds import BinanceMarketFeed, BinanceUserFeed
 from connectors.binance.parse import parse_frame, parse_many
 from connectors.binance.rest import BinanceRest, Credentials
@@ -25,6 +23,8 @@ from connectors.events import (
     MarkPrice,
     TierTableUpdate,
 )
+from connectors.fakes.binance import FakeAccount, FakeBinance, ManualClock
+from connectors.fakes.binance.account import Bracket, Contract
 
 V = "binance-usdm"
 E = TypeVar("E")

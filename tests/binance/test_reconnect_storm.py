@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from connectors.backoff import Backoff
-from connectors.binance.fake import FakeAccount, FakeBinance
 from connectors.binance.feeds import BinanceMarketFeed, BinanceUserFeed
 from connectors.binance.rest import BinanceRest, Credentials
 from connectors.driver import run_feed
 from connectors.events import AccountSnapshot, Event, MarkPrice
+from connectors.fakes.binance import FakeAccount, FakeBinance
 from connectors.protocol import Feed
 from monitor.engine import Engine
 from monitor.store import Store

@@ -10,7 +10,8 @@ Routes on one port (REST answered from websockets' ``process_request`` hook, so 
 Market time runs at ``time_scale`` × the injected monotonic clock, so tests play the crash fast.
 Fault switches for tests: :meth:`drop_connections`, :meth:`go_silent` / :meth:`resume`,
 :meth:`send_malformed`, :meth:`expire_private_stream`, :meth:`hold_snapshots`.
-The firehose mode (see :mod:`connectors.sim.firehose`) streams pre-encoded marks at full speed.
+The firehose mode (see :mod:`connectors.fakes.sim.firehose`) streams pre-encoded marks at full
+speed.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
+from connectors.fakes.sim.market import AccountSpec, MarketPath, World
 from connectors.sim import protocol
-from connectors.sim.market import AccountSpec, MarketPath, World
 
 _LOG = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ most accounts of a hedged book after any jump. This second screen runs only on a
 first could not clear, on their legs, and is still a proof.
 
 Claim. Let every cross leg be linear with a :class:`~rules.tiers.TierTable` or
-:class:`~rules.deribit.SizeLinearModel` model (else: not cleared). Scale every cross mark, and
+:class:`~rules.size_linear.SizeLinearModel` model (else: not cleared). Scale every cross mark, and
 the price of every non-stablecoin collateral asset, by ``w`` with ``|w − 1| <= T``. Then
 
     f(w) − f(1) >= −T·(|N| + Σ R_i·x_i + M) − Σ J_i
@@ -33,10 +33,10 @@ import itertools
 import math
 from collections.abc import Mapping
 
-from monitor.store_state import AccountState
+from monitor.store.state import AccountState
 from rules.account import STABLECOINS
-from rules.deribit import SizeLinearModel
 from rules.model import MarginModel
+from rules.size_linear import SizeLinearModel
 from rules.tiers import TierTable
 from rules.types import ContractKind
 

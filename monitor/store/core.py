@@ -1,14 +1,15 @@
 """The incremental margin state store: ``apply(event)`` in plain synchronous code.
 
-State lives in two layers: :class:`~monitor.book.InstrumentBook` holds every active position leg
-of one instrument as numpy columns; :class:`~monitor.accounts.AccountTable` holds per-account
+State lives in two layers: :class:`~monitor.store.book.InstrumentBook` holds every active position
+leg
+of one instrument as numpy columns; :class:`~monitor.store.accounts.AccountTable` holds per-account
 sums (uPnL, MM, IM, gross notional), collateral, equity, health and the alert policy's quiet band.
 A mark tick costs O(legs on that instrument): vectorised leg figures, ``np.add.at`` of the deltas
 into the account sums, vectorised health of the touched accounts, and a vectorised screen that
 returns only the accounts whose health left their quiet band (or whose liquidation distance may
 be under its threshold). Everything else (fills, snapshots, balances, tier tables) is structural,
-python, and re-sums the accounts it touches exactly. See :mod:`monitor.accounts` for the
-exactness guarantee, and :mod:`monitor.store_marks` for how marks are applied.
+python, and re-sums the accounts it touches exactly. See :mod:`monitor.store.accounts` for the
+exactness guarantee, and :mod:`monitor.store.marks` for how marks are applied.
 
 A leg whose instrument facts, margin model or first mark are missing is *held*: its account is
 incomplete, its figures unknown (never zero), and :meth:`Store.missing_inputs` names what is
@@ -37,13 +38,13 @@ from connectors.events import (
     PositionSnapshot,
     TierTableUpdate,
 )
-from monitor.accounts import AccountTable
-from monitor.book import I64, InstrumentBook, Leg
-from monitor.store_frame import FrameCache
-from monitor.store_marks import NO_CHANGE, Changed, StoreMarks
-from monitor.store_risk import RiskCache
-from monitor.store_state import AccountState, fill_result
-from monitor.store_views import (
+from monitor.store.accounts import AccountTable
+from monitor.store.book import I64, InstrumentBook, Leg
+from monitor.store.frame import FrameCache
+from monitor.store.marks import NO_CHANGE, Changed, StoreMarks
+from monitor.store.risk import RiskCache
+from monitor.store.state import AccountState, fill_result
+from monitor.store.views import (
     AccountKey,
     AccountTimes,
     FiguresArrays,

@@ -148,8 +148,8 @@ def _scratch_dir() -> Iterator[Path]:
 
 async def _run_sim(args: argparse.Namespace) -> int:
     # Imported here: the demo's extra machinery is not part of the daemon's import graph.
-    from connectors.sim.market import MarketPath  # noqa: PLC0415
-    from connectors.sim.server import SimVenue  # noqa: PLC0415
+    from connectors.fakes.sim.market import MarketPath  # noqa: PLC0415
+    from connectors.fakes.sim.server import SimVenue  # noqa: PLC0415
 
     with _scratch_dir() as scratch:
         venue = SimVenue(path=MarketPath(seed=args.seed), time_scale=args.time_scale)
@@ -165,8 +165,8 @@ async def _run_sim(args: argparse.Namespace) -> int:
 
 
 async def _run_binance(args: argparse.Namespace) -> int:
-    from connectors.binance.fake import FakeBinance  # noqa: PLC0415
-    from monitor import demo_binance  # noqa: PLC0415
+    from connectors.fakes.binance import FakeBinance  # noqa: PLC0415
+    from monitor.demo import binance as demo_binance  # noqa: PLC0415
 
     # Fresh random API keys per run, handed to the daemon the way a deployment hands them:
     # environment variables named by the config (never printed; gone when the demo exits).
@@ -229,7 +229,7 @@ async def _run_daemon(
     status 1 rather than leaving a frozen market behind a healthy-looking view.
     """
     from monitor.daemon import Daemon, run_daemon  # noqa: PLC0415
-    from monitor.demo_view import AccountRow, DemoView, ViewSource  # noqa: PLC0415
+    from monitor.demo.view import AccountRow, DemoView, ViewSource  # noqa: PLC0415
 
     view = DemoView()
     stop = asyncio.Event()

@@ -27,10 +27,10 @@ import orjson
 
 from monitor.errors import UsageError
 from rules.account import STABLECOINS, VENUES, AccountInput, PositionInput
-from rules.deribit import SizeLinearModel
-from rules.dydx import DydxModel
 from rules.errors import MarginError
+from rules.imf_mf import ImfMfModel
 from rules.model import MarginModel
+from rules.size_linear import SizeLinearModel
 from rules.tiers import TierSpec, TierTable
 from rules.types import ContractKind, MarginMode, Side
 
@@ -207,7 +207,7 @@ def _models(d: _Doc, venue: str, raw: object, block: str) -> dict[str, MarginMod
                     if key not in p:
                         raise d.fail(f"{path}.{key}", "missing")
                 vals = {k: d.number(v, f"{path}.{k}", minimum=0.0) for k, v in p.items()}
-                models[symbol] = DydxModel(**vals)
+                models[symbol] = ImfMfModel(**vals)
         except MarginError as exc:
             msg = str(exc).removeprefix(f"{symbol}: ")
             raise d.fail(path, msg) from exc

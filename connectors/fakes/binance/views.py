@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.binance.fake.account import Contract, FakeAccount, fmt
+from connectors.fakes.binance.account import Contract, FakeAccount, fmt
 from rules.types import ContractKind
 
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from rules.deribit import SizeLinearModel
 from rules.model import MarginModel
+from rules.size_linear import SizeLinearModel
 from rules.tiers import TierTable
 from rules.types import ContractKind, MarginMode, Piece, Side
 
@@ -51,7 +51,7 @@ _FLOAT_COLUMNS = (
     "crossf",  # 1.0 cross, 0.0 isolated: masks deltas out of the account sums
 )
 # The per-row figures live stacked in ``fig`` (rows below) so one ufunc call covers all four;
-# the order matches the account table's first four rows (see monitor.accounts).
+# the order matches the account table's first four rows (see monitor.store.accounts).
 FIG_UPNL, FIG_MM, FIG_IM, FIG_NOTIONAL = 0, 1, 2, 3  # tick_rows's python copy uses this order
 N_FIG = 4
 _SCRATCH = ("w_tmp",)
@@ -205,7 +205,7 @@ class InstrumentBook:
         self._lev_mode = 0  # 0: no row has leverage, 1: all rows, 2: mixed
         self._safe = (math.inf, -math.inf)  # (lo, hi) mark range where no row leaves its piece
         # Bumped whenever a static column (rows, pieces, leverage, cross flag) may change: the
-        # frame pass (monitor.store_frame) and the scalar tick keep copies keyed on it.
+        # frame pass (monitor.store.frame) and the scalar tick keep copies keyed on it.
         self.version = 0
         self._py_rows: list[_PyRow] = []  # the python tick's copy of the columns
         self._py_linear = False
@@ -501,7 +501,7 @@ class InstrumentBook:
         np.subtract(new, old, out=deltas)
         if not self._all_cross:
             deltas *= self.crossf[:n]
-        # Error-bound weight of this tick per row: Σ|delta| (see monitor.accounts). The old
+        # Error-bound weight of this tick per row: Σ|delta| (see monitor.store.accounts). The old
         # figures are dead now: their buffer takes |delta| and becomes next tick's scratch.
         np.abs(deltas, out=old)
         np.add.reduce(old, axis=0, out=delta[N_FIG])

@@ -5,7 +5,8 @@ book in the frame are kept concatenated (rebuilt only when a book's ``version`` 
 frame is a handful of numpy calls over all its legs at once.
 
 Exactness: each leg gets the same float operations, in the same order, as
-:meth:`monitor.book.InstrumentBook.tick` (``notional = size·mark``, ``upnl = qcs·(mark − entry)``,
+:meth:`monitor.store.book.InstrumentBook.tick` (``notional = size·mark``,
+``upnl = qcs·(mark − entry)``,
 ``mm = notional·mmr − ded``, ``im = notional·imr`` or ``notional/lev``) — so per-leg figures stay
 bit-identical to :func:`rules.account.position_figures`. Only linear books whose rows are all
 pure linear pieces take this path (:meth:`InstrumentBook.fusable`); a row whose notional leaves
@@ -14,8 +15,8 @@ its piece is re-looked up through its model before MM/IM are formed, as in ``tic
 Account sums: the per-account deltas are summed with ``np.bincount`` (sequentially per account,
 from 0) and added to the stored sums once. For an account with ``m`` rows that is ``m`` roundings
 of partial sums each at most ``Σ|d|``, plus one of the final sum — within the
-``(m + 1)·Σ|d| + m·Σ|S|`` that :meth:`monitor.accounts.AccountTable.finish_batch` books for
-``m`` rows, so the error bound of :mod:`monitor.accounts` still holds.
+``(m + 1)·Σ|d| + m·Σ|S|`` that :meth:`monitor.store.accounts.AccountTable.finish_batch` books for
+``m`` rows, so the error bound of :mod:`monitor.store.accounts` still holds.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from monitor.book import F64, FIG_IM, FIG_MM, FIG_NOTIONAL, FIG_UPNL, I64, N_FIG, InstrumentBook
+from monitor.store.book import (
+    F64,
+    FIG_IM,
+    FIG_MM,
+    FIG_NOTIONAL,
+    FIG_UPNL,
+    I64,
+    N_FIG,
+    InstrumentBook,
+)
 
 _COLS = ("size", "entry", "qcs", "lo", "hi", "mmr", "ded", "imr", "lev", "crossf")
 # Below this many legs the per-book ticks are as cheap as the fused pass and need no cache.

@@ -1,4 +1,5 @@
-"""``python -m connectors.sim.firehose``: a SimVenue in firehose mode, for the ingest benchmark.
+"""``python -m connectors.fakes.sim.firehose``: a SimVenue in firehose mode, for the ingest
+benchmark.
 
 Prints ``PORT <n>`` on stdout once listening, then serves until stdin closes or SIGTERM. Each
 market subscriber gets ``--frames`` mark frames (``--batch`` marks per frame) as fast as its
@@ -12,7 +13,7 @@ import asyncio
 import signal
 import sys
 
-from connectors.sim.server import Firehose, SimVenue
+from connectors.fakes.sim.server import Firehose, SimVenue
 
 
 async def _serve(port: int, frames: int, batch: int) -> None:
@@ -31,7 +32,7 @@ async def _serve(port: int, frames: int, batch: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m connectors.sim.firehose")
+    parser = argparse.ArgumentParser(prog="python -m connectors.fakes.sim.firehose")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--frames", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1)

@@ -1,7 +1,7 @@
 """The fake Binance USDⓈ-M world ``marginwatch demo --venue binance`` plays, and its script.
 
-Four cross-margin accounts on :class:`connectors.binance.fake.FakeBinance`, sized like the sim
-venue's (connectors/sim/market.py, same crash path and the same Binance-style tier maths):
+Four cross-margin accounts on :class:`connectors.fakes.binance.FakeBinance`, sized like the sim
+venue's (connectors/fakes/sim/market.py, same crash path and the same Binance-style tier maths):
 
 * ``alice`` — a large SOLUSDT long: the crash takes her through warning → danger → critical →
   liquidatable; Binance sends her a ``MARGIN_CALL`` on the way down, and shortly after her
@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from connectors.binance.fake import FakeAccount, FakeBinance
-from connectors.binance.fake.account import Contract
-from connectors.binance.fake.contracts import USDM_CONTRACTS, brackets
-from connectors.sim.market import CrashScript, InstrumentSpec, MarketPath
+from connectors.fakes.binance import FakeAccount, FakeBinance
+from connectors.fakes.binance.account import Contract
+from connectors.fakes.binance.contracts import USDM_CONTRACTS, brackets
+from connectors.fakes.sim.market import CrashScript, InstrumentSpec, MarketPath
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Exactness guarantee (the property tests check it after every event)
 --------------------------------------------------------------------
 Every per-leg figure (notional, uPnL, MM, IM) is bit-identical to
-:func:`rules.account.position_figures` of the same leg (see :mod:`monitor.book`). The account
+:func:`rules.account.position_figures` of the same leg (see :mod:`monitor.store.book`). The account
 sums ``U = Σ uPnL``, ``MM = Σ MM``, ``IM = Σ IM`` and ``G = Σ notional`` over the cross legs are
 kept by adding per-leg deltas on each tick. Plain ``+= delta`` accumulates rounding, so each
 account also carries ``E``, a running bound built from the actual rounded operands: every
@@ -59,7 +59,7 @@ from typing import cast
 
 import numpy as np
 
-from monitor.book import F64, I64, RowDeltas, TickDeltas
+from monitor.store.book import F64, I64, RowDeltas, TickDeltas
 
 UNIT_ROUNDOFF = 2.0**-53
 BOUND_SLACK = 1.0 + 1e-6  # covers the rounding of E's own accumulation
@@ -74,7 +74,7 @@ CNT = 1024.0  # updates an armed budget lasts at most (bounds the lazy k·|S| te
 ROOM_EPS = 1e-9  # relative margin of the budget (see the module docstring)
 
 # One row per quantity of a 2-D table (rows contiguous: whole-book arithmetic stays fast; a
-# subset is gathered with one ``take``). The first four rows match monitor.book's figure rows,
+# subset is gathered with one ``take``). The first four rows match monitor.store.book's figure rows,
 # so one ``np.add.at`` on the flattened table applies a tick's whole delta block.
 ROWS = (
     "upnl",
@@ -278,7 +278,7 @@ class AccountTable:
         return (touched, *self._screen(flagged, None))
 
     def add_rows(self, rows: list[RowDeltas]) -> list[int]:
-        """Small books' ticks (:meth:`monitor.book.InstrumentBook.tick_rows`) with the lazy
+        """Small books' ticks (:meth:`monitor.store.book.InstrumentBook.tick_rows`) with the lazy
         bound of :meth:`apply_tick`, in python: each row's deltas into its account's sums, its
         charge ``(k + 1)·Σ|d|`` out of ``room`` and 1 out of ``cntroom``. Returns the accounts
         whose budget ran out (NaN included): they must be screened (:meth:`screen`) before the
@@ -324,7 +324,7 @@ class AccountTable:
         )
 
     def add_frame(self, accounts: I64, deltas: F64, weight: F64) -> None:
-        """A fused frame's per-leg deltas (see :mod:`monitor.store_frame`), summed per account
+        """A fused frame's per-leg deltas (see :mod:`monitor.store.frame`), summed per account
         with ``bincount``; its per-account leg counts go to :meth:`finish_batch`'s ``counted``."""
         n = self.n
         t = self.table

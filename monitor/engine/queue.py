@@ -5,7 +5,8 @@ A FIFO with one entry per account. Re-queueing an account keeps its place and ta
 event/receive times but keeps the receive time it was first queued at (alert latency counts from
 the first queued input); the account's figures are read from the store when it is evaluated, so
 one evaluation on the latest figures stands for every update while it waited. The queue only
-keeps this bookkeeping; :class:`monitor.engine.Engine` evaluates what :meth:`DeferredQueue.batch`
+keeps this bookkeeping; :class:`monitor.engine.core.Engine` evaluates what
+:meth:`DeferredQueue.batch`
 hands it, and the batch stops at a count or time bound so a burst of near accounts never blocks
 the event loop for long.
 """

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from monitor.book import FIG_MM, FIG_NOTIONAL
+from monitor.store.book import FIG_MM, FIG_NOTIONAL
 from rules.account import venue_ratio
 from rules.alert_doc import TOP_POSITIONS_MAX
 from rules.alerts import AccountRisk, PositionContribution
 from rules.liquidation import liquidation_distance, liquidation_prices
 
 if TYPE_CHECKING:
-    from monitor.store_views import StoreViews
+    from monitor.store.views import StoreViews
 
 # (equity, mm, im, structural version) -> liquidation results
 _Signature = tuple[float, float, float, int]

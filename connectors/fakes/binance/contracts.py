@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from connectors.binance.fake.account import Bracket, Contract
+from connectors.fakes.binance.account import Bracket, Contract
 
 
 def brackets(rows: Sequence[tuple[float, float, float, int]]) -> tuple[Bracket, ...]:

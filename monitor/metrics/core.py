@@ -6,7 +6,7 @@ the renderer behind ``/metrics``. It owns a fresh :class:`~prometheus_client.Col
 (never the global one), so tests build their own.
 
 Per-account gauges are *not* set on every tick: at scrape time the store's figure columns are
-copied and formatted by :mod:`monitor.metrics_render`, chunk by chunk, yielding to the event loop
+copied and formatted by :mod:`monitor.metrics.render`, chunk by chunk, yielding to the event loop
 in between so a scrape of 10,000 accounts never stalls ingestion for more than a few ms. The
 small families (counters, histograms, feed ages, spool depths) go through prometheus_client's
 own ``generate_latest``.
@@ -39,7 +39,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.metrics_render import AccountColumns, AccountExposition, Family, FloatArray, Part
+from monitor.metrics.render import AccountColumns, AccountExposition, Family, FloatArray, Part
 from rules.alert_doc import AlertKind
 
 logger = logging.getLogger(__name__)

@@ -34,13 +34,13 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from connectors.binance.fake import views
-from connectors.binance.fake.account import Accounts, Contract, FakeAccount, Payload, _Market
-from connectors.binance.fake.clock import Clock, WallClock
-from connectors.binance.fake.contracts import COINM_CONTRACTS, USDM_CONTRACTS
-from connectors.binance.fake.rest_api import RestContext, make_handler
 from connectors.binance.spec import USDM, VenueSpec
-from connectors.fake_http import HttpServer
+from connectors.fakes.binance import views
+from connectors.fakes.binance.account import Accounts, Contract, FakeAccount, Payload, _Market
+from connectors.fakes.binance.clock import Clock, WallClock
+from connectors.fakes.binance.contracts import COINM_CONTRACTS, USDM_CONTRACTS
+from connectors.fakes.binance.rest_api import RestContext, make_handler
+from connectors.fakes.http import HttpServer
 from rules.types import ContractKind
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.book import Leg
+from monitor.store.book import Leg
 from rules.account import STABLECOINS
 from rules.model import MarginModel
 from rules.types import ContractKind, Side

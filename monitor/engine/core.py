@@ -21,7 +21,7 @@ evaluated inline: they join a FIFO queue (one entry per account, evaluated with 
 figures) worked off within a bounded budget at the end of each ``handle``, in ``tick_timers`` and
 in ``drain_pending`` (the daemon calls it on the next loop turns while ``pending_work()``), so a
 burst of near accounts never blocks the event loop for hundreds of ms. ``drain()`` empties it.
-The queue's bookkeeping lives in :mod:`monitor.engine_queue`.
+The queue's bookkeeping lives in :mod:`monitor.engine.queue`.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from connectors.events import (
     MarkRun,
     PositionFill,
 )
-from monitor.drift import DriftCheck
-from monitor.engine_queue import DEFERRED_BUDGET_S, DeferredQueue
+from monitor.engine.drift import DriftCheck
+from monitor.engine.queue import DEFERRED_BUDGET_S, DeferredQueue
 from monitor.sinks.base import Sink
 from monitor.store import AccountKey, Changed, Store
 from rules.alerts import (

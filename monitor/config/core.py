@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from monitor.config_schema import (
+from monitor.config.schema import (
     Table,
     Where,
     check_keys,
@@ -46,7 +46,7 @@ from monitor.config_schema import (
 )
 from monitor.errors import UsageError
 from monitor.sinks.config_types import KafkaConfig, MqttConfig, Secret
-from monitor.spool import SpoolError, check_directory
+from monitor.sinks.spool import SpoolError, check_directory
 from rules.alerts import AlertConfig
 
 VENUE_KINDS = ("sim", "binance-usdm", "binance-coinm")

@@ -1,12 +1,12 @@
 """Marks into the store: one mark, a frame of marks, and a feed's batch (``MarkRun``).
 
-Split from :mod:`monitor.store` (events that change structure) to keep modules small; ``Store``
+Split from :mod:`monitor.store.core` (events that change structure) to keep modules small; ``Store``
 inherits these. Four routes, one outcome (:class:`Changed`):
 
 * a book nobody holds records the mark and nothing else (:meth:`StoreMarks.record_idle_marks`
   does a whole feed batch with one lookup per mark);
-* a small book (:meth:`monitor.book.InstrumentBook.small`) ticks in python floats and charges
-  its accounts' lazy budgets (:meth:`monitor.accounts.AccountTable.add_rows`), a feed's usual
+* a small book (:meth:`monitor.store.book.InstrumentBook.small`) ticks in python floats and charges
+  its accounts' lazy budgets (:meth:`monitor.store.accounts.AccountTable.add_rows`), a feed's usual
   held marks straight away (:meth:`StoreMarks.apply_held_run`);
 * a larger book ticks in numpy, alone with the lazy budget (:meth:`StoreMarks._on_mark`) or in a
   frame with the batch bound, many books fused in one pass when they are many legs;
@@ -22,11 +22,11 @@ from typing import NamedTuple
 import numpy as np
 
 from connectors.events import MarkPrice, MarkQuote, MarkRun
-from monitor import store_frame
-from monitor.accounts import AccountTable
-from monitor.book import I64, InstrumentBook, RowDeltas
-from monitor.store_frame import FrameCache
-from monitor.store_views import InstrumentKey
+from monitor.store import frame as store_frame
+from monitor.store.accounts import AccountTable
+from monitor.store.book import I64, InstrumentBook, RowDeltas
+from monitor.store.frame import FrameCache
+from monitor.store.views import InstrumentKey
 
 _EMPTY: I64 = np.zeros(0, dtype=np.int64)
 # Queued re-sums done per applied event: spreads them so no single tick pays for many.
@@ -46,7 +46,7 @@ NO_CHANGE = Changed(_EMPTY, _EMPTY)
 
 
 class StoreMarks:
-    """How marks move the store (see :class:`monitor.store.Store`)."""
+    """How marks move the store (see :class:`monitor.store.core.Store`)."""
 
     _books: dict[InstrumentKey, InstrumentBook]
     _venue_books: dict[str, dict[str, InstrumentBook]]
@@ -55,7 +55,7 @@ class StoreMarks:
     _frame: FrameCache
     _touched_of: dict[tuple[int, ...], I64]
     table: AccountTable
-    # The structural side, in monitor.store.
+    # The structural side, in monitor.store.core.
     _finish: Callable[[], Changed]
     _book: Callable[[str, str], InstrumentBook]
     _activate_held: Callable[[InstrumentBook], None]
@@ -166,7 +166,7 @@ class StoreMarks:
         """A frame of marks (e.g. Binance ``!markPrice@arr``) as one batch.
 
         Each instrument's legs tick as usual — many legs of linear books in one fused pass
-        (:mod:`monitor.store_frame`); the account-side error bound, health and screen run
+        (:mod:`monitor.store.frame`); the account-side error bound, health and screen run
         once over the union of touched accounts instead of once per instrument. A repeated
         instrument ticks in order (the engine splits batches there so each mark is screened).
         """

@@ -57,7 +57,7 @@ def adjusted_imf_ppm(imf_ppm: int, lower_cap: float, upper_cap: float, open_noti
 
 
 @dataclass(frozen=True, slots=True)
-class DydxModel:
+class ImfMfModel:
     """Implements :class:`rules.model.MarginModel` for one dYdX v4 perpetual (USD notional)."""
 
     imf: float

@@ -18,11 +18,11 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from connectors.binance.fake import views
-from connectors.binance.fake.account import Accounts, Contract, FakeAccount
 from connectors.binance.rest import sign
 from connectors.binance.spec import VenueSpec
-from connectors.fake_http import Reply, Request
+from connectors.fakes.binance import views
+from connectors.fakes.binance.account import Accounts, Contract, FakeAccount
+from connectors.fakes.http import Reply, Request
 
 LISTEN_KEY_VALIDITY_MS = 60 * 60 * 1000
 

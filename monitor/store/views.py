@@ -1,6 +1,6 @@
 """Read side of the store: figures, inputs, times and the metrics collector's arrays.
 
-Split from :mod:`monitor.store` (the write side, ``apply``) to keep modules small; ``Store``
+Split from :mod:`monitor.store.core` (the write side, ``apply``) to keep modules small; ``Store``
 inherits these queries.
 """
 
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.accounts import DIST_SLOPE, AccountTable
-from monitor.book import F64, BoolA, InstrumentBook, Leg
-from monitor.store_distance import clear_of_threshold
-from monitor.store_risk import RiskCache, build_risk
-from monitor.store_state import AccountState
+from monitor.store.accounts import DIST_SLOPE, AccountTable
+from monitor.store.book import F64, BoolA, InstrumentBook, Leg
+from monitor.store.distance import clear_of_threshold
+from monitor.store.risk import RiskCache, build_risk
+from monitor.store.state import AccountState
 from rules.account import (
     AccountFigures,
     AccountInput,
@@ -75,7 +75,7 @@ class FiguresArrays:
 
 
 class StoreViews:
-    """Queries over the store's state (see :class:`monitor.store.Store`)."""
+    """Queries over the store's state (see :class:`monitor.store.core.Store`)."""
 
     _books: dict[InstrumentKey, InstrumentBook]
     _accounts: list[AccountState]
@@ -270,7 +270,7 @@ class StoreViews:
         slack = dist3 * (t.gross.item(index) + t.noncash.item(index))
         if not t.equity_of(index) - t.mm.item(index) < slack:
             return False
-        # The leg-level screen (monitor.store_distance): net exposure instead of 3× gross.
+        # The leg-level screen (monitor.store.distance): net exposure instead of 3× gross.
         st = self._accounts[index]
         prices = self._prices.get(st.venue, {})
         return not clear_of_threshold(st, t.coll.item(index), prices, dist3 / DIST_SLOPE)

@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 
 class Backoff:
-    """Delay before reconnect attempt ``n`` is ``rng() · min(max_s, initial_s · factor**n)``.
+    """Delay before attempt ``n`` is uniform in ``[floor·cap, cap]``, ``cap = min(max_s, initial_s ·
+    factor**n)``. Reconnects use full jitter (``floor`` 0); a sink retrying its own broker uses
+    ``floor`` 0.5, so a retry never comes back at once after a failure.
 
     The attempt counter resets once a connection stayed healthy for ``reset_after_s`` seconds
     (:meth:`connection_ended`), so a feed that drops once a day reconnects at once, while a
@@ -26,10 +28,14 @@ class Backoff:
         factor: float = 2.0,
         max_s: float = 30.0,
         reset_after_s: float = 60.0,
+        floor: float = 0.0,
         rng: Callable[[], float] = random.random,
     ) -> None:
         if initial_s <= 0.0 or factor < 1.0 or max_s < initial_s or reset_after_s < 0.0:
             raise ValueError("backoff: need initial_s > 0, factor >= 1, max_s >= initial_s")
+        if not 0.0 <= floor <= 1.0:
+            raise ValueError("backoff: need 0 <= floor <= 1")
+        self.floor = floor
         self.initial_s = initial_s
         self.factor = factor
         self.max_s = max_s
@@ -50,7 +56,8 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The delay to wait before the next attempt; advances the attempt counter."""
-        delay = self._rng() * self.cap()
+        cap = self.cap()
+        delay = cap * (self.floor + (1.0 - self.floor) * self._rng())
         self._attempt += 1
         return delay
 

@@ -34,8 +34,10 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.frames import Opcode
 
 from connectors.backoff import Backoff
+from connectors.clock import wall_ms
 from connectors.errors import AuthError, ConnectorError, VenueDataError
 from connectors.events import Event, FeedState, FeedStatus, MarkRun, StreamExpired
+from connectors.observers import NullObserver
 from connectors.protocol import Feed
 
 _LOG = logging.getLogger(__name__)
@@ -112,21 +114,6 @@ class ResyncGate:
 
     def taken(self, now: float) -> None:
         self._last = now
-
-
-class NullObserver:
-    def frame(self, venue: str) -> None:
-        return None
-
-    def frame_rejected(self, venue: str, reason: str) -> None:
-        return None
-
-    def reconnect(self, feed: str, reason: str) -> None:
-        return None
-
-
-def wall_ms_now() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class _Restart(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -247,7 +234,7 @@ async def run_feed(
     deliver: Deliver,
     *,
     clock: Callable[[], float] = time.monotonic,
-    wall_ms: Callable[[], int] = wall_ms_now,
+    wall_ms: Callable[[], int] = wall_ms,
     backoff: Backoff | None = None,
     observer: DriverObserver | None = None,
     stop: asyncio.Event | None = None,
@@ -641,4 +628,4 @@ class _FeedDriver:
         self._deliver([FeedStatus(feed.venue, feed.name, state, now, feed.account)], now)
 
 
-__all__ = ["DriverObserver", "NullObserver", "ResyncGate", "run_feed", "wall_ms_now"]
+__all__ = ["DriverObserver", "ResyncGate", "run_feed"]

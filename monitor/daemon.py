@@ -21,9 +21,9 @@ import gc
 import logging
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
 
+from connectors.clock import wall_ms
 from connectors.driver import run_feed
 from connectors.events import Event, FeedState, FeedStatus
 from connectors.protocol import Feed
@@ -61,10 +61,6 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 DeliveryHook = Callable[[str, int], None]

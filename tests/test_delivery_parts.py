@@ -11,6 +11,7 @@ from delivery_helpers import make_alert
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.backoff import Backoff
 from monitor.sinks.config_types import (
     KafkaConfig,
     SaslMechanism,
@@ -18,7 +19,7 @@ from monitor.sinks.config_types import (
     SecurityProtocol,
     SpoolConfig,
 )
-from monitor.sinks.delivery import Backoff, Envelope, EnvelopeError
+from monitor.sinks.delivery import Envelope, EnvelopeError
 from monitor.sinks.kafka_admin import client_options, creation_problems
 from monitor.sinks.mqtt import alert_topic, state_topic
 
@@ -129,13 +130,13 @@ def test_topic_creation_errors_name_topic_and_permission() -> None:
 
 
 def test_backoff_doubles_with_jitter_and_resets() -> None:
-    backoff = Backoff(0.2, 1.0, random.Random(1))
-    delays = [backoff.delay() for _ in range(5)]
+    backoff = Backoff(initial_s=0.2, max_s=1.0, floor=0.5, rng=random.Random(1).random)
+    delays = [backoff.next_delay() for _ in range(5)]
     bounds = [0.2, 0.4, 0.8, 1.0, 1.0]
     for delay, bound in zip(delays, bounds, strict=True):
         assert bound / 2 <= delay <= bound
     backoff.reset()
-    assert backoff.delay() <= 0.2
+    assert backoff.next_delay() <= 0.2
 
 
 def test_mqtt_topics_escape_wildcards_and_levels() -> None:

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from delivery_helpers import RecordingObserver
 
+from connectors.backoff import Backoff
 from monitor.errors import DeliveryError, UsageError
 from monitor.sinks.base import Sink
 from monitor.sinks.console import ConsoleSink, format_alert, format_time
-from monitor.sinks.delivery import Backoff
 from monitor.sinks.jsonl import JsonlSink
 from rules.alert_doc import Alert, Figures, Level, TopPosition
 
@@ -209,7 +209,7 @@ class Disk:
 
 
 def fast_backoff() -> Backoff:
-    return Backoff(0.001, 0.004)
+    return Backoff(initial_s=0.001, max_s=0.004, floor=0.5)
 
 
 async def test_jsonl_write_error_is_retried_reported_and_loses_nothing(

@@ -36,6 +36,7 @@ from typing import Protocol, cast
 
 import numpy as np
 
+from connectors.clock import wall_ms
 from connectors.events import (
     AccountSnapshot,
     Event,
@@ -47,6 +48,7 @@ from connectors.events import (
     MarkRun,
     PositionFill,
 )
+from connectors.observers import NullObserver
 from monitor.engine.drift import DriftCheck
 from monitor.engine.queue import DEFERRED_BUDGET_S, DeferredQueue
 from monitor.sinks.base import Sink
@@ -93,21 +95,6 @@ class EngineObserver(Protocol):
     def recompute(self, seconds: float) -> None: ...
 
     def alert(self, kind: str, level: int | str) -> None: ...
-
-
-class NullObserver:
-    def tick_to_alert(self, seconds: float) -> None:
-        pass
-
-    def recompute(self, seconds: float) -> None:
-        pass
-
-    def alert(self, kind: str, level: int | str) -> None:
-        pass
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Engine:

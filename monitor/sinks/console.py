@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Literal, TextIO
 
-from monitor.sinks.delivery import Backoff
+from connectors.backoff import Backoff
 from monitor.sinks.local import LocalSink
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 from rules.alert_doc import Alert, Figures, Level

@@ -8,12 +8,12 @@ import asyncio
 import contextlib
 import errno
 import logging
-import random
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from connectors.backoff import Backoff
 from monitor.sinks.observer import DeliveryObserver
 from rules.alert_doc import Alert
 
@@ -83,25 +83,6 @@ class Envelope:
     def venue_account(self) -> tuple[str, str]:
         venue, _, account = self.key.decode().partition(":")
         return venue, account
-
-
-class Backoff:
-    """Exponential reconnect delays with full jitter; ``reset`` after a success."""
-
-    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
-        self._initial = initial_s
-        self._max = max_s
-        self._next = initial_s
-        self._rng = rng or random.Random()
-
-    def reset(self) -> None:
-        self._next = self._initial
-
-    def delay(self) -> float:
-        current = self._next
-        self._next = min(self._max, self._next * 2)
-        # Jitter in [current/2, current]: many daemons restarting together do not stampede.
-        return current / 2 + self._rng.random() * current / 2
 
 
 async def pause(
@@ -232,7 +213,7 @@ async def retry_local_writes(
                 exc.strerror or label,
                 pending(),
             )
-            await pause(backoff.delay(), ready, lambda: False)
+            await pause(backoff.next_delay(), ready, lambda: False)
             ready.set()  # try again, whether or not anything new arrived
             continue
         if written and report.delivered():

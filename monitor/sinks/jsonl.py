@@ -17,8 +17,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from connectors.backoff import Backoff
 from monitor.errors import DeliveryError, UsageError
-from monitor.sinks.delivery import Backoff
 from monitor.sinks.local import LocalSink
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 

@@ -36,10 +36,10 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from connectors.backoff import Backoff
 from monitor.errors import DeliveryError
 from monitor.sinks.config_types import KafkaConfig
 from monitor.sinks.delivery import (
-    Backoff,
     Envelope,
     EnvelopeError,
     FailingReport,
@@ -86,7 +86,9 @@ class KafkaSink:
         self._cfg = cfg
         self._observer = observer
         self._on_spool_full = on_spool_full
-        self._backoff = backoff or Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
+        self._backoff = backoff or Backoff(
+            initial_s=cfg.backoff_initial_s, max_s=cfg.backoff_max_s, floor=0.5
+        )
         self._report = FailingReport(
             self.name,
             observer,
@@ -207,7 +209,7 @@ class KafkaSink:
                     await self._stop_producer(producer)
             if self._stopping:
                 return  # the rest stays in the spool for the next start
-            await self._pause(self._backoff.delay())
+            await self._pause(self._backoff.next_delay())
 
     async def _connect(self) -> AIOKafkaProducer:
         try:

@@ -15,7 +15,8 @@ import collections
 import logging
 from collections.abc import Callable
 
-from monitor.sinks.delivery import Backoff, FailingReport, retry_local_writes
+from connectors.backoff import Backoff
+from monitor.sinks.delivery import FailingReport, retry_local_writes
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 from rules.alert_doc import Alert, StateDocument
 
@@ -32,7 +33,7 @@ class LocalSink(abc.ABC):
     ) -> None:
         self._log = logger
         self._observer = observer
-        self._backoff = backoff or Backoff(0.2, 10.0)
+        self._backoff = backoff or Backoff(initial_s=0.2, max_s=10.0, floor=0.5)
         self._report = FailingReport(
             self.name,
             observer,

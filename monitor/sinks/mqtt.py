@@ -23,9 +23,10 @@ from typing import Any
 
 import aiomqtt
 
+from connectors.backoff import Backoff
 from monitor.errors import DeliveryError
 from monitor.sinks.config_types import MqttConfig
-from monitor.sinks.delivery import Backoff, FailingReport, await_stopped, pause
+from monitor.sinks.delivery import FailingReport, await_stopped, pause
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 from rules.alert_doc import Alert, StateDocument
 
@@ -81,7 +82,9 @@ class MqttSink:
     ) -> None:
         self._cfg = cfg
         self._observer = observer
-        self._backoff = backoff or Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
+        self._backoff = backoff or Backoff(
+            initial_s=cfg.backoff_initial_s, max_s=cfg.backoff_max_s, floor=0.5
+        )
         self._report = FailingReport(
             self.name,
             observer,
@@ -157,7 +160,7 @@ class MqttSink:
                 self.connected.clear()
             if self._stopping:
                 return
-            await pause(self._backoff.delay(), self._wake, lambda: self._stopping)
+            await pause(self._backoff.next_delay(), self._wake, lambda: self._stopping)
 
     def _outage(self, exc: BaseException) -> None:
         reason = type(exc).__name__

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from connectors.observers import NullObserver
+
 
 class DeliveryObserver(Protocol):
     def delivered(self, sink: str, n: int) -> None:
@@ -21,19 +23,6 @@ class DeliveryObserver(Protocol):
     def spool_depth(self, sink: str, depth: int) -> None:
         """The sink's spool now holds ``depth`` alerts (disk plus in-memory overflow)."""
         ...
-
-
-class NullObserver:
-    """The default: observes nothing."""
-
-    def delivered(self, sink: str, n: int) -> None:
-        pass
-
-    def failed(self, sink: str, n: int, reason: str) -> None:
-        pass
-
-    def spool_depth(self, sink: str, depth: int) -> None:
-        pass
 
 
 NULL_OBSERVER: DeliveryObserver = NullObserver()

@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
+from connectors.clock import wall_ms
 from connectors.fakes.sim.market import AccountSpec, MarketPath, World
 from connectors.sim import protocol
 
@@ -48,10 +49,6 @@ MALFORMED: dict[str, bytes] = {
     "bad_type": b'{"e":"mark","s":"BTC-PERP","p":60000.5,"E":1}',
     "missing_field": b'{"e":"mark","s":"BTC-PERP","E":1}',
 }
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +69,7 @@ class SimVenue:
         time_scale: float = 1.0,
         autoplay: bool = True,
         clock: Callable[[], float] = time.monotonic,
-        wall_ms: Callable[[], int] = _wall_ms,
+        wall_ms: Callable[[], int] = wall_ms,
         host: str = "127.0.0.1",
         port: int = 0,
         firehose: Firehose | None = None,
@@ -82,7 +79,7 @@ class SimVenue:
         self.time_scale = time_scale
         self.autoplay = autoplay
         self._clock = clock
-        self._wall_ms = wall_ms
+        self.wall_ms = wall_ms
         self._host = host
         self._port = port
         self._firehose = firehose
@@ -190,7 +187,7 @@ class SimVenue:
     def expire_private_stream(self, account: str) -> None:
         """Invalidate the account's listen keys and tell its connections (``streamExpired``)."""
         self._keys = {k: a for k, a in self._keys.items() if a != account}
-        frame = protocol.encode_expired(account, self._wall_ms()).decode()
+        frame = protocol.encode_expired(account, self.wall_ms()).decode()
         broadcast([c for c, a in self._private.items() if a == account], frame)
 
     def hold_snapshots(self) -> None:
@@ -203,7 +200,7 @@ class SimVenue:
     # --- test pushes -------------------------------------------------------------------------
 
     def push_mark(self, symbol: str, price: float, event_ms: int | None = None) -> None:
-        ms = self._wall_ms() if event_ms is None else event_ms
+        ms = self.wall_ms() if event_ms is None else event_ms
         broadcast(self._market, protocol.encode_mark(symbol, price, ms).decode())
 
     def push_raw_market(self, frame: str | bytes) -> None:
@@ -212,7 +209,7 @@ class SimVenue:
     def push_balance(
         self, account: str, asset: str, balance: float, event_ms: int | None = None
     ) -> None:
-        ms = self._wall_ms() if event_ms is None else event_ms
+        ms = self.wall_ms() if event_ms is None else event_ms
         frame = protocol.encode_balance(account, asset, balance, ms).decode()
         self._send_private(account, frame)
 
@@ -229,7 +226,7 @@ class SimVenue:
             t = self.market_time()
             self._play_actions(t)
             if not self.silent and self._market:
-                ms = self._wall_ms()
+                ms = self.wall_ms()
                 for symbol, price in self.path.prices(t).items():
                     if last.get(symbol) != price:
                         last[symbol] = price
@@ -241,7 +238,7 @@ class SimVenue:
         while self._action_idx < len(actions) and actions[self._action_idx].t_s <= t:
             act = actions[self._action_idx]
             self._action_idx += 1
-            ms = self._wall_ms()
+            ms = self.wall_ms()
             if act.balance is not None:
                 frame = protocol.encode_balance(act.account, *act.balance, ms)
                 self._send_private(act.account, frame.decode())
@@ -309,12 +306,12 @@ class SimVenue:
                     "tiers": [[protocol.fmt(x) for x in tier] for tier in spec.tiers],
                 }
             )
-        return {"E": self._wall_ms(), "instruments": rows}
+        return {"E": self.wall_ms(), "instruments": rows}
 
     def _account_doc(self, acct: AccountSpec) -> dict[str, Any]:
         return {
             "a": acct.name,
-            "E": self._wall_ms(),
+            "E": self.wall_ms(),
             "balances": {k: protocol.fmt(v) for k, v in acct.balances.items()},
             "positions": [
                 protocol.position_wire(p.symbol, p.side, p.qty, p.entry, p.mode)
@@ -361,7 +358,7 @@ class SimVenue:
             if not self.silent:
                 broadcast([conn], '{"e":"subscribed"}')
         elif op == "ping" and not self.silent:
-            broadcast([conn], f'{{"e":"pong","E":{self._wall_ms()}}}')
+            broadcast([conn], f'{{"e":"pong","E":{self.wall_ms()}}}')
 
     # --- firehose ----------------------------------------------------------------------------
 
@@ -379,7 +376,7 @@ class SimVenue:
         await asyncio.sleep(0.05)
         chunk_frames = 2048
         # Venue time strictly after the snapshot served before the stream started.
-        chunk = _firehose_chunk(self.path, spec.batch, chunk_frames, self._wall_ms() + 1)
+        chunk = _firehose_chunk(self.path, spec.batch, chunk_frames, self.wall_ms() + 1)
         sent = 0
         try:
             while sent < spec.frames:

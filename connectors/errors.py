@@ -5,7 +5,8 @@
     │                               bounded label (a metric label), never the raw payload
     ├── VenueRejected               the venue answered a request with an error code
     │   └── AuthError               credentials refused (fatal: reconnecting will not help)
-    └── TransientError              a network or server hiccup; the driver retries with backoff
+    ├── TransientError              a network or server hiccup; the driver retries with backoff
+    └── SettingsError               a venue cannot work with a configured setting (``field``)
 
 Only :class:`VenueDataError` is counted and dropped by the driver; the rest decide retry.
 """
@@ -42,3 +43,11 @@ class AuthError(VenueRejected):
 
 class TransientError(ConnectorError):
     retryable = True
+
+
+class SettingsError(ConnectorError):
+    """A venue's feed factory cannot work with a setting; ``field`` names it (``ws_url``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")

@@ -40,7 +40,7 @@ from monitor.sinks.jsonl import JsonlSink
 from monitor.sinks.observer import DeliveryObserver
 from monitor.sinks.spool import SpoolError
 from monitor.store import Store
-from monitor.wiring import build_feeds
+from monitor.wiring import all_feeds
 from rules.alert_doc import Alert
 from rules.alert_kinds import delivery_failing_alert, spool_full_alert
 
@@ -166,7 +166,7 @@ class Daemon:
             clock,
             observer=self.metrics,
         )
-        self.feeds: list[Feed] = build_feeds(cfg)
+        self.feeds: list[Feed] = all_feeds(cfg)
         started = clock()
         for acc in cfg.accounts:  # staleness clocks start now: a feed that never syncs alerts
             self.engine.watch(acc.venue, acc.name, started)

@@ -238,7 +238,7 @@ async def test_sigterm_drains_and_flushes_then_exits_0(tmp_path: Path) -> None:
 
 
 def test_venue_registry_builds_one_market_feed_and_one_feed_per_account() -> None:
-    from monitor.wiring import build_feeds
+    from monitor.wiring import all_feeds
 
     cfg = parse_config(
         {
@@ -254,7 +254,7 @@ def test_venue_registry_builds_one_market_feed_and_one_feed_per_account() -> Non
         "t.toml",
         environ={"K": "key", "S": "secret"},
     )
-    feeds = build_feeds(cfg)
+    feeds = all_feeds(cfg)
     assert [(f.name, f.stale_after_s) for f in feeds] == [
         ("sim/market", 3.0),
         ("sim/private/alice", 7.0),

@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -34,7 +34,7 @@ from connectors.binance import snapshots
 from connectors.binance.parse import parse_frame, parse_many
 from connectors.binance.rest import BinanceRest, Credentials, ListenKeyGone
 from connectors.binance.spec import SPECS, VenueSpec
-from connectors.errors import TransientError, VenueDataError
+from connectors.errors import SettingsError, TransientError, VenueDataError
 from connectors.events import (
     AssetPrice,
     CollateralModeUpdate,
@@ -47,6 +47,7 @@ from connectors.events import (
 )
 from connectors.feed_times import FeedTimes
 from connectors.protocol import Feed
+from connectors.venues import FeedSettings
 
 log = logging.getLogger(__name__)
 
@@ -444,70 +445,34 @@ class BinanceUserFeed(_FeedTimes):
         await self._rest.close()
 
 
-# --- wiring from the monitor's config (duck-typed: connectors never import monitor) ----------
-
-
-class _Secret(Protocol):
-    def reveal(self) -> str: ...
-
-
-class _VenueConfig(Protocol):
-    @property
-    def venue(self) -> str: ...
-    @property
-    def rest_url(self) -> str | None: ...
-    @property
-    def ws_url(self) -> str | None: ...
-    @property
-    def stale_after_s(self) -> float: ...
-    @property
-    def resync_interval_s(self) -> float: ...
-
-
-class _AccountConfig(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def api_key(self) -> _Secret | None: ...
-    @property
-    def api_secret(self) -> _Secret | None: ...
-    @property
-    def stale_after_s(self) -> float | None: ...
-    @property
-    def resync_interval_s(self) -> float | None: ...
-
-
-def build_feeds(cfg: object, venue: _VenueConfig, accounts: Sequence[_AccountConfig]) -> list[Feed]:
-    """The venue's market feed(s) and one user feed per account (keys already loaded).
-
-    ``cfg`` is the monitor's config (unused here; the signature is the venue registry's).
-    """
-    spec = SPECS[venue.venue]
+def build_feeds(settings: FeedSettings) -> list[Feed]:
+    """The venue's market feed(s) and one user feed per account (the registry's factory)."""
+    spec = SPECS[settings.venue]
     feeds: list[Feed] = list(
         market_feeds(
             spec,
-            lambda: BinanceRest(spec, base_url=venue.rest_url),
+            lambda: BinanceRest(spec, base_url=settings.rest_url),
             None,
-            ws_base=venue.ws_url,
-            stale_after_s=venue.stale_after_s,
-            resync_interval_s=venue.resync_interval_s,
+            ws_base=settings.ws_url,
+            stale_after_s=settings.stale_after_s,
+            resync_interval_s=settings.resync_interval_s,
         )
     )
-    for acc in accounts:
+    for acc in settings.accounts:
         if acc.api_key is None or acc.api_secret is None:
-            raise ValueError(f"account {acc.name}: Binance needs api_key and api_secret")
+            raise SettingsError(
+                "api_key", f"account {acc.name}: Binance needs api_key and api_secret"
+            )
         creds = Credentials(acc.api_key.reveal(), acc.api_secret.reveal())
-        rest = BinanceRest(spec, base_url=venue.rest_url, credentials=creds)
-        stale = USER_STALE_AFTER_S if acc.stale_after_s is None else acc.stale_after_s
-        resync = USER_RESYNC_S if acc.resync_interval_s is None else acc.resync_interval_s
+        rest = BinanceRest(spec, base_url=settings.rest_url, credentials=creds)
         feeds.append(
             BinanceUserFeed(
                 spec,
                 acc.name,
                 rest,
-                ws_base=venue.ws_url,
-                stale_after_s=stale,
-                resync_interval_s=resync,
+                ws_base=settings.ws_url,
+                stale_after_s=acc.stale_after_s,
+                resync_interval_s=acc.resync_interval_s,
             )
         )
     return feeds

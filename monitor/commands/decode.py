@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from connectors import venues as registry
+from connectors import venues
 from connectors.errors import VenueDataError
 from connectors.events import Event
 from monitor.errors import UsageError
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--venue",
         required=True,
-        help=f"venue whose frames FILE holds ({', '.join(registry.venues())})",
+        help=f"venue whose frames FILE holds ({', '.join(sorted(venues.parser_keys()))})",
     )
     parser.add_argument("file", metavar="FILE", help="file of raw frames, or - for stdin")
 
@@ -85,11 +85,10 @@ def _read(path: str) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        parse = registry.frame_parser(args.venue)
+        parse = venues.frame_parser(args.venue)
     except KeyError:
-        raise UsageError(
-            f"--venue: unknown venue {args.venue!r} (known: {', '.join(registry.venues())})"
-        ) from None
+        known = ", ".join(sorted(venues.parser_keys()))
+        raise UsageError(f"--venue: unknown venue {args.venue!r} (known: {known})") from None
     except ImportError:
         raise UsageError(f"--venue: {args.venue}: parser not available in this build") from None
     data = _read(args.file)

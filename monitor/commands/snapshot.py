@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from connectors import venues
+from connectors.venues import ModelFamily, VenueDescriptor
 from monitor.errors import UsageError
 from rules.account import STABLECOINS, VENUES, AccountInput, PositionInput
 from rules.errors import MarginError
@@ -34,12 +36,12 @@ from rules.size_linear import SizeLinearModel
 from rules.tiers import TierSpec, TierTable
 from rules.types import ContractKind, MarginMode, Side
 
-TIER_VENUES = frozenset({"binance-usdm", "binance-coinm", "bybit", "okx", "hyperliquid"})
-# Which parameter block prices each venue's instruments.
-MODEL_BLOCK = {v: "tiers" for v in TIER_VENUES} | {"deribit": "size_linear", "dydx": "dydx_markets"}
+# The blocks that price instruments, one per model family; each venue reads one of them
+# (its registry descriptor's ``snapshot_block``).
+MODEL_BLOCKS = frozenset(venues.descriptor(v).margin.snapshot_block for v in VENUES)
 TOP_KEYS = frozenset(
     {"$schema", "venue", "account", "balances", "collateral_ratios", "asset_prices", "positions"}
-    | {"tiers", "size_linear", "dydx_markets"}
+    | MODEL_BLOCKS
 )
 POSITION_KEYS = frozenset(
     {"symbol", "qty", "entry_price", "mark_price", "side", "margin_mode", "isolated_margin"}
@@ -47,7 +49,7 @@ POSITION_KEYS = frozenset(
 )
 TIER_KEYS = frozenset({"floor", "cap", "mmr", "deduction", "max_leverage"})
 SIZE_LINEAR_KEYS = frozenset({"mm_base", "im_base", "k"})
-DYDX_KEYS = frozenset({"imf", "mf", "oi_lower_cap", "oi_upper_cap", "open_interest"})
+IMF_MF_KEYS = frozenset({"imf", "mf", "oi_lower_cap", "oi_upper_cap", "open_interest"})
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
@@ -139,12 +141,14 @@ def parse_snapshot(doc: object, source: str) -> Snapshot:
             raise d.fail(key, "missing")
     venue = d.choice(top["venue"], "venue", VENUES)
     name = d.string(top["account"], "account")
-    block = MODEL_BLOCK[venue]
-    for other in ("tiers", "size_linear", "dydx_markets"):
+    desc = venues.descriptor(venue)
+    rules = desc.margin
+    block = rules.snapshot_block
+    for other in sorted(MODEL_BLOCKS):
         if other != block and other in top:
             raise d.fail(other, f"not used by venue {venue} (it takes {block!r})")
-    models = _models(d, venue, top.get(block, {}), block)
-    inverse_venue = venue == "binance-coinm"
+    models = _models(d, desc, top.get(block, {}), block)
+    inverse_venue = rules.inverse
     positions = _positions(d, top["positions"], models, block, inverse_venue)
     balances = {
         d.string(k, "balances"): d.number(v, f"balances.{k}")
@@ -186,15 +190,16 @@ def parse_snapshot(doc: object, source: str) -> Snapshot:
     return Snapshot(name, account)
 
 
-def _models(d: _Doc, venue: str, raw: object, block: str) -> dict[str, MarginModel]:
+def _models(d: _Doc, desc: VenueDescriptor, raw: object, block: str) -> dict[str, MarginModel]:
+    rules = desc.margin
     table = d.obj(raw, block, None)
     models: dict[str, MarginModel] = {}
     for symbol, params in table.items():
         path = f"{block}.{symbol}"
         try:
-            if block == "tiers":
-                models[symbol] = _tier_table(d, venue, symbol, params, path)
-            elif block == "size_linear":
+            if rules.family is ModelFamily.TIERS:
+                models[symbol] = _tier_table(d, desc, symbol, params, path)
+            elif rules.family is ModelFamily.SIZE_LINEAR:
                 p = d.obj(params, path, SIZE_LINEAR_KEYS)
                 for key in sorted(SIZE_LINEAR_KEYS):
                     if key not in p:
@@ -202,7 +207,7 @@ def _models(d: _Doc, venue: str, raw: object, block: str) -> dict[str, MarginMod
                 vals = {k: d.number(v, f"{path}.{k}", minimum=0.0) for k, v in p.items()}
                 models[symbol] = SizeLinearModel(**vals)
             else:
-                p = d.obj(params, path, DYDX_KEYS)
+                p = d.obj(params, path, IMF_MF_KEYS)
                 for key in ("imf", "mf"):
                     if key not in p:
                         raise d.fail(f"{path}.{key}", "missing")
@@ -214,7 +219,8 @@ def _models(d: _Doc, venue: str, raw: object, block: str) -> dict[str, MarginMod
     return models
 
 
-def _tier_table(d: _Doc, venue: str, symbol: str, raw: object, path: str) -> TierTable:
+def _tier_table(d: _Doc, desc: VenueDescriptor, symbol: str, raw: object, path: str) -> TierTable:
+    rules = desc.margin
     if not isinstance(raw, list) or not raw:
         raise d.fail(path, "must be a non-empty array of tiers")
     specs: list[TierSpec] = []
@@ -228,23 +234,23 @@ def _tier_table(d: _Doc, venue: str, symbol: str, raw: object, path: str) -> Tie
         max_lev = d.number(t["max_leverage"], f"{tp}.max_leverage", minimum=1.0)
         last = i == len(raw) - 1
         if t.get("cap") is None:
-            if not (last or venue == "hyperliquid"):
+            if not (last or rules.mmr_from_max_leverage):
                 raise d.fail(f"{tp}.cap", "missing (only the last tier may omit its cap)")
             nxt = None if last else d.obj(raw[i + 1], f"{path}[{i + 1}]", TIER_KEYS).get("floor")
             cap = math.inf if last else d.number(nxt, f"{path}[{i + 1}].floor")
         else:
             cap = d.positive(t["cap"], f"{tp}.cap")
-        if venue == "hyperliquid":
+        if rules.mmr_from_max_leverage:
             mmr = 1.0 / (2.0 * max_lev)
             if "mmr" in t and not math.isclose(d.number(t["mmr"], f"{tp}.mmr"), mmr, rel_tol=1e-9):
-                raise d.fail(f"{tp}.mmr", f"must be 1/(2·max_leverage) = {mmr:g} on Hyperliquid")
+                raise d.fail(f"{tp}.mmr", f"must be 1/(2·max_leverage) = {mmr:g} on {desc.label}")
         elif "mmr" not in t:
             raise d.fail(f"{tp}.mmr", "missing")
         else:
             mmr = d.positive(t["mmr"], f"{tp}.mmr")
         ded = None if t.get("deduction") is None else d.number(t["deduction"], f"{tp}.deduction")
         specs.append(TierSpec(floor, cap, mmr, ded, max_lev))
-    return TierTable.from_tiers(symbol, specs, deduction=venue != "okx")
+    return TierTable.from_tiers(symbol, specs, deduction=rules.tier_deduction)
 
 
 def _positions(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from connectors import venues
 from monitor.config.schema import (
     Table,
     Where,
@@ -49,9 +50,6 @@ from monitor.sinks.config_types import KafkaConfig, MqttConfig, Secret
 from monitor.sinks.spool import SpoolError, check_directory
 from rules.alerts import AlertConfig
 
-VENUE_KINDS = ("sim", "binance-usdm", "binance-coinm")
-# Venues whose private streams need an API key pair.
-VENUES_WITH_CREDENTIALS = frozenset({"binance-usdm", "binance-coinm"})
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_HTTP = "127.0.0.1:9464"
 # Account names become metric labels and log fields: keep them short and plain.
@@ -265,7 +263,7 @@ def _venues(raw: object, file: str) -> tuple[VenueConfig, ...]:
     for i, table in enumerate(_array_of_tables(raw, file, "venues")):
         where = Where(file, f"venues[{i}]")
         check_keys(table, _VENUE_KEYS, where)
-        kind = get_choice(table, "venue", where, VENUE_KINDS)
+        kind = get_choice(table, "venue", where, tuple(venues.connector_keys()))
         if any(v.venue == kind for v in out):
             raise where.error("venue", f"venue {kind!r} is configured twice")
         out.append(
@@ -307,7 +305,7 @@ def _accounts(
     for i, table in enumerate(tables):
         where = Where(file, f"accounts[{i}]")
         check_keys(table, _ACCOUNT_KEYS, where)
-        kind = get_choice(table, "venue", where, VENUE_KINDS)
+        kind = get_choice(table, "venue", where, tuple(venues.connector_keys()))
         name = get_str(table, "name", where)
         if not _NAME_RE.match(name):
             raise where.error("name", "use letters, digits, '_', '.', '-' (at most 64)")
@@ -323,7 +321,7 @@ def _accounts(
     out: list[AccountConfig] = []
     for table, kind, name, overrides in shaped:
         where = Where(file, f"accounts.{name}")
-        needs = kind in VENUES_WITH_CREDENTIALS
+        needs = venues.descriptor(kind).needs_credentials
         api_key = read_secret(table, "api_key", where, environ, config_dir, required=needs)
         secret = read_secret(table, "api_secret", where, environ, config_dir, required=needs)
         out.append(

@@ -92,7 +92,7 @@ ACCOUNT_FAMILIES = (
     ),
     Family(
         "marginwatch_account_margin_ratio",
-        "Venue-native margin ratio (Binance/Bybit MM/equity, OKX equity/MM).",
+        "Venue-native margin ratio (MM/equity on most venues, equity/MM where the venue uses it).",
         (Part("margin_ratio"),),
     ),
     Family(

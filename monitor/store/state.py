@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from connectors import venues
 from monitor.store.book import Leg
 from rules.account import STABLECOINS
 from rules.model import MarginModel
 from rules.types import ContractKind, Side
-
-# The margin asset of a single-asset account without cross positions.
-DEFAULT_MARGIN_ASSET = {"binance-usdm": "USDT"}
 
 # A fill leaving less than this fraction of the larger of (old qty, fill) closed the position:
 # float residue of e.g. 0.3 − 0.1 − 0.2 must not leave a 5e-17 contract position behind.
@@ -87,7 +85,8 @@ class AccountState:
             )
         if settles:
             return settles.pop(), None
-        return DEFAULT_MARGIN_ASSET.get(self.venue), None
+        # No cross position names the pool: the venue's own margin asset, if it has one.
+        return venues.default_margin_asset(self.venue), None
 
     def noncash_value(self, prices: dict[str, float]) -> float:
         """USD value of positive non-stablecoin collateral (it moves with the market)."""

@@ -1,0 +1,3 @@
+"""Bybit (Unified Trading Account): the venue's margin rules today; its connector comes with its
+own issue.
+"""

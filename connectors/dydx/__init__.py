@@ -1,0 +1,1 @@
+"""dYdX v4: the venue's margin rules today; its connector comes with its own issue."""

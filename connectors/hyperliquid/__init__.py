@@ -1,0 +1,1 @@
+"""Hyperliquid: the venue's margin rules today; its connector comes with its own issue."""

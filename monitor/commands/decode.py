@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import enum
+import json
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ import orjson
 from connectors import venues
 from connectors.errors import VenueDataError
 from connectors.events import Event
+from connectors.venues import FrameParser
 from monitor.errors import UsageError
 
 
@@ -49,15 +51,35 @@ def _key(key: object) -> str:
 
 
 def event_json(event: Event) -> bytes:
-    """One event as a JSON object with its class name under ``type``."""
+    """One event as a JSON object with its class name under ``type``.
+
+    orjson refuses integers beyond 64 bits; the standard library writes them exactly, so a frame
+    carrying one still shows what it decoded to.
+    """
     doc: dict[str, Any] = {"type": type(event).__name__}
     for f in dataclasses.fields(event):
         doc[f.name] = getattr(event, f.name)
-    return orjson.dumps(doc, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(doc, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return json.dumps(_plain(doc), separators=(",", ":"), default=_default).encode()
+
+
+def _plain(value: object) -> object:
+    """``value`` with non-string mapping keys named as :func:`_key` names them."""
+    if isinstance(value, Mapping):
+        return {_key(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def frames(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(line number, frame): the whole input if it is one JSON document, else each line."""
+    """(line number, frame): the whole input if it is one JSON document, else each line.
+
+    Lines end at ``\n`` only (a bare ``\r`` inside a frame is part of it), so ``line N`` is what
+    ``sed -n Np`` shows.
+    """
     stripped = data.strip()
     if not stripped:
         return
@@ -68,9 +90,9 @@ def frames(data: bytes) -> Iterator[tuple[int, bytes]]:
     else:
         yield 1, stripped
         return
-    for n, line in enumerate(data.splitlines(), start=1):
+    for n, line in enumerate(data.split(b"\n"), start=1):
         if line.strip():
-            yield n, line
+            yield n, line.rstrip(b"\r")
 
 
 def _read(path: str) -> bytes:
@@ -81,6 +103,25 @@ def _read(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _decode_line(parse: FrameParser, frame: bytes, out: BinaryIO) -> str | None:
+    """Write the frame's events as JSON lines; the reason it failed, else ``None``.
+
+    Any exception is an answer for this line, never the end of the run: the rest of the file
+    still decodes. A parser that raises anything but ``VenueDataError`` has a bug, said as such.
+    """
+    try:
+        lines = [event_json(event) for event in parse(frame)]
+    except VenueDataError as exc:
+        return exc.reason + (f" ({exc.detail})" if exc.detail else "")
+    except RecursionError:
+        return "too_deep (nesting beyond what the parser follows)"
+    except Exception as exc:
+        return f"parser_error ({type(exc).__name__}: a bug; please report the frame)"
+    for line in lines:
+        out.write(line + b"\n")
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,14 +136,9 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     failed = 0
     for n, frame in frames(data):
-        try:
-            events = parse(frame)
-        except VenueDataError as exc:
+        reason = _decode_line(parse, frame, out)
+        if reason is not None:
             failed += 1
-            detail = f" ({exc.detail})" if exc.detail else ""
-            print(f"line {n}: {exc.reason}{detail}", file=sys.stderr)
-            continue
-        for event in events:
-            out.write(event_json(event) + b"\n")
+            print(f"line {n}: {reason}", file=sys.stderr)
     out.flush()
     return 1 if failed else 0

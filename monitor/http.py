@@ -16,16 +16,26 @@ copy it into the transport buffer in one loop step and stall ticks for several m
 One request per connection (``Connection: close``): probes and Prometheus scrapes open a fresh
 connection each time, and it keeps this server small. Slow or broken clients are cut off by a
 timeout and never affect the loop.
+
+At most ``max_connections`` are open at once, so a flood of slow clients cannot eat the process's
+file descriptors (which the venue websockets and the broker need too). A connection over the cap
+evicts the oldest one still waiting for its request line: a slow-loris client loses its seat, a
+probe that sends its request at once gets an answer. When every seat is busy answering, the new
+connection is closed at once. If descriptors run out anyway (another part of the process, or a low
+``ulimit -n``), asyncio's accept loop reports it on every retry; :class:`ResourceErrorFilter` logs
+that once per interval with the count, instead of flooding the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -41,6 +51,9 @@ Readiness = Callable[[], Mapping[str, str]]
 _MAX_HEADER_BYTES: Final = 8192
 _WRITE_SLICE: Final = 256 * 1024
 _REQUEST_TIMEOUT_S: Final = 5.0
+MAX_CONNECTIONS: Final = 256
+_RESOURCE_LOG_INTERVAL_S: Final = 60.0
+_OUT_OF_RESOURCE: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _REASONS: Final = {
     200: "OK",
     400: "Bad Request",
@@ -63,13 +76,26 @@ class HttpServer:
         *,
         readiness: Readiness,
         metrics: MetricsRender | None = None,
+        where: str = "--http",
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections: must be >= 1")
         self._host = host
         self._port = port
+        self._where = where
         self._readiness = readiness
         self._metrics = metrics
+        self._max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        # Connections still reading their request head, oldest first (dicts keep order).
+        self._waiting: dict[asyncio.Task[None], None] = {}
+        self._filter: ResourceErrorFilter | None = None
+        self.refused = 0
+        """Connections closed at once because every seat was busy answering."""
+        self.evicted = 0
+        """Connections closed to give their seat to a newer one (they had sent no request)."""
 
     @property
     def port(self) -> int:
@@ -90,8 +116,9 @@ class HttpServer:
         except OSError as exc:
             # A busy or unassignable address is the operator's to fix, not a crash.
             raise UsageError(
-                f"--http {self._host}:{self._port}: cannot listen: {exc.strerror}"
+                f"{self._where} {self._host}:{self._port}: cannot listen: {exc.strerror}"
             ) from exc
+        self._filter = ResourceErrorFilter.install(asyncio.get_running_loop())
         log.info("http: serving /healthz /readyz /metrics on %s:%d", self._host, self.port)
 
     async def serve(self, started: asyncio.Event | None = None) -> None:
@@ -113,16 +140,41 @@ class HttpServer:
             await asyncio.gather(*self._handlers, return_exceptions=True)
             await self._server.wait_closed()
             self._server = None
+        if self._filter is not None:
+            self._filter.uninstall()
+            self._filter = None
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._handlers)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._handlers) >= self._max_connections:
+            if not self._waiting:
+                self.refused += 1
+                writer.transport.abort()  # every seat is answering: no reply, no fd kept
+                return
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            self.evicted += 1
+            oldest.cancel()
+            # Its fd is released when the cancelled handler closes it, on its next step.
         task = asyncio.get_running_loop().create_task(self._handle(reader, writer))
         self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
+        self._waiting[task] = None
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._handlers.discard(task)
+        self._waiting.pop(task, None)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
         try:
             async with asyncio.timeout(_REQUEST_TIMEOUT_S):
                 head = await reader.readuntil(b"\r\n\r\n")
+                if me is not None:
+                    self._waiting.pop(me, None)  # answering now: not evictable
                 status, ctype, body, head_only = await self._respond(head)
                 await self._write(writer, status, ctype, body, head_only)
         except (
@@ -192,3 +244,61 @@ class HttpServer:
                     writer.write(view[lo : lo + _WRITE_SLICE])
                     await writer.drain()
         await writer.drain()
+
+
+class ResourceErrorFilter:
+    """Logs asyncio's out-of-descriptors reports once per interval, with how many were folded.
+
+    asyncio reports ``EMFILE`` from its accept loop through the loop's exception handler at every
+    retry; under fd pressure that was 52,658 log lines a minute. Other reports pass through to
+    the handler that was installed before (or asyncio's default).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        interval_s: float = _RESOURCE_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._loop = loop
+        self._previous = loop.get_exception_handler()
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last: float | None = None
+        self.folded = 0
+        self.seen = 0
+
+    @classmethod
+    def install(cls, loop: asyncio.AbstractEventLoop) -> ResourceErrorFilter:
+        f = cls(loop)
+        loop.set_exception_handler(f)
+        return f
+
+    def uninstall(self) -> None:
+        if self._loop.get_exception_handler() is self:
+            self._loop.set_exception_handler(self._previous)
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCE:
+            self.seen += 1
+            now = self._clock()
+            if self._last is not None and now - self._last < self._interval_s:
+                self.folded += 1
+                return
+            self._last = now
+            log.error(
+                "out of file descriptors or buffers (%s): %s; %d more such reports in the last "
+                "%.0f s were folded into this line",
+                errno.errorcode.get(exc.errno or 0, "?"),
+                context.get("message", ""),
+                self.folded,
+                self._interval_s,
+            )
+            self.folded = 0
+            return
+        if self._previous is not None:
+            self._previous(loop, context)
+        else:
+            loop.default_exception_handler(context)

@@ -131,3 +131,70 @@ async def test_busy_port_is_a_usage_error() -> None:
         other = HttpServer("127.0.0.1", port, readiness=dict)
         with pytest.raises(UsageError, match=f"127.0.0.1:{port}: cannot listen"):
             await other.start()
+
+
+async def _idle_clients(
+    port: int, n: int
+) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """``n`` connections that never send a request (a slow-loris client)."""
+    return [await asyncio.open_connection("127.0.0.1", port) for _ in range(n)]
+
+
+async def test_idle_connections_are_capped_and_healthz_still_answers() -> None:
+    server = HttpServer("127.0.0.1", 0, readiness=dict, max_connections=4)
+    started = asyncio.Event()
+    task = asyncio.create_task(server.serve(started))
+    await started.wait()
+    try:
+        idle = await _idle_clients(server.port, 10)
+        # The listener accepts in arrival order, so once the probe is answered every idle
+        # client before it has been seen: 4 seated, then each newcomer evicts the oldest idle.
+        status, _, body = await request(server.port, get("/healthz"))
+        assert (status, body) == (200, b"ok\n")
+        assert (server.evicted, server.refused) == (7, 0)
+        assert server.open_connections <= 4
+        # The evicted clients see their connection closed at once (no 5 s request timeout).
+        data = await asyncio.wait_for(idle[0][0].read(), 1.0)
+        assert data == b""
+        for _, w in idle:
+            w.close()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_listen_error_names_where_the_address_came_from() -> None:
+    async for _, port in serving(Probes()):
+        other = HttpServer("127.0.0.1", port, readiness=dict, where="demo.toml: daemon.http")
+        with pytest.raises(UsageError, match=f"^demo.toml: daemon.http 127.0.0.1:{port}: cannot"):
+            await other.start()
+
+
+def test_out_of_descriptor_reports_are_folded_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import errno
+
+    from monitor.http import ResourceErrorFilter
+
+    loop = asyncio.new_event_loop()
+    passed: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, ctx: passed.append(ctx))
+    now = [0.0]
+    flt = ResourceErrorFilter(loop, interval_s=60.0, clock=lambda: now[0])
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    try:
+        with caplog.at_level("ERROR", logger="monitor.http"):
+            for step in range(1000):
+                now[0] = step * 0.1  # 1000 reports over 100 s
+                flt(
+                    loop, {"message": "socket.accept() out of system resource", "exception": emfile}
+                )
+            flt(loop, {"message": "something else", "exception": ValueError("x")})
+    finally:
+        loop.close()
+    lines = [r for r in caplog.records if "out of file descriptors" in r.getMessage()]
+    assert len(lines) == 2  # t=0 and t=60
+    assert "599 more" in lines[1].getMessage()
+    assert (flt.seen, len(passed)) == (1000, 1)  # the other report went to the old handler

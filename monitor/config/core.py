@@ -207,7 +207,7 @@ def parse_config(
 def _daemon(raw: DaemonSection, where: Where) -> DaemonSettings:
     http = parse_host_port(raw.http, f"{where.file}: {where.key('http')}")
     top = raw.metrics_top_positions
-    if top != int(top) or not 0 <= top <= MAX_TOP_POSITIONS:
+    if not (0 <= top <= MAX_TOP_POSITIONS and float(top).is_integer()):  # NaN fails the first
         raise where.error(
             "metrics_top_positions", f"must be a whole number from 0 to {MAX_TOP_POSITIONS}"
         )

@@ -26,6 +26,7 @@ from monitor.config.messages import (
     did_you_mean,
     key_path,
     not_one_of,
+    shown,
     table_path,
     toml_type_name,
     unknown_key,
@@ -102,7 +103,8 @@ def translate(text: str, data: Mapping[str, Any], file: str) -> UsageError:
         key = m["key"]
         keys = file_keys(schema) if isinstance(schema, mi.StructType) else []
         if not segments:  # the top level's keys are the sections
-            return UsageError(f"{file}: [{key}]: unknown section{did_you_mean(key, keys)}")
+            hint = did_you_mean(key, keys)
+            return UsageError(f"{file}: [{shown(key)}]: unknown section{hint}")
         return UsageError(f"{file}: {key_path([*segments, key])}: {unknown_key(key, keys)}")
     if m := _MISSING.fullmatch(message):
         return UsageError(f"{file}: {key_path([*segments, m['key']])}: missing required key")
@@ -118,6 +120,7 @@ def translate(text: str, data: Mapping[str, Any], file: str) -> UsageError:
         return UsageError(f"{file}: {key_path(segments)}: {not_one_of(value, _choices(segments))}")
     # A type's own check (``__post_init__``: the message names its key) or the path hook's.
     where = table_path(segments) if isinstance(schema, mi.StructType) else key_path(segments)
+    message = shown(message)
     return UsageError(f"{file}: {where}: {message}" if where else f"{file}: {message}")
 
 

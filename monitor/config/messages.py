@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import json
 from collections.abc import Iterable, Sequence
 
 from monitor.errors import UsageError
@@ -40,26 +41,32 @@ def toml_type_name(value: object) -> str:
     return type(value).__name__
 
 
+def shown(text: str) -> str:
+    """``text`` as it may appear in a one-line message: as is when printable, else quoted with
+    escapes (a quoted TOML key or a name may hold a newline)."""
+    return text if text.isprintable() else json.dumps(text)
+
+
 def table_path(segments: Segments) -> str:
     """A table's name: ``[sinks.kafka]`` from the top, ``accounts[0].alerts`` inside an array."""
     if not segments:
         return ""
     if any(isinstance(s, int) for s in segments):
         return _dotted(segments)
-    return "[" + ".".join(str(s) for s in segments) + "]"
+    return "[" + ".".join(shown(str(s)) for s in segments) + "]"
 
 
 def key_path(segments: Segments) -> str:
     """A key's name: ``[daemon].http``, ``accounts[0].name``; a top-level key is bare."""
     if len(segments) <= 1 or any(isinstance(s, int) for s in segments):
         return _dotted(segments)
-    return f"{table_path(segments[:-1])}.{segments[-1]}"
+    return f"{table_path(segments[:-1])}.{shown(str(segments[-1]))}"
 
 
 def _dotted(segments: Segments) -> str:
     out = ""
     for s in segments:
-        out += f"[{s}]" if isinstance(s, int) else (f".{s}" if out else s)
+        out += f"[{s}]" if isinstance(s, int) else (f".{shown(s)}" if out else shown(s))
     return out
 
 

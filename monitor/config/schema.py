@@ -56,7 +56,7 @@ class DaemonSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     http: str = DEFAULT_HTTP
     log_level: LogLevel = "info"
-    metrics_top_positions: float = 0
+    metrics_top_positions: float = 0.0
 
 
 class AlertOverrides(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -74,7 +74,7 @@ class AlertOverrides(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ratio_higher_is_worse: bool | UnsetType = UNSET
     hysteresis: float | UnsetType = UNSET
     cooldown_ms: int | UnsetType = UNSET
-    liq_distance: float | UnsetType | None = UNSET
+    liq_distance: float | UnsetType = UNSET
     liq_distance_hysteresis: float | UnsetType = UNSET
     mark_stale_ms: int | UnsetType = UNSET
     account_stale_ms: int | UnsetType = UNSET

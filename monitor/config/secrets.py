@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from monitor.config.messages import Where, table_path, toml_type_name, unknown_key
+from monitor.config.messages import Where, shown, table_path, toml_type_name, unknown_key
 from monitor.sinks.config_types import KafkaConfig, MqttConfig, Secret
 
 #: The sink tables whose settings hold a secret, by their key under ``[sinks]``.
@@ -47,7 +47,7 @@ def read_secret(
     if env_var is not None:
         value = environ.get(env_var)
         if value is None or value == "":
-            raise where.error(env_key, f"environment variable {env_var} is not set")
+            raise where.error(env_key, f"environment variable {shown(env_var)} is not set")
         return value
     if file_name is not None:
         path = Path(file_name).expanduser()
@@ -56,12 +56,14 @@ def read_secret(
         try:
             text = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise where.error(file_key, f"cannot read {path}: {exc.strerror}") from exc
+            raise where.error(file_key, f"cannot read {shown(str(path))}: {exc.strerror}") from exc
         except UnicodeDecodeError as exc:
             # Never quote the bytes: they are (part of) the secret.
-            raise where.error(file_key, f"secret file {path} is not UTF-8 text") from exc
+            raise where.error(
+                file_key, f"secret file {shown(str(path))} is not UTF-8 text"
+            ) from exc
         if not text:
-            raise where.error(file_key, f"secret file {path} is empty")
+            raise where.error(file_key, f"secret file {shown(str(path))} is empty")
         return text
     if required:
         raise where.error(None, f"missing {env_key} or {file_key}")

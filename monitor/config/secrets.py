@@ -72,9 +72,13 @@ def read_secret(
 
 def secret_fields(cls: type[msgspec.Struct]) -> tuple[str, ...]:
     """The fields of ``cls`` that hold a :class:`Secret` (optional or not)."""
+    return tuple(f.name for f in _struct_info(cls).fields if _holds_secret(f.type))
+
+
+def _struct_info(cls: type[msgspec.Struct]) -> mi.StructType:
     info = mi.type_info(cls)
-    assert isinstance(info, mi.StructType)
-    return tuple(f.name for f in info.fields if _holds_secret(f.type))
+    assert isinstance(info, mi.StructType)  # a Struct class inspects as one
+    return info
 
 
 def _holds_secret(t: mi.Type) -> bool:
@@ -120,9 +124,7 @@ def _resolve(
     out = dict(table)
     for base in secret_fields(cls):
         if base in out:  # a secret written in plain text: not a key the file may hold
-            info = mi.type_info(cls)
-            assert isinstance(info, mi.StructType)
-            raise where.error(base, unknown_key(base, file_keys(info)))
+            raise where.error(base, unknown_key(base, file_keys(_struct_info(cls))))
         env_var = _opt_str(out.pop(f"{base}_env", None), where, f"{base}_env")
         file_name = _opt_str(out.pop(f"{base}_file", None), where, f"{base}_file")
         text = read_secret(

@@ -188,7 +188,7 @@ def parse_config(
     ``config_dir`` (default: the file's directory)."""
     cdir = Path(file).parent if config_dir is None else config_dir
     raw = decode(resolve_sink_secrets(data, file, environ, cdir), file, cdir)
-    # Checked in the file's order of sections, so the first problem reported is the first one.
+    # What no type can say, section by section in the order the old reader used.
     daemon = _daemon(raw.daemon, Where(file, "[daemon]"))
     alert_defaults = raw.alerts.given()
     alerts = _alert_config(alert_defaults, Where(file, "[alerts]"))

@@ -1,15 +1,22 @@
-"""Typed, frozen settings of the broker sinks. The config loader builds them; sinks read them.
+"""Typed, frozen settings of the broker sinks. The config loader decodes them; sinks read them.
+
+They are msgspec ``Struct`` types whose fields are the keys of ``[sinks.kafka]``, ``[sinks.mqtt]``
+and ``[sinks.kafka.spool]``: :mod:`monitor.config` decodes those tables straight into them
+(unknown keys rejected), and their ``__post_init__`` checks run whether the file or a test
+builds them. A check failing raises ``ValueError`` whose message starts with the key.
 
 Secrets (SASL and MQTT passwords) are resolved by the config layer from an environment variable
-or a file and wrapped in :class:`Secret`, whose ``repr``/``str`` never shows the value, so a
-config object can be logged or shown in an error without leaking it.
+or a file (``<field>_env`` / ``<field>_file`` in the file) and wrapped in :class:`Secret`, whose
+``repr``/``str`` never shows the value, so a config object can be logged or shown in an error
+without leaking it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+import msgspec
 
 from monitor.sinks.spool import FsyncPolicy
 
@@ -62,21 +69,32 @@ class Secret:
         return hash(self._value)
 
 
-class SecurityProtocol(StrEnum):
+class _Spelled(StrEnum):
+    """An enum the config file may also spell by member name, as written or in lower case
+    (``sasl_ssl``, ``scram_sha_512``): what the config has always accepted."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> _Spelled | None:
+        for member in cls:
+            if value in (member.name, member.name.lower()):
+                return member
+        return None
+
+
+class SecurityProtocol(_Spelled):
     PLAINTEXT = "PLAINTEXT"
     SSL = "SSL"
     SASL_PLAINTEXT = "SASL_PLAINTEXT"
     SASL_SSL = "SASL_SSL"
 
 
-class SaslMechanism(StrEnum):
+class SaslMechanism(_Spelled):
     PLAIN = "PLAIN"
     SCRAM_SHA_256 = "SCRAM-SHA-256"
     SCRAM_SHA_512 = "SCRAM-SHA-512"
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolConfig:
+class SpoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where and how much a sink may spool while its broker is unreachable."""
 
     directory: Path
@@ -91,8 +109,7 @@ class SpoolConfig:
             raise ValueError(f"spool.max_records: must be > 0, got {self.max_records}")
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaConfig:
+class KafkaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     bootstrap: str  # "host:port[,host:port]"
     spool: SpoolConfig
     alerts_topic: str = "marginwatch.alerts"
@@ -161,8 +178,7 @@ class KafkaConfig:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class MqttConfig:
+class MqttConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str
     port: int = 1883
     username: str | None = None

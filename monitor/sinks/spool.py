@@ -89,6 +89,11 @@ class FsyncPolicy(StrEnum):
     BATCH = "batch"  # fsync once per append() / ack() call
     NEVER = "never"  # leave flushing to the OS: survives a process crash, not a power cut
 
+    @classmethod
+    def _missing_(cls, value: object) -> FsyncPolicy | None:
+        # The config file has always accepted the member's name too ("BATCH").
+        return cls.__members__.get(value) if isinstance(value, str) else None
+
 
 @dataclass(slots=True)
 class _Segment:

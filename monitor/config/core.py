@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from connectors import venues
 from monitor.config.decode import decode
@@ -74,6 +75,8 @@ MAX_TOP_POSITIONS = 1000  # keeps the opt-in per-position series a bounded label
 class HostPort:
     host: str
     port: int
+    # Where the address was given (``--http`` or ``FILE: [daemon].http``): a listen error says it.
+    source: str = field(default="--http", compare=False)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -85,7 +88,7 @@ def parse_host_port(text: str, what: str) -> HostPort:
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
         raise UsageError(f"{what}: expected HOST:PORT, got {text!r}")
-    return HostPort(host, int(port_text))
+    return HostPort(host, int(port_text), what)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +244,28 @@ def _venues(raw: list[VenueConfig], file: str) -> tuple[VenueConfig, ...]:
         kind = _venue_kind(venue.venue, where)
         if any(v.venue == kind for v in out):
             raise where.error("venue", f"venue {kind!r} is configured twice")
+        _url(venue.rest_url, "rest_url", ("http", "https"), where)
+        _url(venue.ws_url, "ws_url", ("ws", "wss"), where)
         out.append(venue)
     return tuple(out)
+
+
+def _url(value: str | None, key: str, schemes: tuple[str, ...], where: Where) -> None:
+    """A URL the connector can use: one of ``schemes``, with a host. Leaving the key out means
+    the venue's production endpoint; an empty or malformed value is an error, never a silent
+    fallback to production."""
+    if value is None:
+        return
+    want = " or ".join(f"{s}://" for s in schemes)
+    try:
+        parts = urlsplit(value)
+        # .port raises ValueError for a port that is not a number from 0 to 65535.
+        ok = parts.scheme in schemes and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        ok = False
+    if not ok:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise where.error(key, f"must be a URL ({want}) with a host, got {shown!r}")
 
 
 def _accounts(

@@ -23,8 +23,9 @@ from msgspec import UNSET, UnsetType
 
 from monitor.sinks.config_types import KafkaConfig, MqttConfig
 
-#: Seconds that must be positive: staleness and resync intervals.
-PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+#: Staleness and resync intervals: positive, and at most a day (``inf`` or ``1e300`` is a
+#: typo, not a wish; leave the key out for the venue's default, which may be "never").
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 LogLevel = Literal["debug", "info", "warning", "error"]
 DEFAULT_HTTP = "127.0.0.1:9464"
 

@@ -21,6 +21,7 @@ from connectors.events import AccountSnapshot, BalanceUpdate, Event, FeedState, 
 from connectors.fakes.sim.server import SimVenue
 from connectors.feed_times import FeedTimes
 from connectors.protocol import BatchParse, Feed, ResyncRequest
+from connectors.sim import protocol as sim_protocol
 from connectors.sim.feed import SimAccountFeed, SimMarketFeed
 
 USDM = SPECS["binance-usdm"]
@@ -53,6 +54,14 @@ def test_timing_is_a_value_each_feed_holds() -> None:
 
 def test_market_feeds_decode_in_batches_private_feeds_frame_by_frame() -> None:
     assert [f.batch_parse is not None for f in _feeds()] == [True, False, True, False]
+
+
+async def test_a_private_feed_with_a_batch_decoder_is_refused() -> None:
+    class Batching(SimAccountFeed):
+        batch_parse: BatchParse | None = staticmethod(sim_protocol.parse_many)
+
+    with pytest.raises(ValueError, match="private feed must not have a batch_parse"):
+        await run_feed(Batching("127.0.0.1", 1, "bob"), lambda events, ms: None)
 
 
 def test_the_binance_batch_decoder_agrees_with_parse() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import NoReturn
 
 from websockets.asyncio.client import ClientConnection
 
@@ -51,6 +52,10 @@ class Reader:
         self._resync = resync
         self._wall_ms = wall_ms
         self._private = feed.account is not None
+        if self._private and feed.batch_parse is not None:
+            # The frame-by-frame path is where a private stream's expiry ends the batch and a
+            # rejected push asks for a resync; a batch decoder would skip both.
+            raise ValueError(f"feed {feed.name}: a private feed must not have a batch_parse")
         self._parser_bug_logged = False
 
     async def read(self, ws: ClientConnection, live: Liveness) -> None:
@@ -128,7 +133,7 @@ class Reader:
             batch += events
         return batch
 
-    def _expired(self, before: list[Event], frame_events: list[Event], frames: int) -> None:
+    def _expired(self, before: list[Event], frame_events: list[Event], frames: int) -> NoReturn:
         """The stream ended: what came before the expiry still counts; the rest is dropped with
         the connection (the reconnect resyncs)."""
         self._feed.after_events(before + frame_events)  # the feed sees all it parsed

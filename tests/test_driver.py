@@ -29,7 +29,7 @@ from connectors.events import (
     MarkRun,
 )
 from connectors.fakes.sim.server import MALFORMED, SimVenue
-from connectors.protocol import Feed
+from connectors.protocol import Feed, ResyncRequest
 from connectors.sim.feed import SimAccountFeed, SimMarketFeed
 
 SNAPSHOT_MS = 5_000_000  # the venue's clock in these tests: every snapshot is taken "at" this ms
@@ -428,6 +428,28 @@ async def test_a_bug_in_the_batch_decoder_falls_back_to_frame_by_frame(venue: Si
     assert _BuggyBatchFeed.calls >= 1
     assert not any(getattr(e, "symbol", "") == "GHOST" for e in probe.events)
     assert [r for _, r in probe.rejected] == ["bad_json"]
+    assert probe.reconnects == []
+
+
+class _BuggyBookkeepingFeed(SimAccountFeed):
+    """after_events has a bug (raises): the events still count, the bug is counted, and the
+    driver resyncs to be safe."""
+
+    def after_events(self, events: Sequence[Event]) -> ResyncRequest | None:
+        if any(isinstance(e, BalanceUpdate) for e in events):
+            raise RuntimeError("bug")
+        return None
+
+
+async def test_a_bug_in_after_events_is_counted_and_resynced(venue: SimVenue) -> None:
+    probe = Probe()
+    feed = _BuggyBookkeepingFeed(venue.host, venue.port, "bob", app_ping_interval_s=None)
+    async with running(feed, probe):
+        await probe.until(lambda: FeedState.CONNECTED in probe.states())
+        venue.push_balance("bob", "USDT", 3.0, event_ms=SNAPSHOT_MS + 1)
+        await probe.until(lambda: sum(isinstance(e, AccountSnapshot) for e in probe.events) == 2)
+    assert BalanceUpdate("sim", "bob", "USDT", 3.0, SNAPSHOT_MS + 1) in probe.events
+    assert probe.rejected == [("sim", "parser_error")]
     assert probe.reconnects == []
 
 

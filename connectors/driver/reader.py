@@ -26,13 +26,14 @@ from connectors.driver.status import Deliver
 from connectors.driver.watchdog import Liveness
 from connectors.errors import VenueDataError
 from connectors.events import Event, StreamExpired
-from connectors.protocol import DriverObserver, Feed
+from connectors.protocol import DriverObserver, Feed, ResyncRequest
 
 _LOG = logging.getLogger(__name__)
 
 # Frames taken per batch at most: bounds how long the first frame of a batch waits for the
 # last one's parse before delivery (about a millisecond of work).
 MAX_BATCH_FRAMES = 512
+_FEED_BUG = ResyncRequest("parser_error")
 
 
 class Reader:
@@ -95,7 +96,11 @@ class Reader:
                         rejected(venue, exc.reason)
             else:
                 batch = self._parse_each(frames)
-            request = after_events(batch)
+            try:
+                request = after_events(batch)
+            except Exception:  # a bug in the feed's bookkeeping: count, log once, resync
+                self._parser_failed()
+                request = _FEED_BUG
             if request is not None:
                 resync.request(request.reason)
             if batch:
@@ -136,7 +141,10 @@ class Reader:
     def _expired(self, before: list[Event], frame_events: list[Event], frames: int) -> NoReturn:
         """The stream ended: what came before the expiry still counts; the rest is dropped with
         the connection (the reconnect resyncs)."""
-        self._feed.after_events(before + frame_events)  # the feed sees all it parsed
+        try:
+            self._feed.after_events(before + frame_events)  # the feed sees all it parsed
+        except Exception:  # counted; the request itself is moot: the reconnect resyncs
+            self._parser_failed()
         if before:
             self._resync.hold(before, self._wall_ms(), frames)
         raise Restart("stream_expired", immediate=True)

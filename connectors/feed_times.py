@@ -1,39 +1,26 @@
-"""The timing half of :class:`connectors.protocol.Feed`, fixed when a feed is built.
+"""The timing half of :class:`connectors.protocol.Feed`: one value, fixed when a feed is built.
 
-Every venue's feeds answer the same four questions to the driver (when is a silent feed stale,
-how often to resync, how often to ping at application level, when to renew the connection);
-they differ only in the numbers, so the answers live here once.
+Every venue's feeds answer the same questions to the driver (when is a silent feed stale, how
+often to resync, how often to ping at application level and to do venue housekeeping, when to
+renew the connection); they differ only in the numbers, so a feed holds one :class:`FeedTimes`
+(``feed.times``) rather than inheriting the answers from a base class.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
+
+@dataclass(frozen=True, slots=True)
 class FeedTimes:
-    def __init__(
-        self,
-        *,
-        stale_after_s: float,
-        resync_interval_s: float,
-        app_ping_interval_s: float | None = None,
-        max_connection_age_s: float | None = None,
-    ) -> None:
-        self._stale_after_s = stale_after_s
-        self._resync_interval_s = resync_interval_s
-        self._app_ping_interval_s = app_ping_interval_s
-        self._max_connection_age_s = max_connection_age_s
-
-    @property
-    def stale_after_s(self) -> float:
-        return self._stale_after_s
-
-    @property
-    def resync_interval_s(self) -> float:
-        return self._resync_interval_s
-
-    @property
-    def app_ping_interval_s(self) -> float | None:
-        return self._app_ping_interval_s
-
-    @property
-    def max_connection_age_s(self) -> float | None:
-        return self._max_connection_age_s
+    stale_after_s: float
+    """No frame for this long means the feed is stale (the monitor is blind); ``inf`` for a
+    stream that is quiet while nothing happens (a private stream)."""
+    resync_interval_s: float
+    """Re-take the snapshot this often even when nothing looks wrong (heals silent drift)."""
+    app_ping_interval_s: float | None = None
+    """Send the feed's ``app_ping()`` this often, for venues that expect client pings."""
+    max_connection_age_s: float | None = None
+    """Reconnect on purpose before the venue's own connection limit (Binance: 24 h)."""
+    keepalive_interval_s: float | None = None
+    """Run the feed's ``keepalive()`` this often while connected (e.g. a listenKey PUT)."""

@@ -1,6 +1,6 @@
 """The one observer that observes nothing, for every observer protocol in the project.
 
-The driver (:class:`connectors.driver.DriverObserver`), the engine
+The driver (:class:`connectors.protocol.DriverObserver`), the engine
 (:class:`monitor.engine.core.EngineObserver`) and the sinks
 (:class:`monitor.sinks.observer.DeliveryObserver`) each report flow to an observer that the
 metrics layer implements; code run without metrics (tests, ``calc``, benchmarks) gets this one. It
@@ -12,10 +12,7 @@ from __future__ import annotations
 
 
 class NullObserver:
-    # connectors.driver.DriverObserver
-    def frame(self, venue: str) -> None:
-        return None
-
+    # connectors.protocol.DriverObserver
     def frames_received(self, venue: str, n: int) -> None:
         return None
 

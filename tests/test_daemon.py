@@ -255,7 +255,7 @@ def test_venue_registry_builds_one_market_feed_and_one_feed_per_account() -> Non
         environ={"K": "key", "S": "secret"},
     )
     feeds = all_feeds(cfg)
-    assert [(f.name, f.stale_after_s) for f in feeds] == [
+    assert [(f.name, f.times.stale_after_s) for f in feeds] == [
         ("sim/market", 3.0),
         ("sim/private/alice", 7.0),
         ("binance-usdm/market", 15.0),

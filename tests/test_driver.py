@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from connectors.backoff import Backoff
-from connectors.driver import _newer, run_feed
+from connectors.driver import run_feed
+from connectors.driver.resync import newer_than
 from connectors.errors import AuthError, VenueDataError
 from connectors.events import (
     AccountSnapshot,
@@ -28,7 +29,7 @@ from connectors.events import (
     MarkRun,
 )
 from connectors.fakes.sim.server import MALFORMED, SimVenue
-from connectors.protocol import Feed
+from connectors.protocol import Feed, ResyncRequest
 from connectors.sim.feed import SimAccountFeed, SimMarketFeed
 
 SNAPSHOT_MS = 5_000_000  # the venue's clock in these tests: every snapshot is taken "at" this ms
@@ -40,6 +41,7 @@ class Probe:
     def __init__(self) -> None:
         self.batches: list[tuple[list[Event], int]] = []
         self.frames = 0
+        self.counted: list[int] = []  # frames per receive batch, as the driver reports them
         self.rejected: list[tuple[str, str]] = []
         self.reconnects: list[tuple[str, str]] = []
         self._poke = asyncio.Event()
@@ -48,8 +50,9 @@ class Probe:
         self.batches.append((list(events), recv_ms))
         self._poke.set()
 
-    def frame(self, venue: str) -> None:
-        self.frames += 1
+    def frames_received(self, venue: str, n: int) -> None:
+        self.counted.append(n)
+        self.frames += n
         self._poke.set()
 
     def frame_rejected(self, venue: str, reason: str) -> None:
@@ -377,74 +380,6 @@ async def test_firehose_frames_all_reach_deliver_in_order() -> None:
     assert probe.rejected == []
 
 
-# --- taking already-received messages without awaiting (connectors.driver.ready_taker) ---------
-
-
-class _Conn:
-    """What ready_taker reads of a websockets ClientConnection: its real Assembler."""
-
-    def __init__(self) -> None:
-        from websockets.asyncio.messages import Assembler
-
-        self.resumed = 0
-        self.recv_messages = Assembler(high=4, low=1, resume=self._resume)
-
-    def _resume(self) -> None:
-        self.resumed += 1
-
-
-def _frame(data: bytes, *, fin: bool = True, opcode: Any = None) -> Any:
-    from websockets.frames import Frame, Opcode
-
-    return Frame(Opcode.TEXT if opcode is None else opcode, data, fin=fin)
-
-
-async def test_ready_taker_takes_complete_messages_in_order_up_to_the_limit() -> None:
-    from connectors.driver import ready_taker
-
-    conn = _Conn()
-    for k in range(6):
-        conn.recv_messages.put(_frame(b"m%d" % k))
-    assert conn.recv_messages.paused  # above the high-water mark: reading paused
-    take = ready_taker(conn)
-    out = [b"first"]
-    take(out, 4)
-    assert out == [b"first", b"m0", b"m1", b"m2"]
-    take(out, 100)
-    assert out == [b"first", b"m0", b"m1", b"m2", b"m3", b"m4", b"m5"]
-    assert not conn.recv_messages.paused and conn.resumed == 1  # resumed as recv would
-    take(out, 100)  # nothing left: nothing happens
-    assert len(out) == 7
-
-
-async def test_ready_taker_leaves_fragmented_messages_to_recv() -> None:
-    from websockets.frames import Opcode
-
-    from connectors.driver import ready_taker
-
-    conn = _Conn()
-    conn.recv_messages.put(_frame(b"whole"))
-    conn.recv_messages.put(_frame(b"frag", fin=False))
-    conn.recv_messages.put(_frame(b"ment", opcode=Opcode.CONT))
-    conn.recv_messages.put(_frame(b"after"))
-    out: list[bytes] = []
-    ready_taker(conn)(out, 100)
-    assert out == [b"whole"]
-    # recv still reassembles the fragmented one, then the taker goes on.
-    assert await conn.recv_messages.get(False) == b"fragment"
-    ready_taker(conn)(out, 100)
-    assert out == [b"whole", b"after"]
-
-
-async def test_ready_taker_without_the_expected_internals_takes_nothing() -> None:
-    from connectors.driver import ready_taker
-
-    out: list[bytes] = []
-    ready_taker(object())(out, 100)
-    ready_taker(type("Odd", (), {"recv_messages": None})())(out, 100)
-    assert out == []
-
-
 async def test_firehose_arrives_in_batches_of_several_frames() -> None:
     from connectors.fakes.sim.server import Firehose
 
@@ -459,26 +394,10 @@ async def test_firehose_arrives_in_batches_of_several_frames() -> None:
     assert max(len(evs) for evs in live) <= 512
 
 
-class BatchProbe(Probe):
-    """An observer that counts frames per batch (``frames_received``), like a metrics registry."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counted: list[int] = []
-
-    def frame(self, venue: str) -> None:
-        raise AssertionError("frame() must not run when frames_received() exists")
-
-    def frames_received(self, venue: str, n: int) -> None:
-        self.counted.append(n)
-        self.frames += n
-        self._poke.set()
-
-
-async def test_an_observer_with_frames_received_is_told_once_per_batch() -> None:
+async def test_the_observer_is_told_frames_once_per_batch() -> None:
     from connectors.fakes.sim.server import Firehose
 
-    probe = BatchProbe()
+    probe = Probe()
     venue = SimVenue(autoplay=False, firehose=Firehose(3_000, batch=1))
     async with venue as v, running(market(v), probe):
         await probe.until(lambda: probe.frames >= 3_001)  # ack + the firehose
@@ -487,18 +406,18 @@ async def test_an_observer_with_frames_received_is_told_once_per_batch() -> None
 
 
 class _BuggyBatchFeed(SimMarketFeed):
-    """parse_many has a bug (raises); the driver must redo the batch frame by frame."""
+    """The batch decoder has a bug (raises); the driver must redo the batch frame by frame."""
 
     calls = 0
 
     @staticmethod
-    def parse_many(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDataError]:
+    def batch_parse(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDataError]:
         _BuggyBatchFeed.calls += 1
         out.append(MarkPrice("sim", "GHOST", 1.0, 1))  # half-done work must be discarded
         raise RuntimeError("bug")
 
 
-async def test_a_bug_in_parse_many_falls_back_to_frame_by_frame(venue: SimVenue) -> None:
+async def test_a_bug_in_the_batch_decoder_falls_back_to_frame_by_frame(venue: SimVenue) -> None:
     probe = Probe()
     feed = _BuggyBatchFeed(venue.host, venue.port, app_ping_interval_s=None)
     async with running(feed, probe):
@@ -509,6 +428,28 @@ async def test_a_bug_in_parse_many_falls_back_to_frame_by_frame(venue: SimVenue)
     assert _BuggyBatchFeed.calls >= 1
     assert not any(getattr(e, "symbol", "") == "GHOST" for e in probe.events)
     assert [r for _, r in probe.rejected] == ["bad_json"]
+    assert probe.reconnects == []
+
+
+class _BuggyBookkeepingFeed(SimAccountFeed):
+    """after_events has a bug (raises): the events still count, the bug is counted, and the
+    driver resyncs to be safe."""
+
+    def after_events(self, events: Sequence[Event]) -> ResyncRequest | None:
+        if any(isinstance(e, BalanceUpdate) for e in events):
+            raise RuntimeError("bug")
+        return None
+
+
+async def test_a_bug_in_after_events_is_counted_and_resynced(venue: SimVenue) -> None:
+    probe = Probe()
+    feed = _BuggyBookkeepingFeed(venue.host, venue.port, "bob", app_ping_interval_s=None)
+    async with running(feed, probe):
+        await probe.until(lambda: FeedState.CONNECTED in probe.states())
+        venue.push_balance("bob", "USDT", 3.0, event_ms=SNAPSHOT_MS + 1)
+        await probe.until(lambda: sum(isinstance(e, AccountSnapshot) for e in probe.events) == 2)
+    assert BalanceUpdate("sim", "bob", "USDT", 3.0, SNAPSHOT_MS + 1) in probe.events
+    assert probe.rejected == [("sim", "parser_error")]
     assert probe.reconnects == []
 
 
@@ -529,7 +470,9 @@ def test_a_resync_keeps_only_the_marks_of_a_run_newer_than_the_snapshot() -> Non
     run = MarkRun("v", [MarkPrice("v", "A", 1.0, 5), MarkPrice("v", "B", 2.0, 9)])
     old = MarkRun("v", [MarkPrice("v", "C", 3.0, 4)])
     status = FeedStatus("v", "market", FeedState.CONNECTED, 0)
-    kept = _newer([run, old, MarkPrice("v", "D", 4.0, 7), MarkPrice("v", "E", 5.0, 3), status], 6)
+    kept = newer_than(
+        [run, old, MarkPrice("v", "D", 4.0, 7), MarkPrice("v", "E", 5.0, 3), status], 6
+    )
     assert kept == [MarkRun("v", [MarkPrice("v", "B", 2.0, 9)]), MarkPrice("v", "D", 4.0, 7),
                     status]  # fmt: skip
     assert run.newer_than(0) is run  # nothing dropped: the same object, no copy

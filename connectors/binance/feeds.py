@@ -34,6 +34,7 @@ from connectors.binance import snapshots
 from connectors.binance.parse import parse_frame, parse_many
 from connectors.binance.rest import BinanceRest, Credentials, ListenKeyGone
 from connectors.binance.spec import SPECS, VenueSpec
+from connectors.binance.venue import DEFAULTS
 from connectors.errors import SettingsError, TransientError, VenueDataError
 from connectors.events import (
     AssetPrice,
@@ -46,7 +47,7 @@ from connectors.events import (
     TierTableUpdate,
 )
 from connectors.feed_times import FeedTimes
-from connectors.protocol import Feed
+from connectors.protocol import BatchParse, Feed, ResyncRequest
 from connectors.venues import FeedSettings
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,12 @@ ALL_MARKS = "!markPrice@arr@1s"
 MAX_CONNECTION_AGE_S = 23.5 * 3600.0
 LISTEN_KEY_KEEPALIVE_S = 30 * 60.0
 CACHE_MAX_AGE_S = 24 * 3600.0
-USER_STALE_AFTER_S = float("inf")
-"""A user stream is silent while nothing happens on the account: silence is not staleness."""
-USER_RESYNC_S = 300.0
+# The default intervals live once, in the venue's registry descriptor.
+USER_STALE_AFTER_S = DEFAULTS.account_stale_after_s
+USER_RESYNC_S = DEFAULTS.account_resync_interval_s
+
+NEW_SYMBOL = ResyncRequest("new_symbol")
+COLLATERAL_MODE = ResyncRequest("collateral_mode")
 
 
 def subscribe_frames(streams: Sequence[str], *, first_id: int = 1) -> list[str]:
@@ -84,21 +88,20 @@ def mark_streams(symbols: Sequence[str] | None, *, one_second: bool = True) -> l
     return [f"{s.lower()}{suffix}" for s in symbols]
 
 
-class _FeedTimes(FeedTimes):
+def _times(
+    stale_after_s: float, resync_interval_s: float, keepalive_interval_s: float | None = None
+) -> FeedTimes:
     # Binance pings us (the websocket library answers with pongs): no application pings. It
     # cuts connections at 24 h, so they are renewed before.
-    def __init__(self, stale_after_s: float, resync_interval_s: float) -> None:
-        super().__init__(
-            stale_after_s=stale_after_s,
-            resync_interval_s=resync_interval_s,
-            max_connection_age_s=MAX_CONNECTION_AGE_S,
-        )
-
-    def app_ping(self) -> str | None:
-        return None
+    return FeedTimes(
+        stale_after_s=stale_after_s,
+        resync_interval_s=resync_interval_s,
+        max_connection_age_s=MAX_CONNECTION_AGE_S,
+        keepalive_interval_s=keepalive_interval_s,
+    )
 
 
-class BinanceMarketFeed(_FeedTimes):
+class BinanceMarketFeed:
     def __init__(
         self,
         spec: VenueSpec,
@@ -107,10 +110,10 @@ class BinanceMarketFeed(_FeedTimes):
         symbols: Sequence[str] | None = None,
         ws_base: str | None = None,
         part: int | None = None,
-        stale_after_s: float = 15.0,
-        resync_interval_s: float = 300.0,
+        stale_after_s: float = DEFAULTS.market_stale_after_s,
+        resync_interval_s: float = DEFAULTS.market_resync_interval_s,
     ) -> None:
-        super().__init__(stale_after_s, resync_interval_s)
+        self.times = _times(stale_after_s, resync_interval_s)
         self.spec = spec
         self._rest = rest
         self._streams = mark_streams(symbols)
@@ -124,14 +127,14 @@ class BinanceMarketFeed(_FeedTimes):
         def parse(frame: bytes | str) -> list[Event]:
             return parse_frame(frame, venue, None)
 
-        def parse_many_(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDataError]:
+        def batch_parse(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDataError]:
             return parse_many(frames, out, venue, None)
 
         # Plain function attributes: the driver calls them per batch, skip the method binding.
-        # parse_many reports each bad item of a mark array on its own (the driver counts it)
-        # while the good marks of the same frame still go through.
+        # The batch decoder reports each bad item of a mark array on its own (the driver counts
+        # it) while the good marks of the same frame still go through.
         self.parse = parse
-        self.parse_many = parse_many_
+        self.batch_parse: BatchParse | None = batch_parse
 
     @property
     def name(self) -> str:
@@ -145,15 +148,17 @@ class BinanceMarketFeed(_FeedTimes):
     def account(self) -> str | None:
         return None
 
-    @property
-    def keepalive_interval_s(self) -> float | None:
-        return None
-
     async def connect_url(self) -> str:
         return f"{self._ws_base}{self.spec.market_route}/stream"
 
     def subscribe_messages(self) -> Sequence[str]:
         return subscribe_frames(self._streams)
+
+    def app_ping(self) -> str | None:
+        return None
+
+    def after_events(self, events: Sequence[Event]) -> ResyncRequest | None:
+        return None  # marks carry the whole state: nothing to refetch
 
     async def snapshot(self) -> tuple[list[Event], int]:
         # The cut-off for buffered pushes is in the venue's time: measure our clock's offset
@@ -165,6 +170,9 @@ class BinanceMarketFeed(_FeedTimes):
         if self._symbols is not None:
             marks = [m for m in marks if m.symbol in self._symbols]
         return list(marks), started
+
+    def snapshot_rejections(self) -> list[VenueDataError]:
+        return []  # nothing is skipped: a malformed premiumIndex row fails the snapshot
 
     async def keepalive(self) -> None:
         return None
@@ -208,7 +216,10 @@ class _Cached:
         self._at = None
 
 
-class BinanceUserFeed(_FeedTimes):
+class BinanceUserFeed:
+    # A private stream is parsed frame by frame: a listenKeyExpired ends the batch where it is.
+    batch_parse: BatchParse | None = None
+
     def __init__(
         self,
         spec: VenueSpec,
@@ -224,12 +235,11 @@ class BinanceUserFeed(_FeedTimes):
     ) -> None:
         # A user stream is silent while nothing happens on the account, so silence is not
         # staleness here; liveness comes from Binance's pings and the resync timer.
-        super().__init__(stale_after_s, resync_interval_s)
+        self.times = _times(stale_after_s, resync_interval_s, keepalive_interval_s)
         self.spec = spec
         self._account = account
         self._rest = rest
         self._ws_base = ws_base or spec.ws_base
-        self._keepalive_interval_s = keepalive_interval_s
         self._brackets = _Cached(cache_max_age_s, clock)
         self._instruments = _Cached(cache_max_age_s, clock)
         self.listen_key: str | None = None
@@ -242,15 +252,9 @@ class BinanceUserFeed(_FeedTimes):
         self._known: frozenset[str] = frozenset()
         """Symbols with both contract facts and a bracket table (or a known-bad one)."""
         self._rejections: list[VenueDataError] = []
-        self._resync_request = False
-
-    def take_resync_request(self) -> bool:
-        """Driver hook: True once after a push named a symbol the cached facts lack."""
-        wanted, self._resync_request = self._resync_request, False
-        return wanted
 
     def snapshot_rejections(self) -> list[VenueDataError]:
-        """Driver hook: items the last snapshot skipped (counted as rejections)."""
+        """Items the last snapshot skipped (the driver counts them as rejections), drained."""
         out, self._rejections = self._rejections, []
         return out
 
@@ -266,31 +270,35 @@ class BinanceUserFeed(_FeedTimes):
     def account(self) -> str | None:
         return self._account
 
-    @property
-    def keepalive_interval_s(self) -> float | None:
-        return self._keepalive_interval_s
-
     def parse(self, frame: bytes | str) -> list[Event]:
-        events = parse_frame(frame, self.spec.venue, self._account)
+        return parse_frame(frame, self.spec.venue, self._account)
+
+    def after_events(self, events: Sequence[Event]) -> ResyncRequest | None:
+        """Drop the cached facts the events make stale; ask for a snapshot when the store
+        cannot be right without one (no REST here: the driver acts on the request)."""
+        request: ResyncRequest | None = None
         for ev in events:
-            kind = type(ev)
-            # Brackets depend on the account's configuration: refetch at the next snapshot.
-            if kind is LeverageUpdate or kind is CollateralModeUpdate:
+            if isinstance(ev, LeverageUpdate | CollateralModeUpdate):
+                # Brackets depend on the account's configuration: refetch at the next snapshot.
                 self._brackets.invalidate()
-                if kind is CollateralModeUpdate and ev.multi_asset:  # type: ignore[union-attr]
+                if isinstance(ev, CollateralModeUpdate) and ev.multi_asset:
                     # Collateral prices and haircuts come with a snapshot: take one now, or
                     # a non-stablecoin balance stays unpriced until the timer resync.
-                    self._resync_request = True
-            elif (kind is PositionSnapshot or kind is PositionFill) and self._known:
-                symbol: str = ev.symbol  # type: ignore[union-attr]
-                if symbol not in self._known:
-                    # Listed after the caches were filled: without its contract facts and
-                    # tiers the leg cannot be valued. Refetch both and resync now (no REST
-                    # here: the driver acts on the request).
-                    self._instruments.invalidate()
-                    self._brackets.invalidate()
-                    self._resync_request = True
-        return events
+                    request = COLLATERAL_MODE
+            elif (
+                isinstance(ev, PositionSnapshot | PositionFill)
+                and self._known
+                and ev.symbol not in self._known
+            ):
+                # Listed after the caches were filled: without its contract facts and tiers the
+                # leg cannot be valued. Refetch both and resync now.
+                self._instruments.invalidate()
+                self._brackets.invalidate()
+                request = NEW_SYMBOL
+        return request
+
+    def app_ping(self) -> str | None:
+        return None
 
     async def connect_url(self) -> str:
         self.listen_key = await self._rest.new_listen_key()

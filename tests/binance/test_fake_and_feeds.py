@@ -291,10 +291,10 @@ async def test_listen_key_never_reaches_the_logs_at_debug(
 
 
 def test_the_websocket_logger_redacts_a_listen_key_at_info() -> None:
-    from connectors.driver import _WS_LOG
+    from connectors.driver.wslog import WS_LOG
 
-    record = _WS_LOG.makeRecord(
-        _WS_LOG.name,
+    record = WS_LOG.makeRecord(
+        WS_LOG.name,
         logging.INFO,
         __file__,
         1,
@@ -302,6 +302,6 @@ def test_the_websocket_logger_redacts_a_listen_key_at_info() -> None:
         ("/ws?listenKey=abc123 x",),
         None,
     )
-    for f in _WS_LOG.filters:
+    for f in WS_LOG.filters:
         assert isinstance(f, logging.Filter) and f.filter(record)
     assert record.getMessage() == "connect failed: /ws?listenKey=<redacted> x"

@@ -15,6 +15,7 @@ from connectors.binance.snapshots import AssetIndex, parse_asset_index
 from connectors.errors import VenueDataError
 from connectors.events import AccountSnapshot, AssetPrice, CollateralModeUpdate
 from connectors.fakes.binance import FakeAccount, FakeBinance, ManualClock
+from connectors.protocol import ResyncRequest
 from rules.account import AccountInput, collateral_value
 
 V = "binance-usdm"
@@ -112,10 +113,17 @@ async def test_switching_multi_assets_on_asks_for_a_resync(fake: FakeBinance) ->
     feed = _feed(fake)
     await feed.snapshot()
     frame = orjson.dumps({"e": "ACCOUNT_CONFIG_UPDATE", "E": T0, "T": T0, "ai": {"j": True}})
-    assert feed.parse(frame) == parse_user(frame, V, "alice")
+    events = feed.parse(frame)
+    assert events == parse_user(frame, V, "alice")
     assert parse_user(frame, V, "alice") == [CollateralModeUpdate(V, "alice", True, T0)]
-    assert feed.take_resync_request() is True
-    assert feed.take_resync_request() is False
+    assert feed.parse(frame) == events  # parsing is pure: the request comes after the events
+    assert feed.after_events(events) == ResyncRequest("collateral_mode")
+    assert feed.after_events([]) is None
+    # Switching it off needs no collateral prices: the cached brackets are dropped, no resync.
+    off = feed.parse(orjson.dumps({"e": "ACCOUNT_CONFIG_UPDATE", "E": T0, "T": T0,
+                                   "ai": {"j": False}}))  # fmt: skip
+    assert off == [CollateralModeUpdate(V, "alice", False, T0)]
+    assert feed.after_events(off) is None
     await feed.close()
 
 

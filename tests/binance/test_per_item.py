@@ -21,10 +21,13 @@ from connectors.events import (
     Event,
     Instrument,
     MarkPrice,
+    PositionSnapshot,
     TierTableUpdate,
 )
 from connectors.fakes.binance import FakeAccount, FakeBinance, ManualClock
 from connectors.fakes.binance.account import Bracket, Contract
+from connectors.protocol import ResyncRequest
+from rules.types import Side
 
 V = "binance-usdm"
 E = TypeVar("E")
@@ -99,8 +102,8 @@ class Observer:
         self.rejected: list[tuple[str, str]] = []
         self._sink = sink
 
-    def frame(self, venue: str) -> None:
-        self.frames += 1
+    def frames_received(self, venue: str, n: int) -> None:
+        self.frames += n
         self._sink.arrived.set()
 
     def frame_rejected(self, venue: str, reason: str) -> None:
@@ -202,6 +205,23 @@ async def test_a_held_symbol_missing_from_the_cache_refetches_it_in_the_snapshot
     kinds = [type(e) for e in events]
     assert kinds.index(AccountSnapshot) == len(kinds) - 1
     await feed.close()
+
+
+async def test_a_position_on_a_symbol_the_caches_lack_asks_for_a_resync(fake: FakeBinance) -> None:
+    feed = BinanceUserFeed(fake.spec, "alice", _rest(fake), ws_base=fake.ws_url)
+    assert feed.after_events([_leg("SOLUSDT")]) is None  # nothing cached yet: nothing to judge
+    await feed.snapshot()  # caches filled: BTCUSDT, ETHUSDT
+    assert feed.after_events([_leg("BTCUSDT")]) is None
+    assert feed.after_events([_leg("BTCUSDT"), _leg("SOLUSDT")]) == ResyncRequest("new_symbol")
+    # The request dropped both caches: the next snapshot refetches them (and lists SOLUSDT).
+    _list(fake, SOL, 150.0)
+    events, _ = await feed.snapshot()
+    assert "SOLUSDT" in {e.symbol for e in events if isinstance(e, Instrument)}
+    await feed.close()
+
+
+def _leg(symbol: str) -> PositionSnapshot:
+    return PositionSnapshot(V, "alice", symbol, Side.LONG, 1.0, 100.0, T0)
 
 
 async def test_a_push_on_a_new_symbol_resyncs_at_once_with_its_facts(fake: FakeBinance) -> None:

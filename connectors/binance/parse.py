@@ -94,7 +94,7 @@ def need(value: T | UnsetType, name: str) -> T:
     return value
 
 
-# --- decoding: once, from bytes -----------------------------------------------------------------
+# --- decoding: once, from bytes -------------------------------------------------------------------
 
 # Lax mode: see wire.py (it reads the mark's string E and p; every other field keeps strings).
 _MARKET = msgspec.json.Decoder(wire.MarketFrame, strict=False).decode
@@ -166,7 +166,7 @@ def index_of(update: wire.MarkUpdate) -> float | None:
         return None
 
 
-# --- handlers: one typed event in, domain events out --------------------------------------------
+# --- handlers: one typed event in, domain events out ----------------------------------------------
 
 
 def _require_account(venue: str, account: str | None) -> str:
@@ -292,7 +292,7 @@ def _handled(event: object, venue: str, account: str | None) -> list[Event]:
         raise VenueDataError(venue, "bad_value") from exc
 
 
-# --- frames: the plain path and the batch kernel ------------------------------------------------
+# --- frames: the plain path and the batch kernel --------------------------------------------------
 
 
 def _emit(

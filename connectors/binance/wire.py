@@ -57,7 +57,7 @@ class _Event(Struct, tag_field="e", frozen=True, gc=False):
     hold no cycles (so the collector is kept off them)."""
 
 
-# --- market events -----------------------------------------------------------------------------
+# --- market events --------------------------------------------------------------------------------
 
 
 class MarkUpdate(
@@ -106,7 +106,7 @@ class ForceOrder(_Event, tag="forceOrder", frozen=True):
     """A liquidation order on the market (anyone's): dropped."""
 
 
-# --- user-data events --------------------------------------------------------------------------
+# --- user-data events -----------------------------------------------------------------------------
 
 
 class BalanceWire(Struct, frozen=True, gc=False):
@@ -307,7 +307,7 @@ AnyEvent = (
 """Every event, tagged on ``e``: an unknown name fails the decode (``unknown_event``)."""
 
 
-# --- frames ------------------------------------------------------------------------------------
+# --- frames ---------------------------------------------------------------------------------------
 
 
 class Envelope(Struct, frozen=True, gc=False):

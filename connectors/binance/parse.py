@@ -215,6 +215,8 @@ def _order_trade_update(u: wire.OrderTradeUpdate, venue: str, account: str | Non
     if last_qty == 0.0:
         return []
     client_id = need(o.c, "c")
+    if type(client_id) is not str:
+        raise ValueError("client id")
     return [
         PositionFill(
             venue,
@@ -229,10 +231,19 @@ def _order_trade_update(u: wire.OrderTradeUpdate, venue: str, account: str | Non
             adl=client_id.startswith(wire.ADL_CLIENT_ID),
             realized_pnl=None if o.rp is None else num(o.rp),
             position_pushed=True,
-            order_id=None if o.i is None else str(o.i),  # Binance sends integers: kept as text
-            trade_id=None if o.t is None else str(o.t),
+            order_id=_opt_id(o.i),
+            trade_id=_opt_id(o.t),
         )
     ]
+
+
+def _opt_id(value: object) -> str | None:
+    """An order/trade id (Binance sends integers) as text; absent stays ``None``."""
+    if value is None:
+        return None
+    if type(value) is int or type(value) is str:
+        return str(value)
+    raise ValueError("id is not an integer")
 
 
 def _margin_call(u: wire.MarginCallWire, venue: str, account: str | None) -> list[Event]:

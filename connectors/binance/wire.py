@@ -9,13 +9,15 @@ Only the fields the parsers read are declared: msgspec validates the rest of a f
 and skips it, so Binance adding fields (``ap``/``st`` on ``markPriceUpdate``, ``bep`` on
 positions, ``V`` on orders) changes nothing. Unread fields are named in each docstring.
 
-Types say what the parsers have always accepted, no more: decimal fields are ``Num`` (a string
-or a JSON number) and are converted with :func:`.parse.num` at the edge; event times are ``Ms``
-(an integer, or a decimal string as in the docs' ``listenKeyExpired`` example). Enumerations
-(``ps``, ``mt``, ``S``, ``x``) stay ``str`` and are looked up by the parser, which is where a
-value outside the table is rejected today; a field read only on some paths is optional here
-(``UNSET``) and required by the parser where it reads it. Tightening any of these is a change of
-annotation (a ``Literal``, a ``msgspec.Meta`` constraint), not of parser code.
+Types say what the parsers have always accepted, no more, so that no frame is refused that
+was accepted before: decimal fields are ``Num`` (a string or a JSON number) and are converted
+with :func:`.parse.num` at the edge; event times are ``Ms`` (an integer, or a decimal string as
+in the docs' ``listenKeyExpired`` example). A field the parsers pass through without checking
+its type (a symbol, an asset), look up in a table (``ps``, ``mt``, ``S``, ``x``: a value outside
+it is rejected there), or read only on some paths (a fill's fields, on a ``NEW`` order) is
+:data:`Unchecked`, its meaning in its docstring; a field that may be absent is ``UNSET`` by
+default and required by the parser where it reads it. Edge validation is then a change of
+annotation (``str``, a ``Literal``, a ``msgspec.Meta`` constraint), not of parser code.
 
 The decoders run in msgspec's lax mode, which converts a string to a non-string type where the
 field's type has no ``str``: that is intended for the mark's ``E`` and ``p`` (the one reading of
@@ -49,6 +51,9 @@ Num = str | float
 """A decimal: Binance sends strings (``"11794.15000000"``); a JSON number is read too."""
 Ms = int | str
 """Milliseconds since the epoch: an integer, or its decimal string."""
+Unchecked = Any
+"""Any JSON value: a field whose type today's parsers do not check where they decode it (see
+the module docstring). Its docstring says what Binance sends."""
 _MAX = sys.float_info.max
 
 
@@ -112,8 +117,8 @@ class ForceOrder(_Event, tag="forceOrder", frozen=True):
 class BalanceWire(Struct, frozen=True, gc=False):
     """One asset of ``ACCOUNT_UPDATE.a.B``. Unread: ``wb`` (wallet balance), ``bc``."""
 
-    a: str
-    """Asset, e.g. ``USDT``."""
+    a: Unchecked
+    """Asset (a string), e.g. ``USDT``."""
     cw: Num
     """Cross wallet balance: the cross pool's collateral before uPnL."""
 
@@ -121,18 +126,18 @@ class BalanceWire(Struct, frozen=True, gc=False):
 class PositionWire(Struct, frozen=True, gc=False):
     """One position leg of ``ACCOUNT_UPDATE.a.P``. Unread: ``up`` (uPnL), ``bep``."""
 
-    s: str
-    """Symbol."""
+    s: Unchecked
+    """Symbol (a string)."""
     pa: Num
     """Position amount, signed."""
     ep: Num
     """Entry price."""
-    mt: str
+    mt: Unchecked
     """Margin type: ``cross`` | ``isolated``."""
-    ps: str
+    ps: Unchecked
     """Position side: ``BOTH`` | ``LONG`` | ``SHORT``."""
-    iw: Num | UnsetType = UNSET
-    """Isolated wallet; required (by the parser) when ``mt`` is isolated."""
+    iw: Unchecked = UNSET
+    """Isolated wallet (a decimal); read, and required, when ``mt`` is isolated."""
 
 
 class AccountUpdateBody(Struct, frozen=True, gc=False):
@@ -160,26 +165,26 @@ class OrderWire(Struct, frozen=True, gc=False):
     ``p``, ``ap``, ``sp``, ``X``, ``z``, ``N``, ``n``, ``T``, ``b``, ``a``, ``m``, ``R``,
     ``wt``, ``ot``, ``cp``, ``V``, ``pm``, ``gtd``..."""
 
-    x: str
-    """Execution type: ``NEW``, ``TRADE``, ``CALCULATED`` (liquidation), ``CANCELED``..."""
-    s: str | UnsetType = UNSET
-    """Symbol."""
-    c: str | UnsetType = UNSET
-    """Client order id: ``autoclose-…`` for liquidations, ``adl_autoclose`` for ADL."""
-    S: str | UnsetType = UNSET
+    x: Unchecked
+    """Execution type (a string): ``NEW``, ``TRADE``, ``CALCULATED`` (liquidation)..."""
+    s: Unchecked = UNSET
+    """Symbol (a string)."""
+    c: Unchecked = UNSET
+    """Client order id (a string, checked): ``autoclose-…`` (liquidation), ``adl_autoclose``."""
+    S: Unchecked = UNSET
     """Side: ``BUY`` | ``SELL``."""
-    l: Num | UnsetType = UNSET  # noqa: E741 (Binance's field name)
-    """Last filled quantity."""
-    L: Num | UnsetType = UNSET
-    """Last filled price."""
-    ps: str | UnsetType = UNSET
+    l: Unchecked = UNSET  # noqa: E741 (Binance's field name)
+    """Last filled quantity (a decimal)."""
+    L: Unchecked = UNSET
+    """Last filled price (a decimal)."""
+    ps: Unchecked = UNSET
     """Position side: ``BOTH`` | ``LONG`` | ``SHORT``."""
-    rp: Num | None = None
-    """Realised profit of the trade."""
-    i: int | str | None = None
-    """Order id."""
-    t: int | str | None = None
-    """Trade id."""
+    rp: Unchecked = None
+    """Realised profit of the trade (a decimal)."""
+    i: Unchecked = None
+    """Order id (an integer; text is read too)."""
+    t: Unchecked = None
+    """Trade id (an integer; text is read too)."""
 
 
 class OrderTradeUpdate(_Event, tag=ORDER_TRADE_UPDATE, frozen=True):
@@ -187,16 +192,16 @@ class OrderTradeUpdate(_Event, tag=ORDER_TRADE_UPDATE, frozen=True):
 
     o: OrderWire
     """The order."""
-    E: Ms | UnsetType = UNSET
-    """Event time (read for fills)."""
+    E: Unchecked = UNSET
+    """Event time (``Ms``; read for fills only)."""
 
 
 class MarginCallPositionWire(Struct, frozen=True, gc=False):
     """One position of ``MARGIN_CALL.p``. Unread: ``mt``, ``iw``."""
 
-    s: str
-    """Symbol."""
-    ps: str
+    s: Unchecked
+    """Symbol (a string)."""
+    ps: Unchecked
     """Position side."""
     pa: Num
     """Position amount."""
@@ -229,8 +234,8 @@ class ListenKeyExpired(_Event, tag=LISTEN_KEY_EXPIRED, frozen=True):
 class LeverageConfig(Struct, frozen=True, gc=False):
     """``ACCOUNT_CONFIG_UPDATE.ac``: a symbol's leverage changed."""
 
-    s: str
-    """Symbol."""
+    s: Unchecked
+    """Symbol (a string)."""
     l: Num  # noqa: E741 (Binance's field name)
     """The new leverage."""
 
@@ -238,9 +243,9 @@ class LeverageConfig(Struct, frozen=True, gc=False):
 class AssetModeConfig(Struct, frozen=True, gc=False):
     """``ACCOUNT_CONFIG_UPDATE.ai``: the multi-assets mode changed."""
 
-    j: bool | str
-    """Multi-assets mode on. (``str`` only so that lax mode leaves ``"true"`` a string, which
-    the parser refuses as it always has.)"""
+    j: Unchecked
+    """Multi-assets mode on: a JSON boolean (checked by the parser, which lax mode would
+    otherwise pre-empt by reading ``"true"`` as one)."""
 
 
 class AccountConfigUpdate(_Event, tag=ACCOUNT_CONFIG_UPDATE, frozen=True):

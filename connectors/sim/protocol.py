@@ -168,6 +168,12 @@ def _mark(m: wire.Mark) -> MarkPrice:
     return mark_price(m.s, mark, m.E, None if m.i is None else _price(m.i))
 
 
+def _batch_mark(item: wire.BatchItem) -> MarkPrice:
+    if type(item) is not wire.Mark:
+        raise _err("unknown_event", "batch item")
+    return _mark(item)
+
+
 def _position_fields(row: wire.PositionRow, account: str, event_ms: int) -> PositionSnapshot:
     symbol = _str(row.s, "s")
     side = _SIDES.get(row.ps)
@@ -224,7 +230,7 @@ EVENT_NAMES = frozenset(t.__struct_config__.tag for t in _HANDLERS)  # type: ign
 
 def _events(decoded: wire.Frame) -> list[Event]:
     if isinstance(decoded, list):  # a batch of marks: all or nothing
-        return [_mark(m) for m in decoded]
+        return [_batch_mark(m) for m in decoded]
     return _HANDLERS[type(decoded)](decoded)
 
 

@@ -1,8 +1,9 @@
 """Pure parsers for Binance USDⓈ-M and COIN-M websocket frames: bytes in, domain events out.
 
 Each frame is decoded once, from its bytes, by msgspec into the typed shapes of :mod:`.wire`
-(events are a tagged union on ``e``); one table, :data:`HANDLERS`, maps each event type to the
-function that turns it into domain events. Nothing here touches a socket, a clock or the store.
+(events are a tagged union on ``e``); one table, :data:`.handlers.HANDLERS`, maps each event
+type to the function that turns it into domain events. Nothing here touches a socket, a clock
+or the store.
 Anything we cannot decode raises :class:`~connectors.errors.VenueDataError` with a bounded
 ``reason``:
 
@@ -16,83 +17,21 @@ is the hot path's kernel (mark prices are nearly all of a market connection's tr
 same decode, but the decoded :class:`~.wire.MarkUpdate` structs are handed over as they are, in
 one :class:`~connectors.events.MarkRun` per batch, instead of an event object per mark. The
 tests hold the two to the same marks and the same rejections.
-
-Position state comes from ``ACCOUNT_UPDATE``, which Binance pushes with the absolute amount of
-every position a fill changed; ``ORDER_TRADE_UPDATE`` fills are therefore emitted with
-``position_pushed=True`` so the store records them (liquidation / ADL alerts, realised PnL)
-without applying the delta a second time.
 """
 
 from __future__ import annotations
 
-import math
-import sys
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from collections.abc import Sequence
 
 import msgspec
 from msgspec import UnsetType
 
 from connectors.binance import wire
+from connectors.binance.handlers import handled
 from connectors.errors import VenueDataError
-from connectors.events import (
-    BalanceUpdate,
-    CollateralModeUpdate,
-    Event,
-    LeverageUpdate,
-    MarginCall,
-    MarginCallPosition,
-    MarkPrice,
-    MarkRun,
-    PositionFill,
-    PositionSnapshot,
-    StreamExpired,
-)
-from rules.types import MarginMode, Side
+from connectors.events import Event, MarkRun
 
 USDM_VENUE = "binance-usdm"
-
-T = TypeVar("T")
-Handler = Callable[[Any, str, str | None], list[Event]]
-
-SIDES: dict[str, Side] = {"BOTH": Side.BOTH, "LONG": Side.LONG, "SHORT": Side.SHORT}
-# ACCOUNT_UPDATE says "cross"/"isolated"; MARGIN_CALL says "CROSSED"/"ISOLATED".
-MARGIN_MODES: dict[str, MarginMode] = {
-    "cross": MarginMode.CROSS,
-    "crossed": MarginMode.CROSS,
-    "CROSSED": MarginMode.CROSS,
-    "isolated": MarginMode.ISOLATED,
-    "ISOLATED": MarginMode.ISOLATED,
-}
-_SIGNS: dict[str, float] = {"BUY": 1.0, "SELL": -1.0}
-_INF = math.inf
-_MAX = sys.float_info.max
-
-
-def num(value: object) -> float:
-    """A finite float from Binance's decimal string (or a JSON number); else ``ValueError``."""
-    if type(value) is str or type(value) is float or type(value) is int:
-        x = float(value)
-        if -_INF < x < _INF:
-            return x
-    raise ValueError("not a finite number")
-
-
-def ms(value: object) -> int:
-    """Event time in ms: an int, or a decimal string (the docs' ``listenKeyExpired`` example)."""
-    if type(value) is int:
-        return value
-    if type(value) is str and value.isdigit():
-        return int(value)
-    raise ValueError("not a millisecond timestamp")
-
-
-def need(value: T | UnsetType, name: str) -> T:
-    """A field the wire type leaves optional, required where the parser reads it."""
-    if isinstance(value, UnsetType):
-        raise KeyError(name)
-    return value
-
 
 # --- decoding: once, from bytes -------------------------------------------------------------------
 
@@ -100,7 +39,6 @@ def need(value: T | UnsetType, name: str) -> T:
 _MARKET = msgspec.json.Decoder(wire.MarketFrame, strict=False).decode
 _USER = msgspec.json.Decoder(wire.UserFrame, strict=False).decode
 _EVENT = msgspec.json.Decoder(wire.AnyEvent, strict=False).decode
-_INDEX = msgspec.json.Decoder(Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)], strict=False)
 _ValidationError = msgspec.ValidationError
 # What msgspec raises on bytes it cannot read: DecodeError, but also UnicodeDecodeError for
 # invalid UTF-8 in a string it builds and RecursionError for nesting deeper than it follows.
@@ -152,155 +90,6 @@ def rejection(exc: msgspec.ValidationError, venue: str) -> VenueDataError:
     if text.startswith("Expected `object") and path in ("$", "$.data"):
         return VenueDataError(venue, "bad_shape")
     return VenueDataError(venue, "bad_value")
-
-
-def index_of(update: wire.MarkUpdate) -> float | None:
-    """The update's index price ``i`` when it reads as a finite number (the same lax reading
-    as ``p``); else ``None``: informational only, it never decides whether the mark is kept."""
-    raw = update.index
-    if raw is msgspec.UNSET:
-        return None
-    try:
-        return _INDEX.decode(raw)
-    except _UNREADABLE:  # incl. ValidationError
-        return None
-
-
-# --- handlers: one typed event in, domain events out ----------------------------------------------
-
-
-def _require_account(venue: str, account: str | None) -> str:
-    if account is None:
-        raise VenueDataError(venue, "user_event_without_account")
-    return account
-
-
-def _mark_price(u: wire.MarkUpdate, venue: str, account: str | None) -> list[Event]:
-    return [MarkPrice(venue, u.symbol, u.mark, u.event_ms, index_of(u))]
-
-
-def position_from_wire(
-    p: wire.PositionWire, venue: str, account: str, event_ms: int
-) -> PositionSnapshot:
-    mode = MARGIN_MODES[p.mt]
-    return PositionSnapshot(
-        venue,
-        account,
-        p.s,
-        SIDES[p.ps],
-        num(p.pa),
-        num(p.ep),
-        event_ms,
-        margin_mode=mode,
-        isolated_margin=num(need(p.iw, "iw")) if mode is MarginMode.ISOLATED else None,
-    )
-
-
-def _account_update(u: wire.AccountUpdate, venue: str, account: str | None) -> list[Event]:
-    acct = _require_account(venue, account)
-    event_ms = ms(u.E)
-    # The cross wallet is the cross pool's collateral.
-    out: list[Event] = [BalanceUpdate(venue, acct, b.a, num(b.cw), event_ms) for b in u.a.B or ()]
-    out.extend(position_from_wire(p, venue, acct, event_ms) for p in u.a.P or ())
-    return out
-
-
-def _order_trade_update(u: wire.OrderTradeUpdate, venue: str, account: str | None) -> list[Event]:
-    acct = _require_account(venue, account)
-    o = u.o
-    execution = o.x
-    if execution not in wire.FILL_EXECUTIONS:
-        return []  # NEW, CANCELED, EXPIRED, AMENDMENT...: no position change
-    last_qty = num(need(o.l, "l"))
-    if last_qty == 0.0:
-        return []
-    client_id = need(o.c, "c")
-    if type(client_id) is not str:
-        raise ValueError("client id")
-    return [
-        PositionFill(
-            venue,
-            acct,
-            need(o.s, "s"),
-            SIDES[need(o.ps, "ps")],
-            _SIGNS[need(o.S, "S")] * last_qty,
-            num(need(o.L, "L")),
-            ms(need(u.E, "E")),
-            liquidation=execution == wire.LIQUIDATION_EXECUTION
-            or client_id.startswith(wire.LIQUIDATION_CLIENT_PREFIX),
-            adl=client_id.startswith(wire.ADL_CLIENT_ID),
-            realized_pnl=None if o.rp is None else num(o.rp),
-            position_pushed=True,
-            order_id=_opt_id(o.i),
-            trade_id=_opt_id(o.t),
-        )
-    ]
-
-
-def _opt_id(value: object) -> str | None:
-    """An order/trade id (Binance sends integers) as text; absent stays ``None``."""
-    if value is None:
-        return None
-    if type(value) is int or type(value) is str:
-        return str(value)
-    raise ValueError("id is not an integer")
-
-
-def _margin_call(u: wire.MarginCallWire, venue: str, account: str | None) -> list[Event]:
-    acct = _require_account(venue, account)
-    positions = tuple(
-        MarginCallPosition(p.s, SIDES[p.ps], num(p.pa), num(p.mp), num(p.mm), num(p.up))
-        for p in u.p
-    )
-    return [MarginCall(venue, acct, ms(u.E), positions, None if u.cw is None else num(u.cw))]
-
-
-def _listen_key_expired(u: wire.ListenKeyExpired, venue: str, account: str | None) -> list[Event]:
-    return [StreamExpired(venue, _require_account(venue, account), ms(u.E))]
-
-
-def _account_config_update(
-    u: wire.AccountConfigUpdate, venue: str, account: str | None
-) -> list[Event]:
-    acct = _require_account(venue, account)
-    event_ms = ms(u.E)
-    out: list[Event] = []
-    if u.ac is not None:
-        out.append(LeverageUpdate(venue, acct, u.ac.s, num(u.ac.l), event_ms))
-    if u.ai is not None:
-        multi = u.ai.j
-        if type(multi) is not bool:
-            raise ValueError("multi-assets flag")
-        out.append(CollateralModeUpdate(venue, acct, multi, event_ms))
-    return out
-
-
-def _ignore(u: object, venue: str, account: str | None) -> list[Event]:
-    return []
-
-
-HANDLERS: dict[type, Handler] = {
-    wire.MarkUpdate: _mark_price,
-    wire.AccountUpdate: _account_update,
-    wire.OrderTradeUpdate: _order_trade_update,
-    wire.MarginCallWire: _margin_call,
-    wire.ListenKeyExpired: _listen_key_expired,
-    wire.AccountConfigUpdate: _account_config_update,
-    **dict.fromkeys(wire.IGNORED, _ignore),
-}
-"""The one dispatch table: decoded event type → handler(event, venue, account)."""
-
-
-def _handled(event: object, venue: str, account: str | None) -> list[Event]:
-    """Run an event's handler, mapping what a value it cannot read raises to bounded reasons."""
-    try:
-        return HANDLERS[type(event)](event, venue, account)
-    except VenueDataError:
-        raise
-    except KeyError as exc:  # a field required here, or a value outside a table (SIDES...)
-        raise VenueDataError(venue, "missing_field", str(exc)[:40]) from exc
-    except (TypeError, ValueError) as exc:
-        raise VenueDataError(venue, "bad_value") from exc
 
 
 # --- frames: the plain path and the batch kernel --------------------------------------------------
@@ -363,7 +152,7 @@ def _one(
         quotes.append(event)
         return
     try:
-        events = _handled(event, venue, account)
+        events = handled(event, venue, account)
     except VenueDataError as exc:
         errors.append(exc)
         return

@@ -22,7 +22,7 @@ import msgspec
 
 from connectors.binance import instant
 from connectors.binance import rest_wire as rw
-from connectors.binance.parse import MARGIN_MODES, SIDES, ms, need, num
+from connectors.binance.handlers import MARGIN_MODES, SIDES, ms, need, num
 from connectors.errors import VenueDataError
 from connectors.events import (
     AccountSnapshot,

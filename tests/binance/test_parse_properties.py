@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.binance import parse as binance_parse
 from connectors.binance.parse import (
     parse_frame,
     parse_frame_into,
@@ -362,3 +363,28 @@ def test_the_index_price_is_shown_when_readable_and_never_costs_the_mark(
     frame = _good.replace(b'"i":"60001.5"', raw)
     assert parse_market(frame) == [MarkPrice(V, "BTCUSDT", 60000.10, 1562305380000, index)]
     _agree(frame)
+
+
+def test_a_mixed_batch_decodes_each_frame_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[bytes] = []
+
+    def counting(decode: Any) -> Any:
+        def counted(buf: Any) -> Any:
+            decoded.append(bytes(buf))
+            return decode(buf)
+
+        return counted
+
+    monkeypatch.setattr(binance_parse, "_MARKET", counting(binance_parse._MARKET))
+    monkeypatch.setattr(binance_parse, "_EVENT", counting(binance_parse._EVENT))
+    items = [orjson.loads(_good)["data"], {**orjson.loads(_good)["data"], "p": "0"}]
+    array = orjson.dumps({"stream": "!markPrice@arr@1s", "data": items})
+    ack, zero = b'{"result":null,"id":1}', _good.replace(b'"p":"60000.10"', b'"p":"0"')
+    frames = [_good, ack, zero, b"junk", array, _good]
+    out: list[Event] = []
+    errors = parse_many(frames, out, V)
+    assert _marks(out) == [("BTCUSDT", 60000.10, 1562305380000)] * 3
+    assert [exc.reason for exc in errors] == ["bad_value", "bad_json", "bad_value"]
+    # Each frame is decoded once, in order; an array's items are skipped by its frame's decode
+    # (kept as raw slices, so that each is judged on its own) and each decoded from its slice.
+    assert decoded == [*frames[:5], *(orjson.dumps(item) for item in items), frames[5]]

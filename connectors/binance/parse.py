@@ -14,9 +14,10 @@ Anything we cannot decode raises :class:`~connectors.errors.VenueDataError` with
 Two routes, one schema. :func:`parse_frame` (and :func:`parse_frame_into`) is the plain path:
 a mark becomes a :class:`~connectors.events.MarkPrice`. :func:`parse_many` on a market stream
 is the hot path's kernel (mark prices are nearly all of a market connection's traffic): the
-same decode, but the decoded :class:`~.wire.MarkUpdate` structs are handed over as they are, in
-one :class:`~connectors.events.MarkRun` per batch, instead of an event object per mark. The
-tests hold the two to the same marks and the same rejections.
+same decode, but the decoded :class:`~.wire.MarkQuote` structs are handed over as they are, in
+one :class:`~connectors.events.MarkRun` per batch, instead of an event object per mark (its
+schema differs only in leaving out the index price, which a run does not carry). The tests hold
+the two to the same marks and the same rejections.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ USDM_VENUE = "binance-usdm"
 
 # Lax mode: see wire.py (it reads the mark's string E and p; every other field keeps strings).
 _MARKET = msgspec.json.Decoder(wire.MarketFrame, strict=False).decode
+_KERNEL = msgspec.json.Decoder(wire.KernelFrame, strict=False).decode
 _USER = msgspec.json.Decoder(wire.UserFrame, strict=False).decode
 _EVENT = msgspec.json.Decoder(wire.AnyEvent, strict=False).decode
 _ValidationError = msgspec.ValidationError
@@ -46,7 +48,8 @@ _UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _MISSING = "Object missing required field `"
 _NO_EVENT_NAME = _MISSING + "e`"
 
-Decoded = wire.Envelope | wire.AnyEvent | list[msgspec.Raw]
+Decoded = wire.Envelope[wire.KernelEvent] | wire.KernelEvent | list[msgspec.Raw]
+"""A decoded frame (``KernelEvent`` covers both paths' events: a ``MarkUpdate`` is a quote)."""
 
 
 def _decode(frame: bytes | str, venue: str, account: str | None) -> Decoded:
@@ -102,7 +105,7 @@ def _emit(
     out: list[Event],
     errors: list[VenueDataError],
     *,
-    quotes: list[wire.MarkUpdate] | None,
+    quotes: list[wire.MarkQuote] | None,
 ) -> None:
     """The events of one decoded frame, appended to ``out``; rejections to ``errors``.
 
@@ -146,9 +149,9 @@ def _one(
     out: list[Event],
     errors: list[VenueDataError],
     *,
-    quotes: list[wire.MarkUpdate] | None,
+    quotes: list[wire.MarkQuote] | None,
 ) -> None:
-    if quotes is not None and type(event) is wire.MarkUpdate:
+    if quotes is not None and isinstance(event, wire.MarkQuote):
         quotes.append(event)
         return
     try:
@@ -204,16 +207,17 @@ def parse_many(
     The kernel. On a market stream (``account`` None) the marks of the batch are handed over
     as one :class:`~connectors.events.MarkRun` of the decoded structs (a run is closed early
     only where another event must keep its place). Each frame is decoded once, by the plain
-    path's decoder; what is not a single enveloped mark (the usual frame) takes the plain
-    path's judgement of that decoded frame.
+    path's schema less the index price (which never decides a verdict, so a frame is accepted
+    or refused, and why, alike); what is not a single enveloped mark (the usual frame) takes
+    the plain path's judgement of that decoded frame.
     """
     errors: list[VenueDataError] = []
     if account is not None:
         for frame in frames:
             parse_frame_into(frame, venue, account, out, errors)
         return errors
-    quotes: list[wire.MarkUpdate] = []
-    decode, envelope, mark = _MARKET, wire.Envelope, wire.MarkUpdate
+    quotes: list[wire.MarkQuote] = []
+    decode, envelope, mark = _KERNEL, wire.Envelope, wire.MarkQuote
     doc: Decoded
     for frame in frames:
         try:

@@ -28,7 +28,7 @@ includes ``str`` in its type (a string then stays a string, and the parser judge
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
@@ -55,6 +55,7 @@ Unchecked = Any
 """Any JSON value: a field whose type today's parsers do not check where they decode it (see
 the module docstring). Its docstring says what Binance sends."""
 _MAX = sys.float_info.max
+E_co = TypeVar("E_co", covariant=True)
 
 
 class _Event(Struct, tag_field="e", frozen=True, gc=False):
@@ -65,14 +66,15 @@ class _Event(Struct, tag_field="e", frozen=True, gc=False):
 # --- market events --------------------------------------------------------------------------------
 
 
-class MarkUpdate(
+class MarkQuote(
     _Event,
     tag=MARK_PRICE_UPDATE,
     frozen=True,
-    rename={"event_ms": "E", "symbol": "s", "mark": "p", "index": "i"},
+    rename={"event_ms": "E", "symbol": "s", "mark": "p"},
 ):
-    """``markPriceUpdate``, with our names (it is a :class:`~connectors.events.MarkQuote`, so a
-    batch of them is handed to the store as is: see :func:`.parse.parse_many`).
+    """``markPriceUpdate`` as the batch kernel reads it, with our names: a
+    :class:`~connectors.events.MarkQuote`, so a batch of them is handed to the store as is (see
+    :func:`.parse.parse_many`). The plain path reads :class:`MarkUpdate`, the same and ``i``.
 
     Accepted as before: ``E`` an integer (or an integral number or numeric string: lax mode,
     which the docs' string-``E`` examples need), ``p`` a decimal string or number, finite and
@@ -86,6 +88,18 @@ class MarkUpdate(
     """``s``: the contract, e.g. ``BTCUSDT``."""
     mark: Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]  # > 0 and finite (nan fails gt)
     """``p``: the mark price."""
+
+
+class MarkUpdate(
+    MarkQuote,
+    tag=MARK_PRICE_UPDATE,
+    frozen=True,
+    rename={"event_ms": "E", "symbol": "s", "mark": "p", "index": "i"},
+):
+    """``markPriceUpdate`` on the plain path: :class:`MarkQuote` and the index price. (The
+    kernel leaves ``i`` out: an object per mark that nothing downstream of it reads costs
+    some 6 % of a mark frame's decode.)"""
+
     index: Raw | UnsetType = UNSET
     """``i``: the index price, kept undecoded: informational (``marginwatch decode`` shows it),
     it never decides whether the mark is kept, so an unreadable one reads as absent."""
@@ -291,9 +305,8 @@ IGNORED: tuple[type[_Event], ...] = (
 )
 """Events Binance sends that carry nothing the margin monitor needs."""
 
-AnyEvent = (
-    MarkUpdate
-    | AccountUpdate
+_OtherEvent = (
+    AccountUpdate
     | OrderTradeUpdate
     | MarginCallWire
     | ListenKeyExpired
@@ -309,13 +322,16 @@ AnyEvent = (
     | StrategyUpdate
     | GridUpdate
 )
+AnyEvent = MarkUpdate | _OtherEvent
 """Every event, tagged on ``e``: an unknown name fails the decode (``unknown_event``)."""
+KernelEvent = MarkQuote | _OtherEvent
+"""Every event, as the mark batch kernel reads them (marks without their index price)."""
 
 
 # --- frames ---------------------------------------------------------------------------------------
 
 
-class Envelope(Struct, frozen=True, gc=False):
+class Envelope(Struct, Generic[E_co], frozen=True, gc=False):
     """An object frame without an event name of its own: the combined-stream envelope, or a
     reply to our request. Raw events are recognised by ``e`` here (and decoded as events).
     Unread: ``stream`` (the stream's name: the event names itself).
@@ -324,7 +340,7 @@ class Envelope(Struct, frozen=True, gc=False):
     "msg": "Invalid symbol."}`` (sometimes with ``id``) is the venue refusing something.
     """
 
-    data: AnyEvent | list[Raw] | UnsetType = UNSET
+    data: E_co | list[Raw] | UnsetType = UNSET
     """The event, or ``!markPrice@arr``'s array of them (each judged on its own)."""
     e: Any = UNSET
     """Set on a raw (not enveloped) event: any JSON value, only its presence is read here."""
@@ -336,7 +352,9 @@ class Envelope(Struct, frozen=True, gc=False):
     """An error code: shown (truncated) in the ``venue_error`` detail."""
 
 
-MarketFrame = Envelope | list[Raw]
+MarketFrame = Envelope[AnyEvent] | list[Raw]
 """What a market connection (``/stream``, combined) sends: envelopes, acks, or a raw array."""
+KernelFrame = Envelope[KernelEvent] | list[Raw]
+"""The same, as the mark batch kernel reads it."""
 UserFrame = AnyEvent | list[Raw]
 """What a user-data connection (``/ws``, raw) sends: events."""

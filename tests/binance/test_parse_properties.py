@@ -375,7 +375,7 @@ def test_a_mixed_batch_decodes_each_frame_once(monkeypatch: pytest.MonkeyPatch) 
 
         return counted
 
-    monkeypatch.setattr(binance_parse, "_MARKET", counting(binance_parse._MARKET))
+    monkeypatch.setattr(binance_parse, "_KERNEL", counting(binance_parse._KERNEL))
     monkeypatch.setattr(binance_parse, "_EVENT", counting(binance_parse._EVENT))
     items = [orjson.loads(_good)["data"], {**orjson.loads(_good)["data"], "p": "0"}]
     array = orjson.dumps({"stream": "!markPrice@arr@1s", "data": items})

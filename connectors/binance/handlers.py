@@ -219,8 +219,9 @@ HANDLERS: dict[type, Handler] = {
 
 def handled(event: object, venue: str, account: str | None) -> list[Event]:
     """Run an event's handler, mapping what a value it cannot read raises to bounded reasons."""
+    handler = HANDLERS[type(event)]  # outside the try: a type missing here is our bug
     try:
-        return HANDLERS[type(event)](event, venue, account)
+        return handler(event, venue, account)
     except VenueDataError:
         raise
     except KeyError as exc:  # a field required here, or a value outside a table (SIDES...)

@@ -9,7 +9,8 @@ Anything we cannot decode raises :class:`~connectors.errors.VenueDataError` with
 
 ``bad_json``, ``bad_shape`` (not an object/array where one is needed), ``missing_field``,
 ``bad_value`` (a number or enum we cannot read), ``unknown_event``, ``venue_error`` (an
-``{"code":…, "msg":…}`` reply), ``user_event_without_account``.
+``{"code":…, "msg":…}`` reply), ``user_event_without_account``. A frame with several faults is
+refused for the first one msgspec meets, in document order, before the handlers' own checks.
 
 Two routes, one schema. :func:`parse_frame` (and :func:`parse_frame_into`) is the plain path:
 a mark becomes a :class:`~connectors.events.MarkPrice`. :func:`parse_many` on a market stream

@@ -19,7 +19,8 @@ and ``{"op":"ping"}``. REST: ``GET /marks``, ``GET /snapshot?account=``,
 Frames and bodies are decoded once, from their bytes, into the typed shapes of :mod:`.wire`.
 Every parser raises :class:`~connectors.errors.VenueDataError` with one of the bounded reasons
 ``bad_json``, ``unknown_event``, ``bad_price``, ``bad_value``, ``bad_type``, ``missing_field``,
-``bad_tiers``, and nothing else, whatever the bytes.
+``bad_tiers``, and nothing else, whatever the bytes. (A frame with several faults is refused for
+the first one msgspec meets, in document order, before the parser's own checks.)
 """
 
 from __future__ import annotations

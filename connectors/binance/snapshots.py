@@ -79,16 +79,29 @@ def _decoded(body: Body, venue: str) -> Any:
     return body
 
 
-def _typed(body: object, venue: str, shape: type[T]) -> T:
-    """A body (bytes, or values the REST client decoded) read into its typed shape."""
+def _typed(body: object, venue: str, decoder: msgspec.json.Decoder[T]) -> T:
+    """A body (bytes, or values the REST client decoded) read into its decoder's typed shape."""
     try:
         if isinstance(body, bytes | str):
-            return msgspec.json.decode(body, type=shape)
-        return msgspec.convert(body, shape)
+            return decoder.decode(body)
+        converted: T = msgspec.convert(body, decoder.type)
+        return converted
     except msgspec.ValidationError as exc:
         raise _rejection(exc, venue) from exc
     except _UNREADABLE as exc:
         raise VenueDataError(venue, "bad_json") from exc
+
+
+# One decoder per body shape (rows of the per-row parsers are converted from decoded values).
+_ACCOUNT = msgspec.json.Decoder(rw.Account)
+_RISK = msgspec.json.Decoder(list[rw.PositionRisk] | rw.PositionRisk)  # array, or one symbol's
+_BRACKETS = msgspec.json.Decoder(rw.SymbolBrackets)
+_EXCHANGE_INFO = msgspec.json.Decoder(rw.ExchangeInfo)
+_PREMIUM_INDEX = msgspec.json.Decoder(rw.PremiumIndex)
+_ASSET_INDEX = msgspec.json.Decoder(rw.AssetIndex)
+_DUAL_SIDE = msgspec.json.Decoder(rw.DualSide)
+_MULTI_ASSETS = msgspec.json.Decoder(rw.MultiAssets)
+_SERVER_TIME = msgspec.json.Decoder(rw.ServerTime)
 
 
 def _rows(doc: Any, venue: str) -> list[dict[str, Any]]:
@@ -122,7 +135,7 @@ class AccountFacts:
 
 
 def parse_account_v3(body: Body, venue: str) -> AccountFacts:
-    doc = _typed(body, venue, rw.Account)
+    doc = _typed(body, venue, _ACCOUNT)
     with _venue_errors(venue):
         balances = {a.asset: num(a.crossWalletBalance) for a in doc.assets}
         total_asset: str | None
@@ -181,12 +194,9 @@ def _margin_mode(row: rw.PositionRisk) -> MarginMode:
     return MarginMode.ISOLATED if num(wallet) != 0.0 else MarginMode.CROSS
 
 
-_RISK_ROWS: Any = list[rw.PositionRisk] | rw.PositionRisk  # an array, or one row per symbol
-
-
 def parse_position_risk_v3(body: Body, venue: str, account: str, *, event_ms: int) -> PositionFacts:
     """Open positions (zero rows dropped) and the marks they were valued at."""
-    rows: list[rw.PositionRisk] | rw.PositionRisk = _typed(body, venue, _RISK_ROWS)
+    rows: list[rw.PositionRisk] | rw.PositionRisk = _typed(body, venue, _RISK)
     positions: list[PositionSnapshot] = []
     marks: dict[str, float] = {}
     mm: dict[tuple[str, Side], float] = {}
@@ -289,7 +299,7 @@ def decode_leverage_brackets(
     out: list[BracketSet] = []
     for row in _rows(doc, venue):
         try:
-            out.append(_bracket_set(_typed(row, venue, rw.SymbolBrackets), venue))
+            out.append(_bracket_set(_typed(row, venue, _BRACKETS), venue))
         except VenueDataError as exc:
             if errors is None:
                 raise
@@ -352,7 +362,7 @@ def parse_leverage_brackets(
 
 def parse_exchange_info(body: Body, venue: str, kind: ContractKind) -> list[Instrument]:
     """Contract facts per symbol: COIN-M's ``contractSize`` (USD per contract); 1 for USDⓈ-M."""
-    symbols = _typed(body, venue, rw.ExchangeInfo).symbols
+    symbols = _typed(body, venue, _EXCHANGE_INFO).symbols
     with _venue_errors(venue):
         return [
             Instrument(
@@ -378,7 +388,7 @@ def parse_premium_index(
     out: list[MarkPrice] = []
     for row in _rows(doc, venue):
         try:
-            r = _typed(row, venue, rw.PremiumIndex)
+            r = _typed(row, venue, _PREMIUM_INDEX)
             with _venue_errors(venue):
                 mark = num(r.markPrice)
                 if mark > 0.0:
@@ -416,7 +426,7 @@ def parse_asset_index(
     out: dict[str, AssetIndex] = {}
     for row in _rows(doc, venue):
         try:
-            r = _typed(row, venue, rw.AssetIndex)
+            r = _typed(row, venue, _ASSET_INDEX)
             with _venue_errors(venue):
                 symbol = r.symbol
                 if not symbol.endswith("USD") or len(symbol) < 4:
@@ -437,7 +447,7 @@ def parse_asset_index(
 def parse_dual_side(body: Body, venue: str) -> bool:
     """``GET …/positionSide/dual`` → True in hedge mode."""
     try:
-        return _typed(body, venue, rw.DualSide).dualSidePosition
+        return _typed(body, venue, _DUAL_SIDE).dualSidePosition
     except VenueDataError as exc:
         if exc.reason == "bad_json":
             raise
@@ -447,7 +457,7 @@ def parse_dual_side(body: Body, venue: str) -> bool:
 def parse_multi_assets(body: Body, venue: str) -> bool:
     """``GET /fapi/v1/multiAssetsMargin`` → True in multi-assets mode."""
     try:
-        return _typed(body, venue, rw.MultiAssets).multiAssetsMargin
+        return _typed(body, venue, _MULTI_ASSETS).multiAssetsMargin
     except VenueDataError as exc:
         if exc.reason == "bad_json":
             raise
@@ -455,6 +465,6 @@ def parse_multi_assets(body: Body, venue: str) -> bool:
 
 
 def parse_server_time(body: Body, venue: str) -> int:
-    doc = _typed(body, venue, rw.ServerTime)
+    doc = _typed(body, venue, _SERVER_TIME)
     with _venue_errors(venue):
         return ms(doc.serverTime)

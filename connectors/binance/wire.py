@@ -268,7 +268,9 @@ class AccountConfigUpdate(_Event, tag=ACCOUNT_CONFIG_UPDATE, frozen=True):
     E: Ms
     """Event time."""
     ac: LeverageConfig | None = None
+    """Present when a symbol's leverage changed."""
     ai: AssetModeConfig | None = None
+    """Present when the multi-assets mode changed."""
 
 
 class TradeLite(_Event, tag="TRADE_LITE", frozen=True):

@@ -154,6 +154,7 @@ class MarksSnapshot(Struct, frozen=True, gc=False):
     E: int
     """Venue time, ms (>= 0)."""
     instruments: list[InstrumentRow]
+    """Every instrument the venue lists."""
 
 
 class AccountSnapshot(Struct, frozen=True, gc=False):
@@ -166,6 +167,7 @@ class AccountSnapshot(Struct, frozen=True, gc=False):
     balances: dict[str, str]
     """Wallet balance per asset (finite decimals)."""
     positions: list[PositionRow]
+    """Every open (or just closed) leg."""
 
 
 class ListenKey(Struct, frozen=True, gc=False):

@@ -2,7 +2,7 @@
 
 The websocket shapes are in :mod:`.wire`; the conventions are the same. Only the fields the
 parsers read are declared (unknown ones are skipped); decimals are ``Num`` and converted by
-:func:`.parse.num`; times are ``Ms``; a field passed through or looked up unchecked, or read
+:func:`.handlers.num`; times are ``Ms``; a field passed through or looked up unchecked, or read
 only on some rows (an open position's, say), is ``Unchecked`` (what Binance sends is in its
 docstring), and required by the parser where it reads it. One body shape serves USDⓈ-M
 (``/fapi``) and COIN-M (``/dapi``): where they differ, both spellings are declared.

@@ -2,8 +2,9 @@
 
 Every frame the connector reads is decoded once, from its bytes, into these types (see
 :mod:`.parse`); they stay inside ``connectors.binance``. Events form one tagged union on the
-event name ``e`` (:data:`UserEvent` ... :data:`AnyEvent`), so dispatch is on the decoded type,
-never on a string compared by hand.
+event name ``e`` (:data:`AnyEvent`), so dispatch is on the decoded type (:mod:`.handlers`),
+never on a string compared by hand; frames are :data:`MarketFrame` and :data:`UserFrame`. REST
+bodies are in :mod:`.rest_wire`.
 
 Only the fields the parsers read are declared: msgspec validates the rest of a frame as JSON
 and skips it, so Binance adding fields (``ap``/``st`` on ``markPriceUpdate``, ``bep`` on
@@ -11,7 +12,7 @@ positions, ``V`` on orders) changes nothing. Unread fields are named in each doc
 
 Types say what the parsers have always accepted, no more, so that no frame is refused that
 was accepted before: decimal fields are ``Num`` (a string or a JSON number) and are converted
-with :func:`.parse.num` at the edge; event times are ``Ms`` (an integer, or a decimal string as
+with :func:`.handlers.num` at the edge; event times are ``Ms`` (an integer, or a decimal string as
 in the docs' ``listenKeyExpired`` example). A field the parsers pass through without checking
 its type (a symbol, an asset), look up in a table (``ps``, ``mt``, ``S``, ``x``: a value outside
 it is rejected there), or read only on some paths (a fill's fields, on a ``NEW`` order) is
@@ -21,7 +22,7 @@ annotation (``str``, a ``Literal``, a ``msgspec.Meta`` constraint), not of parse
 
 The decoders run in msgspec's lax mode, which converts a string to a non-string type where the
 field's type has no ``str``: that is intended for the mark's ``E`` and ``p`` (the one reading of
-a mark, see :class:`MarkUpdate`) and harmless elsewhere, because every other converted field
+a mark, see :class:`MarkQuote`) and harmless elsewhere, because every other converted field
 includes ``str`` in its type (a string then stays a string, and the parser judges it).
 """
 

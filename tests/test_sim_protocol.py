@@ -7,7 +7,7 @@ import math
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from connectors.errors import VenueDataError
@@ -403,6 +403,7 @@ def test_valid_single_marks_take_the_fast_path_and_equal_the_constructor(
     st.integers(min_value=0, max_value=2**63),
     st.one_of(st.none(), st.floats(allow_nan=False)),
 )
+@example("ETH-PERP", 3001.25, 7, 3000.5)
 def test_the_kernel_s_mark_constructor_builds_the_normal_event(
     symbol: str, mark: float, event_ms: int, index: float | None
 ) -> None:

@@ -7,7 +7,7 @@ import math
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from connectors.errors import VenueDataError
@@ -323,7 +323,7 @@ def test_prices_of_the_wrong_type_are_bad_type(p: object) -> None:
     assert _reason(_mark_doc(p)) == "bad_type"
 
 
-@given(st.text(min_size=1, max_size=20).filter(lambda e: e not in protocol._HANDLERS))
+@given(st.text(min_size=1, max_size=20).filter(lambda e: e not in protocol.EVENT_NAMES))
 def test_unknown_events_are_unknown_event(event: str) -> None:
     assert _reason(orjson.dumps({"e": event, "s": "BTC-PERP", "p": "1", "E": 1})) == (
         "unknown_event"
@@ -397,15 +397,22 @@ def test_valid_single_marks_take_the_fast_path_and_equal_the_constructor(
     assert parse_general(frame) == [expected]
 
 
-def test_both_mark_constructors_build_the_normal_event() -> None:
-    for make in (protocol._mark_by_retag, protocol._mark_by_slots):
-        ev = make("ETH-PERP", 3001.25, 7, 3000.5)
-        assert type(ev) is MarkPrice
-        assert ev == MarkPrice("sim", "ETH-PERP", 3001.25, 7, 3000.5)
-        assert repr(ev) == repr(MarkPrice("sim", "ETH-PERP", 3001.25, 7, 3000.5))
-        with pytest.raises(AttributeError):
-            ev.mark = 1.0  # type: ignore[misc]
-    assert protocol._RETAG  # this CPython allows the retag: the fast constructor is in use
+@given(
+    st.text(max_size=12),
+    st.floats(allow_nan=False),
+    st.integers(min_value=0, max_value=2**63),
+    st.one_of(st.none(), st.floats(allow_nan=False)),
+)
+@example("ETH-PERP", 3001.25, 7, 3000.5)
+def test_the_kernel_s_mark_constructor_builds_the_normal_event(
+    symbol: str, mark: float, event_ms: int, index: float | None
+) -> None:
+    ev = protocol.mark_price(symbol, mark, event_ms, index)
+    expected = MarkPrice("sim", symbol, mark, event_ms, index)
+    assert type(ev) is MarkPrice
+    assert ev == expected and hash(ev) == hash(expected) and repr(ev) == repr(expected)
+    with pytest.raises(AttributeError):
+        ev.mark = 1.0  # type: ignore[misc]
 
 
 _any_frame = st.one_of(

@@ -4,21 +4,25 @@ The feed fetches ``account``, ``positionRisk``, ``leverageBracket``, ``exchangeI
 account-mode endpoints, then hands the bodies here; :func:`account_snapshot` joins them into one
 :class:`~connectors.events.AccountSnapshot` carrying the venue's own figures for the drift check,
 all of ONE instant (the positionRisk answer's; see :mod:`.instant`).
+Each body is read into the typed shapes of :mod:`.rest_wire`: a body given as bytes is decoded
+straight into them; one the REST client already decoded is converted (``msgspec.convert``).
 Errors raise :class:`~connectors.errors.VenueDataError` (reasons as in :mod:`.parse`, plus
 ``bad_brackets`` for a bracket table the margin rules reject).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
+import msgspec
 
 from connectors.binance import instant
-from connectors.binance.parse import MARGIN_MODES, SIDES, ms, num
+from connectors.binance import rest_wire as rw
+from connectors.binance.handlers import MARGIN_MODES, SIDES, ms, need, num
 from connectors.errors import VenueDataError
 from connectors.events import (
     AccountSnapshot,
@@ -48,13 +52,56 @@ def _venue_errors(venue: str) -> Iterator[None]:
         raise VenueDataError(venue, "bad_value") from exc
 
 
+# What msgspec raises on bytes it cannot read (see parse.py).
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_MISSING = "Object missing required field `"
+# Where a body's own shape is wrong (not its values): the body, a row of it, the symbols list.
+_SHAPE_PATH = re.compile(r"\$(\.symbols)?(\[\d+\])?")
+
+
+def _rejection(exc: msgspec.ValidationError, venue: str) -> VenueDataError:
+    text, _, where = str(exc).partition(" - at `")
+    path = where[:-1] or "$"
+    if text.startswith(_MISSING):
+        return VenueDataError(venue, "missing_field", repr(text[len(_MISSING) : -1])[:40])
+    if text.startswith(("Expected `object", "Expected `array")) and _SHAPE_PATH.fullmatch(path):
+        return VenueDataError(venue, "bad_shape")
+    return VenueDataError(venue, "bad_value")
+
+
 def _decoded(body: Body, venue: str) -> Any:
+    """A body as plain JSON values (for the per-row parsers and the shape checks)."""
     if isinstance(body, bytes | str):
         try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            return msgspec.json.decode(body)
+        except _UNREADABLE as exc:
             raise VenueDataError(venue, "bad_json") from exc
     return body
+
+
+def _typed(body: object, venue: str, decoder: msgspec.json.Decoder[T]) -> T:
+    """A body (bytes, or values the REST client decoded) read into its decoder's typed shape."""
+    try:
+        if isinstance(body, bytes | str):
+            return decoder.decode(body)
+        converted: T = msgspec.convert(body, decoder.type)
+        return converted
+    except msgspec.ValidationError as exc:
+        raise _rejection(exc, venue) from exc
+    except _UNREADABLE as exc:
+        raise VenueDataError(venue, "bad_json") from exc
+
+
+# One decoder per body shape (rows of the per-row parsers are converted from decoded values).
+_ACCOUNT = msgspec.json.Decoder(rw.Account)
+_RISK = msgspec.json.Decoder(list[rw.PositionRisk] | rw.PositionRisk)  # array, or one symbol's
+_BRACKETS = msgspec.json.Decoder(rw.SymbolBrackets)
+_EXCHANGE_INFO = msgspec.json.Decoder(rw.ExchangeInfo)
+_PREMIUM_INDEX = msgspec.json.Decoder(rw.PremiumIndex)
+_ASSET_INDEX = msgspec.json.Decoder(rw.AssetIndex)
+_DUAL_SIDE = msgspec.json.Decoder(rw.DualSide)
+_MULTI_ASSETS = msgspec.json.Decoder(rw.MultiAssets)
+_SERVER_TIME = msgspec.json.Decoder(rw.ServerTime)
 
 
 def _rows(doc: Any, venue: str) -> list[dict[str, Any]]:
@@ -88,43 +135,35 @@ class AccountFacts:
 
 
 def parse_account_v3(body: Body, venue: str) -> AccountFacts:
-    doc = _decoded(body, venue)
-    if type(doc) is not dict:
-        raise VenueDataError(venue, "bad_shape")
+    doc = _typed(body, venue, _ACCOUNT)
     with _venue_errors(venue):
-        assets = doc["assets"]
-        balances = {a["asset"]: num(a["crossWalletBalance"]) for a in assets}
-        total = doc.get("totalMaintMargin")
+        balances = {a.asset: num(a.crossWalletBalance) for a in doc.assets}
         total_asset: str | None
-        if total is not None:
-            total_mm: float | None = num(total)
+        if doc.totalMaintMargin is not None:
+            total_mm: float | None = num(doc.totalMaintMargin)
             total_asset = "USDT"  # Binance: "only for USDT asset" outside multi-assets mode
         else:
             # COIN-M has no account-wide total: each margin coin is its own cross pool, and a
             # sum over different coins means nothing. Report it only for a single pool.
-            used = [(a["asset"], num(a["maintMargin"])) for a in assets]
+            used = [(a.asset, num(need(a.maintMargin, "maintMargin"))) for a in doc.assets]
             used = [(asset, x) for asset, x in used if x != 0.0]
             total_mm = sum(x for _, x in used) if len(used) <= 1 else None
             total_asset = used[0][0] if len(used) == 1 else None
-        mb = doc.get("totalMarginBalance")
+        mb = doc.totalMarginBalance
         position_mm: dict[tuple[str, Side], float] = {}
         position_upnl: dict[tuple[str, Side], float] = {}
-        for p in doc.get("positions") or ():
-            if num(p["positionAmt"]) != 0.0:
-                key = (p["symbol"], SIDES[p["positionSide"]])
-                position_mm[key] = num(p["maintMargin"])
-                upnl = p.get("unrealizedProfit")
-                if upnl is not None:
-                    position_upnl[key] = num(upnl)
-        multi = doc.get("multiAssetsMargin")
-        if multi is not None and type(multi) is not bool:
-            raise ValueError("multiAssetsMargin")
+        for p in doc.positions or ():
+            if num(p.positionAmt) != 0.0:
+                key = (need(p.symbol, "symbol"), SIDES[need(p.positionSide, "positionSide")])
+                position_mm[key] = num(need(p.maintMargin, "maintMargin"))
+                if p.unrealizedProfit is not None:
+                    position_upnl[key] = num(p.unrealizedProfit)
         return AccountFacts(
             balances,
             total_mm,
             None if mb is None else num(mb),
             position_mm,
-            multi,
+            doc.multiAssetsMargin,
             position_upnl,
             total_asset,
         )
@@ -147,17 +186,17 @@ class PositionFacts:
     """``marginAsset`` per open position, where the row names it."""
 
 
-def _margin_mode(row: dict[str, Any]) -> MarginMode:
-    wire_mode = row.get("marginType")
-    if wire_mode is not None:
-        return MARGIN_MODES[wire_mode]
+def _margin_mode(row: rw.PositionRisk) -> MarginMode:
+    if row.marginType is not None:
+        return MARGIN_MODES[row.marginType]
     # v3 dropped marginType; an open isolated position always has a non-zero isolated wallet.
-    return MarginMode.ISOLATED if num(row.get("isolatedWallet", "0")) != 0.0 else MarginMode.CROSS
+    wallet = "0" if isinstance(row.isolatedWallet, msgspec.UnsetType) else row.isolatedWallet
+    return MarginMode.ISOLATED if num(wallet) != 0.0 else MarginMode.CROSS
 
 
 def parse_position_risk_v3(body: Body, venue: str, account: str, *, event_ms: int) -> PositionFacts:
     """Open positions (zero rows dropped) and the marks they were valued at."""
-    doc = _decoded(body, venue)
+    rows: list[rw.PositionRisk] | rw.PositionRisk = _typed(body, venue, _RISK)
     positions: list[PositionSnapshot] = []
     marks: dict[str, float] = {}
     mm: dict[tuple[str, Side], float] = {}
@@ -165,38 +204,37 @@ def parse_position_risk_v3(body: Body, venue: str, account: str, *, event_ms: in
     upnl: dict[tuple[str, Side], float] = {}
     assets: dict[tuple[str, Side], str] = {}
     with _venue_errors(venue):
-        for row in _rows(doc, venue):
-            qty = num(row["positionAmt"])
-            symbol = row["symbol"]
-            mark = num(row["markPrice"])
+        for row in rows if isinstance(rows, list) else [rows]:
+            qty = num(row.positionAmt)
+            symbol = row.symbol
+            mark = num(row.markPrice)
             if mark > 0.0:
                 marks[symbol] = mark
             if qty == 0.0:
                 continue
-            key = (symbol, SIDES[row["positionSide"]])
-            row_mm = row.get("maintMargin")
-            if row_mm is None:
+            side = SIDES[need(row.positionSide, "positionSide")]
+            key = (symbol, side)
+            if row.maintMargin is None:
                 every_row_has_mm = False
             else:
-                mm[key] = num(row_mm)
-            if "unRealizedProfit" in row:
-                upnl[key] = num(row["unRealizedProfit"])
-            if "marginAsset" in row:
-                assets[key] = row["marginAsset"]
+                mm[key] = num(row.maintMargin)
+            if not isinstance(row.unRealizedProfit, msgspec.UnsetType):
+                upnl[key] = num(row.unRealizedProfit)
+            if not isinstance(row.marginAsset, msgspec.UnsetType):
+                assets[key] = row.marginAsset
             mode = _margin_mode(row)
-            lev = row.get("leverage")
             positions.append(
                 PositionSnapshot(
                     venue,
                     account,
                     symbol,
-                    SIDES[row["positionSide"]],
+                    side,
                     qty,
-                    num(row["entryPrice"]),
+                    num(need(row.entryPrice, "entryPrice")),
                     event_ms,
                     margin_mode=mode,
-                    leverage=None if lev is None else num(lev),
-                    isolated_margin=num(row["isolatedWallet"])
+                    leverage=None if row.leverage is None else num(row.leverage),
+                    isolated_margin=num(need(row.isolatedWallet, "isolatedWallet"))
                     if mode is MarginMode.ISOLATED
                     else None,
                 )
@@ -241,11 +279,12 @@ class BracketSet:
     """The account's scaling of the default brackets (present only when it differs)."""
 
 
-def _first(row: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if key in row:
-            return row[key]
-    raise KeyError(keys[0])
+def _first(*values: T | msgspec.UnsetType, name: str) -> T:
+    """The first of a field's spellings the row has."""
+    for value in values:
+        if not isinstance(value, msgspec.UnsetType):
+            return value
+    raise KeyError(name)
 
 
 def decode_leverage_brackets(
@@ -260,7 +299,7 @@ def decode_leverage_brackets(
     out: list[BracketSet] = []
     for row in _rows(doc, venue):
         try:
-            out.append(_bracket_set(row, venue))
+            out.append(_bracket_set(_typed(row, venue, _BRACKETS), venue))
         except VenueDataError as exc:
             if errors is None:
                 raise
@@ -272,23 +311,20 @@ def decode_leverage_brackets(
     return out
 
 
-def _bracket_set(row: dict[str, Any], venue: str) -> BracketSet:
+def _bracket_set(row: rw.SymbolBrackets, venue: str) -> BracketSet:
     with _venue_errors(venue):
         tiers = tuple(
             TierSpec(
-                floor=num(_first(b, "notionalFloor", "qtyFloor", "qtylFloor")),
-                cap=num(_first(b, "notionalCap", "qtyCap")),
-                mmr=num(b["maintMarginRatio"]),
-                deduction=num(b["cum"]),
-                max_leverage=num(b["initialLeverage"]),
+                floor=num(_first(b.notionalFloor, b.qtyFloor, b.qtylFloor, name="notionalFloor")),
+                cap=num(_first(b.notionalCap, b.qtyCap, name="notionalCap")),
+                mmr=num(b.maintMarginRatio),
+                deduction=num(b.cum),
+                max_leverage=num(b.initialLeverage),
             )
-            for b in sorted(row["brackets"], key=lambda b: num(b["bracket"]))
+            for b in sorted(row.brackets, key=lambda b: num(b.bracket))
         )
-        coef = row.get("notionalCoef")
-        symbol = row["symbol"]
-        if type(symbol) is not str:
-            raise ValueError("symbol")
-        return BracketSet(symbol, tiers, None if coef is None else num(coef))
+        coef = row.notionalCoef
+        return BracketSet(row.symbol, tiers, None if coef is None else num(coef))
 
 
 def tier_table_updates(
@@ -326,19 +362,17 @@ def parse_leverage_brackets(
 
 def parse_exchange_info(body: Body, venue: str, kind: ContractKind) -> list[Instrument]:
     """Contract facts per symbol: COIN-M's ``contractSize`` (USD per contract); 1 for USDⓈ-M."""
-    doc = _decoded(body, venue)
-    if type(doc) is not dict:
-        raise VenueDataError(venue, "bad_shape")
+    symbols = _typed(body, venue, _EXCHANGE_INFO).symbols
     with _venue_errors(venue):
         return [
             Instrument(
                 venue,
-                row["symbol"],
+                row.symbol,
                 kind,
-                num(row.get("contractSize", 1)),
-                row["marginAsset"],
+                num(1 if isinstance(row.contractSize, msgspec.UnsetType) else row.contractSize),
+                row.marginAsset,
             )
-            for row in _rows(doc["symbols"], venue)
+            for row in (symbols if isinstance(symbols, list) else [symbols])
         ]
 
 
@@ -352,16 +386,17 @@ def parse_premium_index(
     """
     doc = _decoded(body, venue)
     out: list[MarkPrice] = []
-    for r in _rows(doc, venue):
+    for row in _rows(doc, venue):
         try:
+            r = _typed(row, venue, _PREMIUM_INDEX)
             with _venue_errors(venue):
-                mark = num(r["markPrice"])
+                mark = num(r.markPrice)
                 if mark > 0.0:
-                    symbol = r["symbol"]
+                    symbol = need(r.symbol, "symbol")
                     if type(symbol) is not str:
                         raise ValueError("symbol")
-                    out.append(MarkPrice(venue, symbol, mark, ms(r["time"]),
-                                         _opt(r, "indexPrice")))  # fmt: skip
+                    index = None if r.indexPrice in (None, "") else num(r.indexPrice)
+                    out.append(MarkPrice(venue, symbol, mark, ms(need(r.time, "time")), index))
         except VenueDataError as exc:
             if errors is None:
                 raise
@@ -389,18 +424,19 @@ def parse_asset_index(
     a malformed row is skipped and its error appended there; else it raises."""
     doc = _decoded(body, venue)
     out: dict[str, AssetIndex] = {}
-    for r in _rows(doc, venue):
+    for row in _rows(doc, venue):
         try:
+            r = _typed(row, venue, _ASSET_INDEX)
             with _venue_errors(venue):
-                symbol = r["symbol"]
-                if type(symbol) is not str or not symbol.endswith("USD") or len(symbol) < 4:
+                symbol = r.symbol
+                if not symbol.endswith("USD") or len(symbol) < 4:
                     raise ValueError("asset index symbol")
-                price = num(r["index"])
-                buffer = num(r["bidBuffer"])
+                price = num(r.index)
+                buffer = num(r.bidBuffer)
                 if not (price > 0.0 and 0.0 <= buffer <= 1.0):
                     raise ValueError("asset index out of range")
                 asset = symbol.removesuffix("USD")
-                out[asset] = AssetIndex(asset, price, 1.0 - buffer, ms(r["time"]))
+                out[asset] = AssetIndex(asset, price, 1.0 - buffer, ms(r.time))
         except VenueDataError as exc:
             if errors is None:
                 raise
@@ -408,31 +444,27 @@ def parse_asset_index(
     return out
 
 
-def _opt(row: dict[str, Any], key: str) -> float | None:
-    value = row.get(key)
-    return None if value in (None, "") else num(value)
+def parse_dual_side(body: Body, venue: str) -> bool:
+    """``GET …/positionSide/dual`` → True in hedge mode."""
+    try:
+        return _typed(body, venue, _DUAL_SIDE).dualSidePosition
+    except VenueDataError as exc:
+        if exc.reason == "bad_json":
+            raise
+        raise VenueDataError(venue, "bad_value") from exc  # not a flag, whatever is wrong
 
 
-def _flag(key: str) -> Callable[[Body, str], bool]:
-    def parse(body: Body, venue: str) -> bool:
-        doc = _decoded(body, venue)
-        if type(doc) is not dict or type(doc.get(key)) is not bool:
-            raise VenueDataError(venue, "bad_value")
-        return bool(doc[key])
-
-    parse.__name__ = f"parse_{key}"
-    return parse
-
-
-parse_dual_side = _flag("dualSidePosition")
-"""``GET …/positionSide/dual`` → True in hedge mode."""
-parse_multi_assets = _flag("multiAssetsMargin")
-"""``GET /fapi/v1/multiAssetsMargin`` → True in multi-assets mode."""
+def parse_multi_assets(body: Body, venue: str) -> bool:
+    """``GET /fapi/v1/multiAssetsMargin`` → True in multi-assets mode."""
+    try:
+        return _typed(body, venue, _MULTI_ASSETS).multiAssetsMargin
+    except VenueDataError as exc:
+        if exc.reason == "bad_json":
+            raise
+        raise VenueDataError(venue, "bad_value") from exc  # not a flag, whatever is wrong
 
 
 def parse_server_time(body: Body, venue: str) -> int:
-    doc = _decoded(body, venue)
-    if type(doc) is not dict:
-        raise VenueDataError(venue, "bad_shape")
+    doc = _typed(body, venue, _SERVER_TIME)
     with _venue_errors(venue):
-        return ms(doc["serverTime"])
+        return ms(doc.serverTime)

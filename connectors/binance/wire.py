@@ -1,18 +1,38 @@
-"""Binance futures wire shapes: the venue's own field names, kept inside ``connectors.binance``.
+"""Binance futures websocket wire shapes: msgspec ``Struct``s with the venue's own field names.
 
-These ``TypedDict``s document what the parsers read (and what the fake writes); parsers index
-them directly so a missing field is a ``KeyError`` that becomes a ``VenueDataError``. Only the
-fields we use are listed; Binance adds fields over time (``ap``/``st`` on ``markPriceUpdate``,
-``bep`` on positions, ``V`` on orders) and extra keys are ignored.
+Every frame the connector reads is decoded once, from its bytes, into these types (see
+:mod:`.parse`); they stay inside ``connectors.binance``. Events form one tagged union on the
+event name ``e`` (:data:`AnyEvent`), so dispatch is on the decoded type (:mod:`.handlers`),
+never on a string compared by hand; frames are :data:`MarketFrame` and :data:`UserFrame`. REST
+bodies are in :mod:`.rest_wire`.
 
-Numbers arrive as decimal strings (``"11794.15000000"``) and are converted with ``float()`` once,
-here at the edge. Event times ``E`` are integers, except that the docs' ``listenKeyExpired``
-example has a string ``E``: both are accepted.
+Only the fields the parsers read are declared: msgspec validates the rest of a frame as JSON
+and skips it, so Binance adding fields (``ap``/``st`` on ``markPriceUpdate``, ``bep`` on
+positions, ``V`` on orders) changes nothing. Unread fields are named in each docstring.
+
+Types say what the parsers have always accepted, no more, so that no frame is refused that
+was accepted before: decimal fields are ``Num`` (a string or a JSON number) and are converted
+with :func:`.handlers.num` at the edge; event times are ``Ms`` (an integer, or a decimal string as
+in the docs' ``listenKeyExpired`` example). A field the parsers pass through without checking
+its type (a symbol, an asset), look up in a table (``ps``, ``mt``, ``S``, ``x``: a value outside
+it is rejected there), or read only on some paths (a fill's fields, on a ``NEW`` order) is
+:data:`Unchecked`, its meaning in its docstring; a field that may be absent is ``UNSET`` by
+default and required by the parser where it reads it. Edge validation is then a change of
+annotation (``str``, a ``Literal``, a ``msgspec.Meta`` constraint), not of parser code.
+
+The decoders run in msgspec's lax mode, which converts a string to a non-string type where the
+field's type has no ``str``: that is intended for the mark's ``E`` and ``p`` (the one reading of
+a mark, see :class:`MarkQuote`) and harmless elsewhere, because every other converted field
+includes ``str`` in its type (a string then stays a string, and the parser judges it).
 """
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+import sys
+from typing import Annotated, Any, Generic, TypeVar
+
+import msgspec
+from msgspec import UNSET, Raw, Struct, UnsetType
 
 # Websocket event names (the ``e`` field), exactly as Binance sends them.
 MARK_PRICE_UPDATE = "markPriceUpdate"
@@ -22,107 +42,322 @@ MARGIN_CALL = "MARGIN_CALL"
 LISTEN_KEY_EXPIRED = "listenKeyExpired"
 ACCOUNT_CONFIG_UPDATE = "ACCOUNT_CONFIG_UPDATE"
 
-# Events Binance sends that carry nothing the margin monitor needs (recognised, then dropped).
-IGNORED_MARKET_EVENTS = frozenset({"bookTicker", "aggTrade", "24hrTicker", "kline", "forceOrder"})
-IGNORED_USER_EVENTS = frozenset(
-    {
-        "TRADE_LITE",
-        "ALGO_UPDATE",
-        "CONDITIONAL_ORDER_TRIGGER_REJECT",
-        "STRATEGY_UPDATE",
-        "GRID_UPDATE",
-    }
-)
-
 # Order execution types (``o.x``) that move a position, and liquidation / ADL client-id markers.
 FILL_EXECUTIONS = frozenset({"TRADE", "CALCULATED"})
 LIQUIDATION_EXECUTION = "CALCULATED"
 LIQUIDATION_CLIENT_PREFIX = "autoclose-"
 ADL_CLIENT_ID = "adl_autoclose"
 
-PositionSideWire = Literal["BOTH", "LONG", "SHORT"]
+Num = str | float
+"""A decimal: Binance sends strings (``"11794.15000000"``); a JSON number is read too."""
+Ms = int | str
+"""Milliseconds since the epoch: an integer, or its decimal string."""
+Unchecked = Any
+"""Any JSON value: a field whose type today's parsers do not check where they decode it (see
+the module docstring). Its docstring says what Binance sends."""
+_MAX = sys.float_info.max
+E_co = TypeVar("E_co", covariant=True)
 
 
-class MarkPriceUpdate(TypedDict):
-    e: str
-    E: int
-    s: str
-    p: str
-    i: NotRequired[str]
-    P: NotRequired[str]
-    r: NotRequired[str]
-    T: NotRequired[int]
+class _Event(Struct, tag_field="e", frozen=True, gc=False):
+    """Base of every event: ``e`` (the event name) is the tag. Wire structs are immutable and
+    hold no cycles (so the collector is kept off them)."""
 
 
-class CombinedEnvelope(TypedDict):
-    stream: str
-    data: object
+# --- market events --------------------------------------------------------------------------------
 
 
-class BalanceWire(TypedDict):
-    a: str
-    wb: str
-    cw: str
-    bc: NotRequired[str]
+class MarkQuote(
+    _Event,
+    tag=MARK_PRICE_UPDATE,
+    frozen=True,
+    rename={"event_ms": "E", "symbol": "s", "mark": "p"},
+):
+    """``markPriceUpdate`` as the batch kernel reads it, with our names: a
+    :class:`~connectors.events.MarkQuote`, so a batch of them is handed to the store as is (see
+    :func:`.parse.parse_many`). The plain path reads :class:`MarkUpdate`, the same and ``i``.
 
+    Accepted as before: ``E`` an integer (or an integral number or numeric string: lax mode,
+    which the docs' string-``E`` examples need), ``p`` a decimal string or number, finite and
+    > 0. Unread: ``P`` (estimated settle price), ``r`` (funding rate), ``T`` (next funding
+    time), ``ap``, ``st``.
+    """
 
-class PositionWire(TypedDict):
-    s: str
-    pa: str
-    ep: str
-    up: NotRequired[str]
-    mt: str
-    iw: str
-    ps: PositionSideWire
-
-
-class AccountUpdateBody(TypedDict):
-    m: str
-    B: list[BalanceWire]
-    P: list[PositionWire]
-
-
-class OrderWire(TypedDict):
-    s: str
-    c: str
-    S: Literal["BUY", "SELL"]
-    x: str
-    X: str
-    l: str  # noqa: E741 (Binance's field name: last filled quantity)
-    L: str
-    ps: PositionSideWire
-    rp: NotRequired[str]
-
-
-class MarginCallPositionWire(TypedDict):
-    s: str
-    ps: PositionSideWire
-    pa: str
-    mt: str
-    mp: str
-    up: str
-    mm: str
-
-
-class BracketWire(TypedDict):
-    """One leverage bracket. USDⓈ-M sizes by quote notional, COIN-M by coin quantity."""
-
-    bracket: int
-    initialLeverage: int
-    notionalCap: NotRequired[float]
-    notionalFloor: NotRequired[float]
-    qtyCap: NotRequired[float]
-    qtyFloor: NotRequired[float]
-    maintMarginRatio: float
-    cum: float
-
-
-class SymbolBracketsWire(TypedDict):
+    event_ms: Annotated[int, msgspec.Meta(ge=0)]
+    """``E``: event time, ms."""
     symbol: str
-    brackets: list[BracketWire]
-    notionalCoef: NotRequired[float]
+    """``s``: the contract, e.g. ``BTCUSDT``."""
+    mark: Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]  # > 0 and finite (nan fails gt)
+    """``p``: the mark price."""
 
 
-class ErrorWire(TypedDict):
-    code: int
-    msg: str
+class MarkUpdate(
+    MarkQuote,
+    tag=MARK_PRICE_UPDATE,
+    frozen=True,
+    rename={"event_ms": "E", "symbol": "s", "mark": "p", "index": "i"},
+):
+    """``markPriceUpdate`` on the plain path: :class:`MarkQuote` and the index price. (The
+    kernel leaves ``i`` out: an object per mark that nothing downstream of it reads costs
+    some 6 % of a mark frame's decode.)"""
+
+    index: Raw | UnsetType = UNSET
+    """``i``: the index price, kept undecoded: informational (``marginwatch decode`` shows it),
+    it never decides whether the mark is kept, so an unreadable one reads as absent."""
+
+
+class BookTicker(_Event, tag="bookTicker", frozen=True):
+    """Best bid/ask: carries nothing the monitor needs (recognised, then dropped)."""
+
+
+class AggTrade(_Event, tag="aggTrade", frozen=True):
+    """Aggregated trade: dropped."""
+
+
+class Ticker24h(_Event, tag="24hrTicker", frozen=True):
+    """24-hour rolling statistics: dropped."""
+
+
+class Kline(_Event, tag="kline", frozen=True):
+    """Candle: dropped."""
+
+
+class ForceOrder(_Event, tag="forceOrder", frozen=True):
+    """A liquidation order on the market (anyone's): dropped."""
+
+
+# --- user-data events -----------------------------------------------------------------------------
+
+
+class BalanceWire(Struct, frozen=True, gc=False):
+    """One asset of ``ACCOUNT_UPDATE.a.B``. Unread: ``wb`` (wallet balance), ``bc``."""
+
+    a: Unchecked
+    """Asset (a string), e.g. ``USDT``."""
+    cw: Num
+    """Cross wallet balance: the cross pool's collateral before uPnL."""
+
+
+class PositionWire(Struct, frozen=True, gc=False):
+    """One position leg of ``ACCOUNT_UPDATE.a.P``. Unread: ``up`` (uPnL), ``bep``."""
+
+    s: Unchecked
+    """Symbol (a string)."""
+    pa: Num
+    """Position amount, signed."""
+    ep: Num
+    """Entry price."""
+    mt: Unchecked
+    """Margin type: ``cross`` | ``isolated``."""
+    ps: Unchecked
+    """Position side: ``BOTH`` | ``LONG`` | ``SHORT``."""
+    iw: Unchecked = UNSET
+    """Isolated wallet (a decimal); read, and required, when ``mt`` is isolated."""
+
+
+class AccountUpdateBody(Struct, frozen=True, gc=False):
+    """``ACCOUNT_UPDATE.a``. Only changed assets and positions are pushed; either list may be
+    empty, ``null`` or absent (a cross ``FUNDING_FEE`` pushes ``B`` alone). Unread: ``m``."""
+
+    B: list[BalanceWire] | None = None
+    """Balances."""
+    P: list[PositionWire] | None = None
+    """Positions (absolute amounts)."""
+
+
+class AccountUpdate(_Event, tag=ACCOUNT_UPDATE, frozen=True):
+    """``ACCOUNT_UPDATE``: balances and positions changed. Unread: ``T`` (transaction time)."""
+
+    E: Ms
+    """Event time."""
+    a: AccountUpdateBody
+    """The update."""
+
+
+class OrderWire(Struct, frozen=True, gc=False):
+    """``ORDER_TRADE_UPDATE.o``. Only ``x`` is read for executions that move no position, so
+    every other field is required by the parser, for fills only. Unread: ``o``, ``f``, ``q``,
+    ``p``, ``ap``, ``sp``, ``X``, ``z``, ``N``, ``n``, ``T``, ``b``, ``a``, ``m``, ``R``,
+    ``wt``, ``ot``, ``cp``, ``V``, ``pm``, ``gtd``..."""
+
+    x: Unchecked
+    """Execution type (a string): ``NEW``, ``TRADE``, ``CALCULATED`` (liquidation)..."""
+    s: Unchecked = UNSET
+    """Symbol (a string)."""
+    c: Unchecked = UNSET
+    """Client order id (a string, checked): ``autoclose-…`` (liquidation), ``adl_autoclose``."""
+    S: Unchecked = UNSET
+    """Side: ``BUY`` | ``SELL``."""
+    l: Unchecked = UNSET  # noqa: E741 (Binance's field name)
+    """Last filled quantity (a decimal)."""
+    L: Unchecked = UNSET
+    """Last filled price (a decimal)."""
+    ps: Unchecked = UNSET
+    """Position side: ``BOTH`` | ``LONG`` | ``SHORT``."""
+    rp: Unchecked = None
+    """Realised profit of the trade (a decimal)."""
+    i: Unchecked = None
+    """Order id (an integer; text is read too)."""
+    t: Unchecked = None
+    """Trade id (an integer; text is read too)."""
+
+
+class OrderTradeUpdate(_Event, tag=ORDER_TRADE_UPDATE, frozen=True):
+    """``ORDER_TRADE_UPDATE``: an order changed; fills carry the executed quantity."""
+
+    o: OrderWire
+    """The order."""
+    E: Unchecked = UNSET
+    """Event time (``Ms``; read for fills only)."""
+
+
+class MarginCallPositionWire(Struct, frozen=True, gc=False):
+    """One position of ``MARGIN_CALL.p``. Unread: ``mt``, ``iw``."""
+
+    s: Unchecked
+    """Symbol (a string)."""
+    ps: Unchecked
+    """Position side."""
+    pa: Num
+    """Position amount."""
+    mp: Num
+    """Mark price."""
+    mm: Num
+    """Maintenance margin required."""
+    up: Num
+    """Unrealised PnL."""
+
+
+class MarginCallWire(_Event, tag=MARGIN_CALL, frozen=True):
+    """``MARGIN_CALL``: the venue's own warning, relayed as an alert."""
+
+    E: Ms
+    """Event time."""
+    p: list[MarginCallPositionWire]
+    """The positions at risk."""
+    cw: Num | None = None
+    """Cross wallet balance (absent for isolated-only calls)."""
+
+
+class ListenKeyExpired(_Event, tag=LISTEN_KEY_EXPIRED, frozen=True):
+    """``listenKeyExpired``: the user stream's key is dead. Unread: ``listenKey``."""
+
+    E: Ms
+    """Event time (a string in the docs' example)."""
+
+
+class LeverageConfig(Struct, frozen=True, gc=False):
+    """``ACCOUNT_CONFIG_UPDATE.ac``: a symbol's leverage changed."""
+
+    s: Unchecked
+    """Symbol (a string)."""
+    l: Num  # noqa: E741 (Binance's field name)
+    """The new leverage."""
+
+
+class AssetModeConfig(Struct, frozen=True, gc=False):
+    """``ACCOUNT_CONFIG_UPDATE.ai``: the multi-assets mode changed."""
+
+    j: Unchecked
+    """Multi-assets mode on: a JSON boolean (checked by the parser, which lax mode would
+    otherwise pre-empt by reading ``"true"`` as one)."""
+
+
+class AccountConfigUpdate(_Event, tag=ACCOUNT_CONFIG_UPDATE, frozen=True):
+    """``ACCOUNT_CONFIG_UPDATE``: leverage (``ac``) or asset mode (``ai``) changed."""
+
+    E: Ms
+    """Event time."""
+    ac: LeverageConfig | None = None
+    """Present when a symbol's leverage changed."""
+    ai: AssetModeConfig | None = None
+    """Present when the multi-assets mode changed."""
+
+
+class TradeLite(_Event, tag="TRADE_LITE", frozen=True):
+    """A lighter duplicate of fills (``ORDER_TRADE_UPDATE`` carries them): dropped."""
+
+
+class AlgoUpdate(_Event, tag="ALGO_UPDATE", frozen=True):
+    """Algo-order lifecycle: dropped."""
+
+
+class ConditionalOrderTriggerReject(_Event, tag="CONDITIONAL_ORDER_TRIGGER_REJECT", frozen=True):
+    """A conditional order failed to trigger: dropped."""
+
+
+class StrategyUpdate(_Event, tag="STRATEGY_UPDATE", frozen=True):
+    """Strategy-trading lifecycle: dropped."""
+
+
+class GridUpdate(_Event, tag="GRID_UPDATE", frozen=True):
+    """Grid-trading lifecycle: dropped."""
+
+
+IGNORED: tuple[type[_Event], ...] = (
+    BookTicker,
+    AggTrade,
+    Ticker24h,
+    Kline,
+    ForceOrder,
+    TradeLite,
+    AlgoUpdate,
+    ConditionalOrderTriggerReject,
+    StrategyUpdate,
+    GridUpdate,
+)
+"""Events Binance sends that carry nothing the margin monitor needs."""
+
+_OtherEvent = (
+    AccountUpdate
+    | OrderTradeUpdate
+    | MarginCallWire
+    | ListenKeyExpired
+    | AccountConfigUpdate
+    | BookTicker
+    | AggTrade
+    | Ticker24h
+    | Kline
+    | ForceOrder
+    | TradeLite
+    | AlgoUpdate
+    | ConditionalOrderTriggerReject
+    | StrategyUpdate
+    | GridUpdate
+)
+AnyEvent = MarkUpdate | _OtherEvent
+"""Every event, tagged on ``e``: an unknown name fails the decode (``unknown_event``)."""
+KernelEvent = MarkQuote | _OtherEvent
+"""Every event, as the mark batch kernel reads them (marks without their index price)."""
+
+
+# --- frames ---------------------------------------------------------------------------------------
+
+
+class Envelope(Struct, Generic[E_co], frozen=True, gc=False):
+    """An object frame without an event name of its own: the combined-stream envelope, or a
+    reply to our request. Raw events are recognised by ``e`` here (and decoded as events).
+    Unread: ``stream`` (the stream's name: the event names itself).
+
+    Replies: ``{"result": null, "id": 1}`` acknowledges a ``SUBSCRIBE``; ``{"code": -1121,
+    "msg": "Invalid symbol."}`` (sometimes with ``id``) is the venue refusing something.
+    """
+
+    data: E_co | list[Raw] | UnsetType = UNSET
+    """The event, or ``!markPrice@arr``'s array of them (each judged on its own)."""
+    e: Any = UNSET
+    """Set on a raw (not enveloped) event: any JSON value, only its presence is read here."""
+    result: Any = UNSET
+    """A request's result (``null`` for ``SUBSCRIBE``): only its presence is read."""
+    id: Any = UNSET
+    """The request id we sent: only its presence is read."""
+    code: Any = UNSET
+    """An error code: shown (truncated) in the ``venue_error`` detail."""
+
+
+MarketFrame = Envelope[AnyEvent] | list[Raw]
+"""What a market connection (``/stream``, combined) sends: envelopes, acks, or a raw array."""
+KernelFrame = Envelope[KernelEvent] | list[Raw]
+"""The same, as the mark batch kernel reads it."""
+UserFrame = AnyEvent | list[Raw]
+"""What a user-data connection (``/ws``, raw) sends: events."""

@@ -16,17 +16,20 @@ Control frames (acks and pongs) decode to no events. Client requests are ``{"op"
 and ``{"op":"ping"}``. REST: ``GET /marks``, ``GET /snapshot?account=``,
 ``GET /listenKey?account=``.
 
+Frames and bodies are decoded once, from their bytes, into the typed shapes of :mod:`.wire`.
 Every parser raises :class:`~connectors.errors.VenueDataError` with one of the bounded reasons
 ``bad_json``, ``unknown_event``, ``bad_price``, ``bad_value``, ``bad_type``, ``missing_field``,
-``bad_tiers``, and nothing else, whatever the bytes.
+``bad_tiers``, and nothing else, whatever the bytes. (A frame with several faults is refused for
+the first one msgspec meets, in document order, before the parser's own checks.)
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import orjson
 
 from connectors.errors import VenueDataError
@@ -40,6 +43,7 @@ from connectors.events import (
     StreamExpired,
     TierTableUpdate,
 )
+from connectors.sim import wire
 from rules.errors import TierTableError
 from rules.tiers import TierSpec, TierTable
 from rules.types import ContractKind, MarginMode, Side
@@ -47,48 +51,58 @@ from rules.types import ContractKind, MarginMode, Side
 VENUE = "sim"
 
 _INF = math.inf
-_NAN = math.nan
 _SIDES = {"BOTH": Side.BOTH, "LONG": Side.LONG, "SHORT": Side.SHORT}
 _SIDE_WIRE = {v: k for k, v in _SIDES.items()}
 _MODES = {"cross": MarginMode.CROSS, "isolated": MarginMode.ISOLATED}
 _KINDS = {"linear": ContractKind.LINEAR, "inverse": ContractKind.INVERSE}
+S = TypeVar("S")
 
 
 def _err(reason: str, detail: str = "") -> VenueDataError:
     return VenueDataError(VENUE, reason, detail)
 
 
-_loads = orjson.loads
-_JSONDecodeError = orjson.JSONDecodeError
+# --- decoding: once, from bytes -------------------------------------------------------------------
+
+_FRAME = msgspec.json.Decoder(wire.Frame).decode
+_ValidationError = msgspec.ValidationError
+# What msgspec raises on bytes it cannot read: DecodeError, but also UnicodeDecodeError for
+# invalid UTF-8 in a string it builds and RecursionError for nesting deeper than it follows.
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_MISSING = "Object missing required field `"
+
+
+def _rejection(exc: msgspec.ValidationError, what: str = "") -> VenueDataError:
+    """The bounded reason for what msgspec refused (its message names the rule and the path)."""
+    text, _, where = str(exc).partition(" - at `")
+    path = where[:-1] or "$"
+    if text.startswith(_MISSING):
+        name = text[len(_MISSING) : -1]
+        if name == "e" and path.startswith("$["):
+            return _err("unknown_event", "batch item")  # a batch holds marks only
+        return _err("missing_field", what or name)
+    if path.endswith(".e") and (text.startswith("Invalid value") or path != "$.e"):
+        return _err("unknown_event", "batch item" if path != "$.e" else "")  # not a mark we know
+    return _err("bad_type", what or path[:40])
+
+
+def _decode_frame(frame: bytes | str) -> wire.Frame:
+    try:
+        return _FRAME(frame)
+    except _ValidationError as exc:
+        raise _rejection(exc) from None
+    except _UNREADABLE:
+        raise _err("bad_json") from None
+
+
+# --- the mark kernel's constructor ----------------------------------------------------------------
+
+# MarkPrice is a frozen slotted dataclass: its generated __init__ writes each field through
+# object.__setattr__ (~0.5 µs, most of a mark frame's budget on the firehose). The mark kernel
+# builds the same object by writing its slots through their own descriptors after
+# object.__new__ (~0.25 µs): the object is a plain MarkPrice (type, ==, hash, repr, frozen),
+# which tests/test_sim_protocol.py checks against the constructor.
 _new = object.__new__
-
-
-# MarkPrice is a frozen slotted dataclass; its generated __init__ goes through
-# object.__setattr__ per field (~0.55 µs), a big share of the per-frame budget on the mark
-# firehose. The cheapest identical (==, same type) object measured: build a plain slotted twin
-# with the same slots in the same order, then retag its class (~0.2 µs; writing the slots
-# through their descriptors after object.__new__ takes ~0.3 µs). Python allows the retag only
-# between identical layouts, so if MarkPrice ever changes, the import-time check below fails and
-# the descriptor writes are used instead. Only marks, the one per-frame hot type, take this path.
-class _MarkTwin:
-    __slots__ = ("event_ms", "index", "mark", "symbol", "venue")  # CPython sorts slots anyway
-
-    def __init__(
-        self, venue: str, symbol: str, mark: float, event_ms: int, index: float | None
-    ) -> None:
-        self.venue = venue
-        self.symbol = symbol
-        self.mark = mark
-        self.event_ms = event_ms
-        self.index = index
-
-
-def _mark_by_retag(symbol: str, mark: float, event_ms: int, index: float | None) -> MarkPrice:
-    ev: Any = _MarkTwin(VENUE, symbol, mark, event_ms, index)
-    ev.__class__ = MarkPrice
-    return ev  # type: ignore[no-any-return]
-
-
 _slot: dict[str, Any] = dict(vars(MarkPrice))
 _set_venue: Callable[[object, object], None] = _slot["venue"].__set__
 _set_symbol: Callable[[object, object], None] = _slot["symbol"].__set__
@@ -97,7 +111,8 @@ _set_event_ms: Callable[[object, object], None] = _slot["event_ms"].__set__
 _set_index: Callable[[object, object], None] = _slot["index"].__set__
 
 
-def _mark_by_slots(symbol: str, mark: float, event_ms: int, index: float | None) -> MarkPrice:
+def mark_price(symbol: str, mark: float, event_ms: int, index: float | None) -> MarkPrice:
+    """``MarkPrice(VENUE, symbol, mark, event_ms, index)``, built at half the cost."""
     ev: MarkPrice = _new(MarkPrice)
     _set_venue(ev, VENUE)
     _set_symbol(ev, symbol)
@@ -107,24 +122,11 @@ def _mark_by_slots(symbol: str, mark: float, event_ms: int, index: float | None)
     return ev
 
 
-def _retag_works() -> bool:
-    try:
-        probe = _mark_by_retag("X", 1.5, 2, 3.5)
-    except TypeError:  # "object layout differs": MarkPrice changed shape
-        return False
-    return type(probe) is MarkPrice and probe == MarkPrice(VENUE, "X", 1.5, 2, 3.5)
+# --- values ---------------------------------------------------------------------------------------
 
 
-_mark_price: Callable[[str, float, int, float | None], MarkPrice] = (
-    _mark_by_retag if _retag_works() else _mark_by_slots
-)
-_RETAG = _mark_price is _mark_by_retag
-
-
-def _price(raw: object) -> float:
+def _price(raw: str) -> float:
     """A strictly positive, finite decimal string."""
-    if type(raw) is not str:
-        raise _err("bad_type", "price")
     try:
         value = float(raw)
     except ValueError:
@@ -134,10 +136,8 @@ def _price(raw: object) -> float:
     return value
 
 
-def _number(raw: object, what: str) -> float:
+def _number(raw: str, what: str) -> float:
     """A finite decimal string of any sign (quantities, balances)."""
-    if type(raw) is not str:
-        raise _err("bad_type", what)
     try:
         value = float(raw)
     except ValueError:
@@ -147,59 +147,45 @@ def _number(raw: object, what: str) -> float:
     return value
 
 
-def _ms(raw: object) -> int:
-    if type(raw) is not int or raw < 0:
+def _ms(value: int) -> int:
+    if value < 0:
         raise _err("bad_type", "E")
-    return raw
+    return value
 
 
-def _str(raw: object, what: str) -> str:
-    if type(raw) is not str or not raw:
+def _str(value: str, what: str) -> str:
+    if not value:
         raise _err("bad_type", what)
-    return raw
+    return value
 
 
-def _mark(obj: dict[str, Any]) -> MarkPrice:
-    try:
-        symbol = obj["s"]
-        raw = obj["p"]
-        event_ms = obj["E"]
-    except KeyError:
-        raise _err("missing_field") from None
-    if type(symbol) is not str or type(raw) is not str or type(event_ms) is not int:
+# --- events ---------------------------------------------------------------------------------------
+
+
+def _mark(m: wire.Mark) -> MarkPrice:
+    mark = _price(m.p)
+    if m.E < 0 or not m.s:
         raise _err("bad_type", "mark")
-    try:
-        mark = float(raw)
-    except ValueError:
-        raise _err("bad_price") from None
-    if not 0.0 < mark < _INF or event_ms < 0 or not symbol:
-        raise _err("bad_price" if not 0.0 < mark < _INF else "bad_type")
-    index_raw = obj.get("i")
-    index = None if index_raw is None else _price(index_raw)
-    return _mark_price(symbol, mark, event_ms, index)
+    return mark_price(m.s, mark, m.E, None if m.i is None else _price(m.i))
 
 
-def _position_fields(obj: Mapping[str, Any], account: str, event_ms: int) -> PositionSnapshot:
-    try:
-        symbol = _str(obj["s"], "s")
-        side = _SIDES.get(obj["ps"])
-        qty = _number(obj["q"], "q")
-        entry_raw = obj["ep"]
-        mode = _MODES.get(obj["mt"])
-    except KeyError:
-        raise _err("missing_field") from None
-    except TypeError:  # unhashable ps/mt (list, dict)
-        raise _err("bad_type", "position") from None
+def _batch_mark(item: wire.BatchItem) -> MarkPrice:
+    if type(item) is not wire.Mark:
+        raise _err("unknown_event", "batch item")
+    return _mark(item)
+
+
+def _position_fields(row: wire.PositionRow, account: str, event_ms: int) -> PositionSnapshot:
+    symbol = _str(row.s, "s")
+    side = _SIDES.get(row.ps)
+    qty = _number(row.q, "q")
+    mode = _MODES.get(row.mt)
     if side is None or mode is None:
         raise _err("bad_type", "ps/mt")
     # A closed leg may report entry 0; an open one needs a real price.
-    entry = _number(entry_raw, "ep") if qty == 0.0 else _price(entry_raw)
+    entry = _number(row.ep, "ep") if qty == 0.0 else _price(row.ep)
     if entry < 0.0:
         raise _err("bad_price")
-    lev_raw = obj.get("lev")
-    leverage = None if lev_raw is None else _price(lev_raw)
-    im_raw = obj.get("im")
-    isolated = None if im_raw is None else _number(im_raw, "im")
     return PositionSnapshot(
         venue=VENUE,
         account=account,
@@ -209,50 +195,44 @@ def _position_fields(obj: Mapping[str, Any], account: str, event_ms: int) -> Pos
         entry_price=entry,
         event_ms=event_ms,
         margin_mode=mode,
-        leverage=leverage,
-        isolated_margin=isolated,
+        leverage=None if row.lev is None else _price(row.lev),
+        isolated_margin=None if row.im is None else _number(row.im, "im"),
     )
 
 
-def _account_of(obj: dict[str, Any]) -> tuple[str, int]:
-    try:
-        return _str(obj["a"], "a"), _ms(obj["E"])
-    except KeyError:
-        raise _err("missing_field") from None
+def _position(ev: wire.Position) -> list[Event]:
+    return [_position_fields(ev, _str(ev.a, "a"), _ms(ev.E))]
 
 
-def _position(obj: dict[str, Any]) -> list[Event]:
-    account, event_ms = _account_of(obj)
-    return [_position_fields(obj, account, event_ms)]
+def _balance(ev: wire.Balance) -> list[Event]:
+    account, event_ms = _str(ev.a, "a"), _ms(ev.E)
+    return [BalanceUpdate(VENUE, account, _str(ev.c, "c"), _number(ev.wb, "wb"), event_ms)]
 
 
-def _balance(obj: dict[str, Any]) -> list[Event]:
-    account, event_ms = _account_of(obj)
-    try:
-        asset = _str(obj["c"], "c")
-        balance = _number(obj["wb"], "wb")
-    except KeyError:
-        raise _err("missing_field") from None
-    return [BalanceUpdate(VENUE, account, asset, balance, event_ms)]
+def _expired(ev: wire.StreamExpired) -> list[Event]:
+    return [StreamExpired(VENUE, _str(ev.a, "a"), _ms(ev.E))]
 
 
-def _expired(obj: dict[str, Any]) -> list[Event]:
-    account, event_ms = _account_of(obj)
-    return [StreamExpired(VENUE, account, event_ms)]
-
-
-def _control(obj: dict[str, Any]) -> list[Event]:
+def _control(ev: object) -> list[Event]:
     return []
 
 
-_HANDLERS: dict[str, Callable[[dict[str, Any]], list[Event]]] = {
-    "mark": lambda obj: [_mark(obj)],
-    "position": _position,
-    "balance": _balance,
-    "streamExpired": _expired,
-    "subscribed": _control,
-    "pong": _control,
+_HANDLERS: dict[type, Callable[[Any], list[Event]]] = {
+    wire.Mark: lambda ev: [_mark(ev)],
+    wire.Position: _position,
+    wire.Balance: _balance,
+    wire.StreamExpired: _expired,
+    wire.Subscribed: _control,
+    wire.Pong: _control,
 }
+"""The one dispatch table: decoded event type → handler."""
+EVENT_NAMES = frozenset(t.__struct_config__.tag for t in _HANDLERS)  # type: ignore[attr-defined]
+
+
+def _events(decoded: wire.Frame) -> list[Event]:
+    if isinstance(decoded, list):  # a batch of marks: all or nothing
+        return [_batch_mark(m) for m in decoded]
+    return _HANDLERS[type(decoded)](decoded)
 
 
 def parse(frame: bytes | str) -> list[Event]:
@@ -268,53 +248,39 @@ def parse_many(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDat
     """Decode a batch of frames: each good frame's events are appended to ``out`` in order (a
     frame's events all or none); each bad frame's :class:`VenueDataError` is returned, in order.
 
-    The driver's batch entry point: one call per batch instead of one per frame, no list per
-    frame. Anything but a VenueDataError (a bug) propagates.
+    The driver's batch entry point and the mark kernel: each frame is decoded once; a single
+    mark (the firehose case) is judged and built inline, every call and lookup here being paid
+    per frame, by the same rules as :func:`_mark` (the plain path, :func:`parse_general`, which
+    the tests hold it to). Anything but a VenueDataError (a bug) propagates.
     """
     rejected: list[VenueDataError] = []
+    decode, mark_type, new, inf = _FRAME, wire.Mark, _new, _INF
     for frame in frames:
         try:
-            obj = _loads(frame)
-        except _JSONDecodeError:
+            ev = decode(frame)
+        except _ValidationError as exc:
+            rejected.append(_rejection(exc))
+            continue
+        except _UNREADABLE:
             rejected.append(_err("bad_json"))
             continue
-        if type(obj) is dict and len(obj) == 4:
-            # Fast path for a well-formed single mark (the firehose case), inlined because
-            # every call and lookup here is paid per frame; anything unusual (an index price,
-            # a bad field, another event) falls through to the general code below, which
-            # validates and names the reason. tests/test_sim_protocol.py checks both agree.
+        if type(ev) is mark_type and ev.i is None:
             try:
-                kind = obj["e"]
-                symbol = obj["s"]
-                raw = obj["p"]
-                event_ms = obj["E"]
-            except KeyError:
-                pass
-            else:
-                if (
-                    kind == "mark"
-                    and type(raw) is str
-                    and type(symbol) is str
-                    and type(event_ms) is int
-                    and event_ms >= 0
-                    and symbol
-                ):
-                    try:
-                        mark = float(raw)
-                    except ValueError:
-                        mark = _NAN  # the general code names the reason
-                    if 0.0 < mark < _INF and _RETAG:
-                        ev: Any = _new(_MarkTwin)
-                        ev.venue = VENUE
-                        ev.symbol = symbol
-                        ev.mark = mark
-                        ev.event_ms = event_ms
-                        ev.index = None
-                        ev.__class__ = MarkPrice
-                        out.append(ev)
-                        continue
+                mark = float(ev.p)
+            except ValueError:
+                mark = -1.0  # the plain path names the reason
+            symbol, event_ms = ev.s, ev.E
+            if 0.0 < mark < inf and event_ms >= 0 and symbol:
+                m: MarkPrice = new(MarkPrice)
+                _set_venue(m, VENUE)
+                _set_symbol(m, symbol)
+                _set_mark(m, mark)
+                _set_event_ms(m, event_ms)
+                _set_index(m, None)
+                out.append(m)
+                continue
         try:
-            out += _decode(obj)
+            out += _events(ev)
         except VenueDataError as exc:
             rejected.append(exc)
     return rejected
@@ -322,121 +288,66 @@ def parse_many(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDat
 
 def parse_general(frame: bytes | str) -> list[Event]:
     """:func:`parse` without its single-mark fast path: the reference the tests hold it to."""
+    return _events(_decode_frame(frame))
+
+
+# --- REST snapshots -------------------------------------------------------------------------------
+
+_MARKS = msgspec.json.Decoder(wire.MarksSnapshot).decode
+_ACCOUNT = msgspec.json.Decoder(wire.AccountSnapshot).decode
+_LISTEN_KEY = msgspec.json.Decoder(wire.ListenKey).decode
+
+
+def _body(decode: Callable[[bytes], S], body: bytes, what: str) -> S:
     try:
-        obj = _loads(frame)
-    except _JSONDecodeError:
-        raise _err("bad_json") from None
-    return _decode(obj)
+        return decode(body)
+    except _ValidationError as exc:
+        raise _rejection(exc, what) from None
+    except _UNREADABLE:
+        raise _err("bad_json", what) from None
 
 
-def _decode(obj: object) -> list[Event]:
-    if type(obj) is dict:
-        kind = obj.get("e")
-        if kind is None:
-            raise _err("missing_field", "e")
-        if type(kind) is not str:
-            raise _err("bad_type", "e")
-        handler = _HANDLERS.get(kind)
-        if handler is None:
-            raise _err("unknown_event")
-        return handler(obj)
-    if type(obj) is list:
-        out: list[Event] = []
-        for item in obj:
-            if type(item) is not dict:
-                raise _err("bad_type", "batch item")
-            if item.get("e") != "mark":
-                raise _err("unknown_event", "batch item")
-            out.append(_mark(item))
-        return out
-    raise _err("bad_type", "frame")
-
-
-# --- REST snapshots ----------------------------------------------------------------------------
-
-
-def _body(body: bytes) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise _err("bad_json", "snapshot") from None
-    if type(obj) is not dict:
-        raise _err("bad_type", "snapshot")
-    return obj
-
-
-def _list(raw: object, what: str) -> list[Any]:
-    if type(raw) is not list:
-        raise _err("bad_type", what)
-    return raw
-
-
-def _tier(row: object) -> TierSpec:
-    cells = _list(row, "tier")
-    if len(cells) != 4:
-        raise _err("bad_type", "tier")
+def _tier(cells: wire.Tier) -> TierSpec:
     floor, cap, mmr, max_lev = (_number(c, "tier") for c in cells)
     return TierSpec(floor=floor, cap=cap, mmr=mmr, deduction=None, max_leverage=max_lev)
 
 
 def parse_marks_snapshot(body: bytes) -> tuple[list[Event], int]:
     """``GET /marks`` → Instrument, TierTableUpdate and MarkPrice per instrument, and venue ms."""
-    obj = _body(body)
-    try:
-        event_ms = _ms(obj["E"])
-        rows = _list(obj["instruments"], "instruments")
-        events: list[Event] = []
-        for row in rows:
-            if type(row) is not dict:
-                raise _err("bad_type", "instrument")
-            symbol = _str(row["s"], "s")
-            kind = _KINDS.get(row["kind"]) if type(row["kind"]) is str else None
-            if kind is None:
-                raise _err("bad_type", "kind")
-            events.append(
-                Instrument(VENUE, symbol, kind, _price(row["cs"]), _str(row["settle"], "settle"))
-            )
-            tiers = [_tier(t) for t in _list(row["tiers"], "tiers")]
-            try:
-                model = TierTable.from_tiers(symbol, tiers)
-            except TierTableError:
-                raise _err("bad_tiers", symbol) from None
-            events.append(TierTableUpdate(VENUE, symbol, model, None, event_ms))
-            events.append(_mark_price(symbol, _price(row["p"]), event_ms, None))
-    except KeyError:
-        raise _err("missing_field", "snapshot") from None
+    doc = _body(_MARKS, body, "snapshot")
+    event_ms = _ms(doc.E)
+    events: list[Event] = []
+    for row in doc.instruments:
+        symbol = _str(row.s, "s")
+        kind = _KINDS.get(row.kind)
+        if kind is None:
+            raise _err("bad_type", "kind")
+        events.append(Instrument(VENUE, symbol, kind, _price(row.cs), _str(row.settle, "settle")))
+        tiers = [_tier(t) for t in row.tiers]
+        try:
+            model = TierTable.from_tiers(symbol, tiers)
+        except TierTableError:
+            raise _err("bad_tiers", symbol) from None
+        events.append(TierTableUpdate(VENUE, symbol, model, None, event_ms))
+        events.append(mark_price(symbol, _price(row.p), event_ms, None))
     return events, event_ms
 
 
 def parse_account_snapshot(body: bytes) -> tuple[list[Event], int]:
     """``GET /snapshot?account=`` → one AccountSnapshot, and venue ms."""
-    obj = _body(body)
-    try:
-        account, event_ms = _account_of(obj)
-        raw_balances = obj["balances"]
-        if type(raw_balances) is not dict:
-            raise _err("bad_type", "balances")
-        balances = {_str(k, "asset"): _number(v, "balance") for k, v in raw_balances.items()}
-        positions = []
-        for row in _list(obj["positions"], "positions"):
-            if type(row) is not dict:
-                raise _err("bad_type", "position")
-            positions.append(_position_fields(row, account, event_ms))
-    except KeyError:
-        raise _err("missing_field", "snapshot") from None
-    snap = AccountSnapshot(VENUE, account, balances, tuple(positions), event_ms)
+    doc = _body(_ACCOUNT, body, "snapshot")
+    account, event_ms = _str(doc.a, "a"), _ms(doc.E)
+    balances = {_str(k, "asset"): _number(v, "balance") for k, v in doc.balances.items()}
+    positions = tuple(_position_fields(row, account, event_ms) for row in doc.positions)
+    snap = AccountSnapshot(VENUE, account, balances, positions, event_ms)
     return [snap], event_ms
 
 
 def parse_listen_key(body: bytes) -> str:
-    obj = _body(body)
-    try:
-        return _str(obj["listenKey"], "listenKey")
-    except KeyError:
-        raise _err("missing_field", "listenKey") from None
+    return _str(_body(_LISTEN_KEY, body, "listenKey").listenKey, "listenKey")
 
 
-# --- encoders (the server side; also used to record test frames) ------------------------------
+# --- encoders (the server side; also used to record test frames) ----------------------------------
 
 
 def fmt(value: float) -> str:

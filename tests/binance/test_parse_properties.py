@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.binance.marks import decode_batch
+from connectors.binance import parse as binance_parse
 from connectors.binance.parse import (
     parse_frame,
     parse_frame_into,
@@ -131,8 +131,8 @@ def test_rest_parsers_never_crash(doc: Any) -> None:
             parse(body)
 
 
-# --- the batch decoder (one schema, one call per batch) decodes exactly what the frame-by-frame
-# path does: the same marks, or it declines the batch and the frame-by-frame path judges it ---
+# --- the batch kernel (parse_many on a market stream: one MarkRun of the decoded structs) decodes
+# exactly what the plain path does frame by frame: the same marks and the same rejections ---
 
 
 def _marks(events: list[Event]) -> list[tuple[str, float, int]]:
@@ -144,6 +144,13 @@ def _marks(events: list[Event]) -> list[tuple[str, float, int]]:
     return out
 
 
+def _plain_events(frames: list[bytes]) -> list[Event]:
+    events: list[Event] = []
+    for frame in frames:
+        parse_frame_into(frame, V, None, events, [])
+    return events
+
+
 def _frame_by_frame(frames: list[bytes]) -> tuple[list[tuple[str, float, int]], list[str]]:
     events: list[Event] = []
     errors: list[VenueDataError] = []
@@ -152,15 +159,20 @@ def _frame_by_frame(frames: list[bytes]) -> tuple[list[tuple[str, float, int]], 
     return _marks(events), [exc.reason for exc in errors]
 
 
+def _kernel(frames: list[Any]) -> tuple[list[tuple[str, float, int]], list[str]]:
+    out: list[Event] = []
+    errors = parse_many(frames, out, V)
+    return _marks(out), [exc.reason for exc in errors]
+
+
 def _agree(*frames: bytes) -> None:
     """parse_many on the batch == the frames judged one by one (marks and counted reasons)."""
     batch = list(frames)
     out: list[Event] = []
     errors = parse_many(batch, out, V)
     expected, reasons = _frame_by_frame(batch)
-    if decode_batch(batch) is not None:  # the one-call path took the batch: all frames good
-        assert not reasons
-        assert len(out) <= 1 and all(isinstance(ev, MarkRun) for ev in out)
+    if not reasons and all(isinstance(ev, MarkPrice) for ev in _plain_events(batch)):
+        assert len(out) <= 1 and all(isinstance(ev, MarkRun) for ev in out)  # one run of marks
     assert _marks(out) == expected
     assert [exc.reason for exc in errors] == reasons
     for frame in batch:  # user streams never take the batch path; they must not crash either
@@ -261,14 +273,15 @@ def test_any_bytes_in_a_batch_of_good_frames(junk: bytes, where: int) -> None:
         _good.replace(b'"p":"60000.10"', b'"p":"0"'),  # Binance's mark of a settling symbol
     ],
 )
-def test_an_odd_frame_sends_the_batch_frame_by_frame(odd: bytes) -> None:
-    assert decode_batch([_good, odd, _good]) is None
+def test_an_odd_frame_is_judged_on_its_own(odd: bytes) -> None:
+    marks, _ = _kernel([_good, odd, _good])
+    assert marks[0] == marks[-1] == ("BTCUSDT", 60000.10, 1562305380000)  # its neighbours kept
     _agree(_good, odd, _good)
 
 
 def test_whitespace_and_newlines_between_tokens_are_one_frame() -> None:
     spaced = _good.replace(b',"s"', b',\n "s"').replace(b'{"e"', b'\r\n{"e"') + b"\n"
-    assert decode_batch([_good, spaced, _good]) == decode_batch([_good] * 3)
+    assert _kernel([_good, spaced, _good]) == _kernel([_good] * 3)
     _agree(_good, spaced, _good)
 
 
@@ -277,8 +290,8 @@ def test_frames_that_merge_and_split_cannot_pass_for_a_batch_of_marks() -> None:
     # document when merely laid end to end, the third holds two. Each must be judged alone.
     head, tail = _good.split(b'"data":')
     frames = [head + b'"data":', tail, _good + _good]
-    assert decode_batch(frames) is None
-    assert decode_batch([_good, *frames, _good]) is None
+    assert _kernel(frames) == ([], ["bad_json"] * 3)
+    assert _kernel([_good, *frames, _good]) == (_kernel([_good] * 2)[0], ["bad_json"] * 3)
     _agree(_good, *frames, _good)
     assert _frame_by_frame(frames)[1] == ["bad_json"] * 3
 
@@ -297,7 +310,7 @@ def test_a_non_string_symbol_is_rejected() -> None:
     with pytest.raises(VenueDataError) as info:
         parse_frame(frame, V, None)
     assert info.value.reason == "bad_value"
-    assert decode_batch([frame]) is None
+    assert _kernel([frame]) == ([], ["bad_value"])
 
 
 @pytest.mark.parametrize(
@@ -308,16 +321,17 @@ def test_a_non_string_symbol_is_rejected() -> None:
         _good.replace(b'"r":"0.0001"', b'"r":"\xff"'),  # invalid UTF-8 in a skipped string
     ],
 )
-def test_where_the_paths_differ_on_purpose(frame: bytes) -> None:
-    # The known differences, kept on purpose: orjson refuses a frame holding a number that
-    # overflows float64 or a string that is not UTF-8 anywhere; the batch decoder skips the
-    # fields it does not use without converting or checking them, so the mark (well formed)
-    # is kept. Binance sends neither; checking for them would cost a second pass per frame.
-    with pytest.raises(VenueDataError):
-        parse_frame(frame, V, None)
-    quotes = decode_batch([frame])
-    assert quotes is not None
-    assert _marks([MarkRun(V, quotes)]) == [("BTCUSDT", 60000.10, 1562305380000)]
+def test_fields_the_monitor_does_not_use_are_skipped_on_both_paths(frame: bytes) -> None:
+    # A number that overflows float64 or a string that is not UTF-8, in a field the monitor
+    # does not use: both paths skip such fields without converting or checking them (one
+    # decoder, one judgement), so the mark (well formed) is kept. Binance sends neither;
+    # checking for them would cost a second pass per frame.
+    (mark,) = parse_frame(frame, V, None)
+    assert isinstance(mark, MarkPrice)
+    assert mark == MarkPrice(V, "BTCUSDT", 60000.10, 1562305380000, mark.index)
+    assert mark.index in (60001.5, None)  # an unreadable index reads as absent
+    assert _kernel([frame]) == ([("BTCUSDT", 60000.10, 1562305380000)], [])
+    _agree(frame)
 
 
 @pytest.mark.parametrize(
@@ -328,13 +342,13 @@ def test_where_the_paths_differ_on_purpose(frame: bytes) -> None:
     ],
 )
 def test_frames_msgspec_cannot_read_are_judged_one_by_one(odd: bytes) -> None:
-    assert decode_batch([_good, odd]) is None
+    assert _kernel([_good, odd]) == (_kernel([_good])[0], ["bad_json"])
     _agree(_good, odd, _good)
 
 
-def test_the_batch_decoder_leaves_the_frames_as_they_were() -> None:
+def test_the_batch_kernel_leaves_the_frames_as_they_were() -> None:
     frames: list[Any] = [_good, bytearray(_good)]
-    assert decode_batch(frames) == decode_batch([_good, _good])
+    assert _kernel(frames) == _kernel([_good, _good])
     assert frames == [_good, bytearray(_good)]
 
 
@@ -349,3 +363,28 @@ def test_the_index_price_is_shown_when_readable_and_never_costs_the_mark(
     frame = _good.replace(b'"i":"60001.5"', raw)
     assert parse_market(frame) == [MarkPrice(V, "BTCUSDT", 60000.10, 1562305380000, index)]
     _agree(frame)
+
+
+def test_a_mixed_batch_decodes_each_frame_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[bytes] = []
+
+    def counting(decode: Any) -> Any:
+        def counted(buf: Any) -> Any:
+            decoded.append(bytes(buf))
+            return decode(buf)
+
+        return counted
+
+    monkeypatch.setattr(binance_parse, "_KERNEL", counting(binance_parse._KERNEL))
+    monkeypatch.setattr(binance_parse, "_EVENT", counting(binance_parse._EVENT))
+    items = [orjson.loads(_good)["data"], {**orjson.loads(_good)["data"], "p": "0"}]
+    array = orjson.dumps({"stream": "!markPrice@arr@1s", "data": items})
+    ack, zero = b'{"result":null,"id":1}', _good.replace(b'"p":"60000.10"', b'"p":"0"')
+    frames = [_good, ack, zero, b"junk", array, _good]
+    out: list[Event] = []
+    errors = parse_many(frames, out, V)
+    assert _marks(out) == [("BTCUSDT", 60000.10, 1562305380000)] * 3
+    assert [exc.reason for exc in errors] == ["bad_value", "bad_json", "bad_value"]
+    # Each frame is decoded once, in order; an array's items are skipped by its frame's decode
+    # (kept as raw slices, so that each is judged on its own) and each decoded from its slice.
+    assert decoded == [*frames[:5], *(orjson.dumps(item) for item in items), frames[5]]

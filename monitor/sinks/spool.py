@@ -21,9 +21,16 @@ want of space: moving the overflow to disk is retried later, and a ``committed``
 cannot be replaced only means more duplicates after a restart.
 
 Durability: with :attr:`FsyncPolicy.BATCH` (the default) each :meth:`Spool.append` call is one
-``write`` plus one ``fsync``, so a record is on disk when ``append`` returns. A record torn by a
-crash mid-write fails its length or CRC check; on open the spool truncates the last segment at
-its last valid record and counts what it dropped (:attr:`Spool.truncated_bytes`). A crash
+``write`` plus one ``fsync``, so a record is on disk when ``append`` returns. A write-ahead
+owner (the Kafka sink) appends with ``sync=False`` on its event loop, which is one ``write``:
+the record is in the kernel's page cache, so it survives the process being killed at any
+moment; :meth:`Spool.sync_job` then hands it a job that makes everything appended so far
+durable (fsync of the segments and the directory), to run in a worker thread before the
+records are sent. :meth:`Spool.ack` never waits for the disk: a ``committed`` offset or a
+segment deletion lost to a power cut only replays acknowledged records (duplicates).
+A record torn by a crash mid-write fails its length or CRC check; on open the spool truncates
+the last segment at its last valid record and counts what it dropped
+(:attr:`Spool.truncated_bytes`). A crash
 between sending and :meth:`Spool.ack` replays records already delivered: delivery is
 at-least-once and consumers drop duplicates by alert id.
 
@@ -152,6 +159,9 @@ class Spool:
         self._overflow: deque[bytes] = deque()
         self._peeked: list[_Peeked] = []
         self._writer: int | None = None  # O_APPEND descriptor of the last segment
+        self._unsynced = False  # records were written to the writer without an fsync
+        self._dir_unsynced = False  # a segment was created without fsyncing the directory
+        self._sync_fds: list[int] = []  # closed segments' descriptors that still need an fsync
         self._torn = False  # a failed write could not be cut back: start a new segment
         self._reader: tuple[int, BinaryIO] | None = None
         self._full = False
@@ -266,10 +276,11 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def append(self, records: Iterable[bytes]) -> None:
+    def append(self, records: Iterable[bytes], *, sync: bool = True) -> None:
         """Accept records in order: to disk while they fit, then to the in-memory overflow.
 
-        All or nothing: on ``OSError`` (disk full, I/O error) no record was accepted.
+        All or nothing: on ``OSError`` (disk full, I/O error) no record was accepted. With
+        ``sync=False`` the write is not fsynced here (see :meth:`sync_job`).
         """
         if self._disk_failed:
             self._move_overflow()  # the disk may have room again
@@ -287,7 +298,7 @@ class Spool:
             disk_records += 1
             disk_bytes += size
         if frames:
-            self._write(frames)
+            self._write(frames, sync=sync)
         # Counted only once the records are on disk: a failed write changes nothing.
         self._disk_records, self._disk_bytes = disk_records, disk_bytes
         self._overflow.extend(spill)
@@ -317,11 +328,11 @@ class Spool:
         if self._on_full is not None:
             self._on_full(self.depth())
 
-    def _write(self, frames: Sequence[bytes]) -> None:
+    def _write(self, frames: Sequence[bytes], *, sync: bool = True) -> None:
         """Write whole frames to the last segment, or raise ``OSError`` having written none."""
         blob = b"".join(frames)
         if self._torn or not self._segments or self._segments[-1].size >= self._segment_bytes:
-            self._roll()
+            self._roll(sync=sync)
         seg = self._segments[-1]
         if self._writer is None:
             self._writer = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
@@ -331,7 +342,10 @@ class Spool:
             while view:  # unbuffered: a short write is not an error, just continue
                 view = view[os.write(fd, view) :]
             if self._fsync is FsyncPolicy.BATCH:
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
+                else:
+                    self._unsynced = True
         except OSError:
             self._cut_back(fd, seg)
             raise
@@ -353,14 +367,22 @@ class Spool:
     def _close_writer(self) -> None:
         if self._writer is not None:
             fd, self._writer = self._writer, None
+            if self._unsynced:
+                # Written without an fsync: the next sync job fsyncs and closes it.
+                self._sync_fds.append(fd)
+                self._unsynced = False
+                return
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _roll(self) -> None:
+    def _roll(self, *, sync: bool = True) -> None:
         self._close_writer()
         path = self.directory / f"{self._next_seq:020d}{_SUFFIX}"
         path.touch()
-        self._fsync_dir()
+        if sync:
+            self._fsync_dir()
+        else:
+            self._dir_unsynced = True
         self._segments.append(_Segment(self._next_seq, path, 0, 0))
         self._torn = False
         if len(self._segments) == 1:
@@ -373,6 +395,46 @@ class Spool:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+    def unsynced(self) -> bool:
+        """Records were appended with ``sync=False`` and no sync job has covered them yet."""
+        return self._fsync is FsyncPolicy.BATCH and bool(
+            self._unsynced or self._dir_unsynced or self._sync_fds
+        )
+
+    def sync_job(self) -> Callable[[], None] | None:
+        """A job making every record appended so far durable, or ``None`` if none is needed.
+
+        Called by the owner; the job itself may run in a worker thread while the owner goes on
+        appending: it owns its descriptors (a duplicate of the writer's, and those of segments
+        closed since), so nothing the owner does afterwards can close them under it. Raises
+        ``OSError`` if an fsync fails (the records may then not survive a power cut).
+        """
+        if not self.unsynced():
+            return None
+        fds, self._sync_fds = self._sync_fds, []
+        if self._unsynced and self._writer is not None:
+            fds.append(os.dup(self._writer))
+        self._unsynced = False
+        directory = self.directory if self._dir_unsynced else None
+        self._dir_unsynced = False
+
+        def job() -> None:
+            try:
+                for fd in fds:
+                    os.fsync(fd)
+                if directory is not None:
+                    dir_fd = os.open(directory, os.O_RDONLY)
+                    try:
+                        os.fsync(dir_fd)
+                    finally:
+                        os.close(dir_fd)
+            finally:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+        return job
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -475,7 +537,7 @@ class Spool:
                 _Peeked(p.payload, p.segment - drop if p.segment >= 0 else -1, p.end)
                 for p in self._peeked
             ]
-            self._fsync_dir()
+            # No directory fsync: a deletion lost to a power cut only replays acked records.
         self._cursor, self._head = end, head
 
     def _committed(self) -> int:
@@ -511,13 +573,12 @@ class Spool:
         self._peeked = []
 
     def _write_committed(self) -> None:
+        # Atomic (rename) but not fsynced: ack runs on the owner's event loop, and an offset
+        # lost to a power cut (an older or unreadable ``committed``) only replays duplicates.
         raw = struct.pack("<Q", self._committed())
         tmp = self.directory / "committed.tmp"
         with tmp.open("wb") as fh:
             fh.write(raw + struct.pack("<I", zlib.crc32(raw)))
-            fh.flush()
-            if self._fsync is FsyncPolicy.BATCH:
-                os.fsync(fh.fileno())
         tmp.replace(self.directory / "committed")
 
     def close(self) -> None:
@@ -546,5 +607,11 @@ class Spool:
                 )
         self._close_reader()
         self._close_writer()
+        job = self.sync_job()
+        if job is not None:
+            try:
+                job()  # shutdown: what was appended without an fsync gets one now
+            except OSError as exc:
+                log.error("spool %s: cannot fsync at shutdown: %s", self.directory, exc.strerror)
         fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
         self._lock.close()

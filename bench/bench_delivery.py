@@ -111,6 +111,9 @@ class _Acks:
     def spool_depth(self, sink: str, depth: int) -> None:
         pass
 
+    def repaired(self, sink: str, n: int) -> None:
+        pass
+
     async def wait(self, target: int) -> None:
         while self.total < target:
             self.changed.clear()

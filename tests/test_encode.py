@@ -1,5 +1,5 @@
 """Per-alert encoding: an alert that does not encode is repaired (and says how), never lost, and
-never takes the alerts around it down, in every sink (console, JSONL, MQTT)."""
+never takes the alerts around it down, in every sink (console, JSONL, Kafka, MQTT)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import orjson
 import pytest
 from delivery_helpers import FIGURES, RecordingObserver, make_alert
 from services import Service
+from test_kafka_sink import ALERTS, Collector, bootstrap_of
+from test_kafka_sink import config as kafka_config
+from test_kafka_sink import running as kafka_running
 from test_mqtt_sink import Subscriber
 from test_mqtt_sink import config as mqtt_config
 from test_mqtt_sink import running as mqtt_running
@@ -21,6 +24,7 @@ from test_mqtt_sink import running as mqtt_running
 from monitor.sinks.console import ConsoleSink, format_time
 from monitor.sinks.encode import I64_MAX, REPAIRS_KEY, encoded, repair
 from monitor.sinks.jsonl import JsonlSink
+from monitor.sinks.kafka import KafkaSink
 from monitor.sinks.mqtt import MqttSink
 from rules.alert_doc import Alert, Level
 
@@ -147,6 +151,25 @@ async def test_jsonl_writes_every_alert_of_a_batch_with_bad_ones(tmp_path: Path)
     assert sink.repaired == 3
     assert observer.repaired_total == 3
     assert observer.delivered_total == 7
+
+
+@pytest.mark.integration
+async def test_kafka_delivers_every_alert_of_a_batch_with_bad_ones(
+    tansu: Service, tmp_path: Path
+) -> None:
+    observer = RecordingObserver()
+    sink = KafkaSink(kafka_config(bootstrap_of(tansu), tmp_path / "spool"), observer=observer)
+    sent = mixed()
+    async with asyncio.timeout(60), kafka_running(sink):
+        for alert in sent:
+            sink.submit(alert)
+        async with Collector(bootstrap_of(tansu), ALERTS) as collector:
+            await collector.wait_for(lambda: len(collector.messages) >= len(sent))
+    # One account: one partition, in submission order.
+    check_delivered([m.value for m in collector.messages], sent)
+    assert {m.key for m in collector.messages} == {b"binance:acct-1"}
+    assert sink.repaired == 3
+    assert observer.repaired_total == 3
 
 
 @pytest.mark.integration

@@ -182,7 +182,10 @@ def test_any_append_ack_sequence_keeps_order_and_loses_nothing(
                 model.extend(batch)
             elif op == "ack":
                 k = min(n, len(model))
-                assert spool.peek(k) == [model[i] for i in range(k)]
+                # Acks after a full peek (a replay), a partial one, or none at all (a
+                # write-ahead sender that sends from memory): the spool walks what it did not read.
+                seen = (k, k // 2, 0)[n % 3]
+                assert spool.peek(seen) == [model[i] for i in range(seen)]
                 spool.ack(k)
                 for _ in range(k):
                     model.popleft()

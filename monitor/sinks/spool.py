@@ -149,6 +149,7 @@ class Spool:
         self.max_records = max_records
         self._segment_bytes = segment_bytes
         self._fsync = fsync
+        self._batch_fsync = fsync is FsyncPolicy.BATCH
         self._on_full = on_full
         self._segments: list[_Segment] = []
         self._cursor = 0  # byte offset of the oldest unacked record in _segments[0]
@@ -304,6 +305,42 @@ class Spool:
         self._overflow.extend(spill)
         if spill:
             self._start_full()
+
+    def append_one(self, payload: bytes) -> None:
+        """``append((payload,), sync=False)``, lean: the write-ahead owner calls it per alert,
+        on its event loop, so the plain case (an open segment with room, a healthy disk, no
+        overflow) is one frame and one ``write``; anything else takes :meth:`append`'s path."""
+        size = _HEADER.size + len(payload)
+        fd = self._writer
+        if (
+            fd is None
+            or self._torn
+            or self._disk_failed
+            or self._overflow
+            or size > MAX_RECORD_BYTES
+            or self._segments[-1].size >= self._segment_bytes
+            or self._disk_bytes + size > self.max_bytes
+            or (self.max_records is not None and self._disk_records >= self.max_records)
+        ):
+            self.append((payload,), sync=False)
+            return
+        seg = self._segments[-1]
+        frame = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        try:
+            written = os.write(fd, frame)
+            if written < size:  # unbuffered: a short write is not an error, just continue
+                view = memoryview(frame)[written:]
+                while view:
+                    view = view[os.write(fd, view) :]
+        except OSError:
+            self._cut_back(fd, seg)
+            raise
+        self._unsynced = self._batch_fsync
+        seg.count += 1
+        seg.size += size
+        self._next_seq += 1
+        self._disk_records += 1
+        self._disk_bytes += size
 
     def hold(self, records: Iterable[bytes]) -> None:
         """Keep records, in order, in the in-memory overflow only: for records an
@@ -496,17 +533,32 @@ class Spool:
             return
         if n > self.depth():
             raise ValueError(f"ack({n}) beyond spool depth {self.depth()}")
-        self._fill_peek(n)
-        done, self._peeked = self._peeked[:n], self._peeked[n:]
+        k = min(n, len(self._peeked))
+        done, self._peeked = self._peeked[:k], self._peeked[k:]
         disk = [p for p in done if p.segment >= 0]
-        for _ in range(len(done) - len(disk)):
+        overflow = k - len(disk)
+        count = len(disk)
+        nbytes = sum(_HEADER.size + len(p.payload) for p in disk)
+        last_seg, last_end = (disk[-1].segment, disk[-1].end) if disk else (0, self._cursor)
+        walked = walked_in_last = 0
+        if n > k:
+            # Beyond what was peeked (a write-ahead owner sends from memory and never peeks):
+            # walk the record headers on disk, without reading the payloads into objects.
+            if overflow:
+                last_seg, last_end = len(self._segments), 0  # the peeked part reached memory
+            walked, walked_bytes, end, walked_in_last = self._walk(n - k, last_seg, last_end)
+            count += walked
+            nbytes += walked_bytes
+            overflow += n - k - walked
+            if walked:
+                last_seg, last_end = end
+        for _ in range(overflow):
             self._overflow.popleft()
-        if disk:
-            self._disk_records -= len(disk)
-            self._disk_bytes -= sum(_HEADER.size + len(p.payload) for p in disk)
-            last = disk[-1]
-            in_last = sum(1 for p in disk if p.segment == last.segment)
-            self._advance(last.segment, last.end, in_last)
+        if count:
+            self._disk_records -= count
+            self._disk_bytes -= nbytes
+            in_last = walked_in_last + sum(1 for p in disk if p.segment == last_seg)
+            self._advance(last_seg, last_end, in_last)
         self._move_overflow()
         try:
             self._write_committed()
@@ -516,6 +568,30 @@ class Spool:
         if self._full and not self._overflow and self._disk_bytes <= self.max_bytes // 2:
             self._full = False
             log.info("spool %s: has room again", self.directory)
+
+    def _walk(self, n: int, seg_idx: int, off: int) -> tuple[int, int, tuple[int, int], int]:
+        """Step over up to ``n`` records on disk from ``off`` in segment ``seg_idx``: (records,
+        bytes, (segment, offset) just past the last, records stepped over in that segment)."""
+        count = nbytes = in_seg = end_in = 0
+        end = (seg_idx, off)
+        while count < n and seg_idx < len(self._segments):
+            seg = self._segments[seg_idx]
+            if off >= seg.size:
+                seg_idx, off, in_seg = seg_idx + 1, 0, 0
+                continue
+            fh = self._reader_for(seg_idx)
+            fh.seek(off)
+            data = fh.read(min(seg.size - off, 1 << 20))
+            pos = 0
+            while count < n and pos + _HEADER.size <= len(data):
+                (length, _crc) = _HEADER.unpack_from(data, pos)
+                pos += _HEADER.size + length
+                count += 1
+                in_seg += 1
+            off += pos  # may be past this chunk (a long record): the next read starts there
+            nbytes += pos
+            end, end_in = (seg_idx, off), in_seg
+        return count, nbytes, end, end_in
 
     def _advance(self, seg_idx: int, end: int, acked_in_seg: int) -> None:
         """Move the cursor past ``end`` in segment ``seg_idx``; delete segments left behind."""

@@ -38,13 +38,15 @@ class Child:
     """The emitter process; its stdout read line by line, each wait bounded by a deadline."""
 
     def __init__(self, bootstrap: str, spool: Path, mode: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(EMITTER), bootstrap, str(spool), mode],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=EMITTER.parent,
-        )
+        self.log = spool.parent / f"emitter-{mode}.log"
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(EMITTER), bootstrap, str(spool), mode],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                cwd=EMITTER.parent,
+            )
         assert self.proc.stdout is not None
         self._fd = self.proc.stdout.fileno()
         self._buf = b""
@@ -74,7 +76,10 @@ class Child:
         while True:
             text = self.line(deadline)
             if text is None:
-                raise AssertionError(f"emitter exited ({self.proc.wait()}) before {prefix!r}")
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise AssertionError(
+                    f"emitter exited ({self.proc.wait()}) before {prefix!r}; its log:\n{tail}"
+                )
             if text.startswith(prefix):
                 return text
 

@@ -1,6 +1,7 @@
 """Kafka sink: alerts to ``marginwatch.alerts``, account states to the compacted state topic.
 
-Write-ahead: :meth:`KafkaSink.submit` encodes the alert (on its own, see
+Write-ahead: :meth:`KafkaSink.submit` encodes the alert on its own (the kernel in
+:mod:`monitor.sinks.alert_json`; one that does not encode is repaired, see
 :mod:`monitor.sinks.encode`) and appends it to the durable spool before anything else, one
 ``write`` on the tick path and no fsync, so from the moment ``submit`` returns the alert is in
 the kernel's page cache and survives the process being killed at any moment. Nothing on the
@@ -25,9 +26,10 @@ handing over, waits for every round in flight to be answered (so none can land a
 replay), drops them (their records are still in the spool), and after a backoff makes a new
 producer, sets up the topics (a broker may come back empty) and replays the spool.
 
-A spool that cannot be written (disk full, I/O error) loses nothing either: the records stay in
-the spool's in-memory overflow, in order, and the sink reports ``spool_full``; the spool writes
-them to disk once it can. State documents are latest-wins per account: they wait in a dict (a
+A spool that cannot be written (disk full, I/O error) or is past its bound loses nothing while
+the process lives: the records wait in the spool's in-memory overflow, in order, and the sink
+reports ``spool_full`` (that state is not durable against kill -9, hence the alert); the spool
+writes them to disk once it can. State documents are latest-wins per account: they wait in a dict (a
 newer one replaces an unsent older one) and are not spooled; the engine republishes state on
 start-up.
 """

@@ -1,7 +1,10 @@
 """Alerts per second through KafkaSink into a real Kafka-protocol broker (Tansu, in memory).
 
-50k schema-1 alerts over 50 accounts are submitted at once (the tick path only appends to a
-deque) and timed until the broker has acknowledged the last one (acks=all, 64 KiB batches).
+50k schema-1 alerts over 50 accounts are submitted at once and timed until the broker has
+acknowledged the last one (acks=all, 64 KiB batches). The sink is write-ahead: each ``submit``
+encodes the alert and appends it to the durable spool (one ``write``), the run task fsyncs
+(policy ``batch``, the default) before each round leaves and acks the spool as rounds retire,
+so the sink's figure carries the whole cost of the spool on the Kafka path.
 In the same run, on the same broker and with the same 50k messages, two plain-aiokafka
 baselines with the same producer settings (acks=all, linger 5 ms, 64 KiB batches):
 
@@ -11,9 +14,11 @@ baselines with the same producer settings (acks=all, linger 5 ms, 64 KiB batches
   ``create_batch``/``send_batch`` (what the sink does, without a sink around it: the ceiling).
 
 Both baselines get the messages already encoded; the sink's figure includes encoding each alert
-(``to_json``) on its run task. The three are run ``RUNS`` times, interleaved in a rotating order,
-each run on a fresh topic; the medians are reported, with the sink's min and max. Also reported:
-the cost of ``submit`` on the tick path, and the spool's append rate with one fsync per
+(``alert_json``) and spooling it. ``kafka_vs_aiokafka_send_ratio`` is the write-ahead sink
+against a plain aiokafka send, side by side in one run (the target: at least 1.5). The three
+are run ``RUNS`` times, interleaved in a rotating order, each run on a fresh topic; the medians
+are reported, with the sink's min and max. Also reported: the cost of ``submit`` on the tick
+path (encode plus the write-ahead ``write``), and the spool's append rate with one fsync per
 1000-record batch (what an outage costs). The broker is started on a free loopback port and
 stopped by PID; the whole measurement is bounded by ``DEADLINE_S``.
 """
@@ -55,7 +60,8 @@ BATCH_BYTES = 65_536
 # the ratios say how the sink compares with aiokafka on the same broker in the same run.
 CEILINGS: dict[str, tuple[str, float]] = {
     "kafka_alerts_per_s": ("min", 3_700.0 * 5),
-    "kafka_vs_aiokafka_send_ratio": ("min", 1.0),
+    # Write-ahead (issue #11): the spool on the Kafka path must leave the sink 1.5x a plain send.
+    "kafka_vs_aiokafka_send_ratio": ("min", 1.5),
 }
 
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]  # key, value, headers
@@ -109,6 +115,9 @@ class _Acks:
         pass
 
     def spool_depth(self, sink: str, depth: int) -> None:
+        pass
+
+    def repaired(self, sink: str, n: int) -> None:
         pass
 
     async def wait(self, target: int) -> None:

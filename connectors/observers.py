@@ -42,5 +42,8 @@ class NullObserver:
     def spool_depth(self, sink: str, depth: int) -> None:
         return None
 
+    def repaired(self, sink: str, n: int) -> None:
+        return None
+
 
 NULL_OBSERVER = NullObserver()

@@ -58,6 +58,7 @@ class RecordingObserver:
         self.delivered_total = 0
         self.failures: list[tuple[int, str]] = []
         self.depths: list[int] = []
+        self.repaired_total = 0
         self._changed = asyncio.Event()
 
     def delivered(self, sink: str, n: int) -> None:
@@ -70,6 +71,10 @@ class RecordingObserver:
 
     def spool_depth(self, sink: str, depth: int) -> None:
         self.depths.append(depth)
+        self._changed.set()
+
+    def repaired(self, sink: str, n: int) -> None:
+        self.repaired_total += n
         self._changed.set()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:

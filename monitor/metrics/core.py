@@ -259,6 +259,13 @@ class Metrics:
             ["sink", "reason"],
             registry=r,
         )
+        self.repairs = Counter(
+            "marginwatch_alert_repairs",
+            "Alerts that did not encode as they were and were sent repaired (fields clamped "
+            "or dropped, named in the alert).",
+            ["sink"],
+            registry=r,
+        )
         self.spool = Gauge(
             "marginwatch_alert_spool_depth",
             "Alerts waiting in the sink's durable spool.",
@@ -312,6 +319,7 @@ class Metrics:
             name = self._sink(sink)
             for result in DELIVERY_RESULTS:
                 self.deliveries.labels(name, result)
+            self.repairs.labels(name)
             self.spool.labels(name).set(0)
 
     def register_alert_kinds(self, kinds: Iterable[str] = ALERT_KINDS) -> None:
@@ -354,6 +362,9 @@ class Metrics:
 
     def spool_depth(self, sink: str, depth: int) -> None:
         self.spool.labels(self._sink(sink)).set(depth)
+
+    def repaired(self, sink: str, n: int) -> None:
+        self.repairs.labels(self._sink(sink)).inc(n)
 
     # -- EngineObserver ----------------------------------------------------------------------
 

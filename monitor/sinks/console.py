@@ -8,7 +8,8 @@ are not printed here (the demo's live view shows them).
 
 A write error (a closed pipe, a full disk behind a redirect) keeps the alerts queued: it is
 counted, reported as ``delivery_failing`` on the other sinks and retried with a backoff; it
-never stops the daemon.
+never stops the daemon. An alert whose values cannot be printed (venue garbage) is printed
+repaired (:mod:`monitor.sinks.encode`), alone: the lines around it are unaffected.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import Literal, TextIO
 
 from connectors.backoff import Backoff
+from monitor.sinks.encode import repaired_json
 from monitor.sinks.local import LocalSink
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 from rules.alert_doc import Alert, Figures, Level
@@ -48,8 +50,12 @@ log = logging.getLogger(__name__)
 
 
 def format_time(ms: int) -> str:
-    """``2026-11-27T10:01:02.345Z`` (UTC, millisecond precision)."""
-    t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    """``2026-11-27T10:01:02.345Z`` (UTC, millisecond precision); a time no calendar date can
+    show (a venue's garbage, years past 9999) is printed as the number, ``t=<ms>ms``."""
+    try:
+        t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return f"t={ms}ms"
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
@@ -129,12 +135,26 @@ class ConsoleSink(LocalSink):
     def _write(self) -> int:
         # Synchronous on purpose: a batch is written without yielding, so run() and close()
         # never interleave lines. A line is dropped from the queue only after it was written.
-        written = 0
+        written = repaired = 0
         while self._queue:
-            self._stream.write(format_alert(self._queue[0], colour=self._colour) + "\n")
+            line, fixed = self._line(self._queue[0])
+            self._stream.write(line + "\n")
             self._queue.popleft()
             written += 1
+            repaired += fixed
         self._stream.flush()
         if written:
             self._observer.delivered(self.name, written)
+        self._count_repaired(repaired)
         return written
+
+    def _line(self, alert: Alert) -> tuple[str, bool]:
+        """The alert's line, and whether it had to be repaired first (one alert at a time, so
+        one that cannot be printed never holds up the others)."""
+        try:
+            line = format_alert(alert, colour=self._colour)
+            line.encode()  # a lone surrogate (venue garbage) would fail the stream's write
+        except Exception:  # whatever the values are, the alert is repaired, not lost
+            fixed, _ = repaired_json(alert, self.name)
+            return format_alert(fixed, colour=self._colour), True
+        return line, False

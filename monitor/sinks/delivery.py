@@ -9,7 +9,7 @@ import contextlib
 import errno
 import logging
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,16 +43,17 @@ class Envelope:
         return cls(alert.key(), tuple(alert.headers()), alert.to_json())
 
     def encode(self) -> bytes:
-        parts = [
-            _U8.pack(_VERSION),
-            _U16.pack(len(self.key)),
-            self.key,
-            _U8.pack(len(self.headers)),
-        ]
-        for name, value in self.headers:
+        return self.prefix(self.key, self.headers) + self.value
+
+    @staticmethod
+    def prefix(key: bytes, headers: Iterable[tuple[str, bytes]]) -> bytes:
+        """The encoding up to the value: what alerts with the same key and headers share
+        (the Kafka sink caches it, so spooling an alert costs one concatenation)."""
+        headers = tuple(headers)
+        parts = [_U8.pack(_VERSION), _U16.pack(len(key)), key, _U8.pack(len(headers))]
+        for name, value in headers:
             raw = name.encode()
             parts += [_U8.pack(len(raw)), raw, _U16.pack(len(value)), value]
-        parts.append(self.value)
         return b"".join(parts)
 
     @classmethod

@@ -5,7 +5,8 @@ on ``close``, so a clean shutdown leaves every alert on disk. An alert leaves th
 once its line is written. A write error (disk full, I/O error) cuts the file back to the last
 whole line and keeps the batch queued: it is counted, reported as ``delivery_failing`` on the
 other sinks and retried with a backoff; it never stops the daemon. The file being unusable at
-start-up is a usage error.
+start-up is a usage error. Each alert is encoded on its own (:mod:`monitor.sinks.encode`): one
+that does not encode is written repaired, and the rest of its batch as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from connectors.backoff import Backoff
 from monitor.errors import DeliveryError, UsageError
+from monitor.sinks.encode import encoded
 from monitor.sinks.local import LocalSink
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 
@@ -91,8 +93,14 @@ class JsonlSink(LocalSink):
             raise DeliveryError(f"jsonl: {len(self._queue)} alerts submitted after close")
         batch = list(self._queue)
         fd = self._fd
+        lines: list[bytes] = []
+        repaired = 0
+        for alert in batch:  # one by one: an alert that does not encode is repaired alone
+            _, value, fixed = encoded(alert, self.name)
+            lines += (value, b"\n")
+            repaired += fixed
         start = os.lseek(fd, 0, os.SEEK_END)
-        view = memoryview(b"".join(a.to_json() + b"\n" for a in batch))
+        view = memoryview(b"".join(lines))
         try:
             while view:  # unbuffered: a short write is not an error, just continue
                 view = view[os.write(fd, view) :]
@@ -105,4 +113,5 @@ class JsonlSink(LocalSink):
             self._queue.popleft()
         self.written += len(batch)
         self._observer.delivered(self.name, len(batch))
+        self._count_repaired(repaired)
         return len(batch)

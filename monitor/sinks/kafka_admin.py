@@ -3,7 +3,10 @@
 Topic creation runs at every (re)connection, because a broker may come back empty: the alerts
 topic with ``partitions`` partitions, the state topic with ``cleanup.policy=compact``. When the
 principal may not create topics, the error names the topic and the permission it lacks, and the
-sink carries on if the topics already exist.
+sink carries on if the topics already exist. A topic that exists with another partition count
+than configured (made by hand, or auto-created by the broker with its default) is a problem
+reported at start-up, not a reason to stop: alerts still flow, but keys map to other partitions
+than a consumer sized for the config expects.
 """
 
 from __future__ import annotations
@@ -92,8 +95,11 @@ def new_topics(cfg: KafkaConfig) -> list[NewTopic]:
     ]
 
 
-async def ensure_topics(cfg: KafkaConfig) -> None:
-    """Create the topics if allowed; raise :class:`TopicSetupError` if one is still missing."""
+async def ensure_topics(cfg: KafkaConfig) -> list[str]:
+    """Create the topics if allowed; raise :class:`TopicSetupError` if one is still missing.
+
+    Returns the problems that do not stop delivery (one line each): partition counts that
+    differ from the config."""
     admin = AIOKafkaAdminClient(**client_options(cfg))
     await admin.start()
     try:
@@ -119,8 +125,35 @@ async def ensure_topics(cfg: KafkaConfig) -> None:
             # It exists after all (made by someone else): say why we could not, once per connect.
             log.warning("%s; it exists, carrying on", why)
         await _check_compaction(admin, cfg.state_topic)
+        return await _check_partitions(admin, cfg)
     finally:
         await admin.close()
+
+
+async def _check_partitions(admin: AIOKafkaAdminClient, cfg: KafkaConfig) -> list[str]:
+    wanted = {cfg.alerts_topic: cfg.partitions, cfg.state_topic: cfg.state_partitions}
+    try:
+        described = await admin.describe_topics(list(wanted))
+    except KafkaError as exc:
+        log.warning("kafka: cannot describe the topics (%s)", type(exc).__name__)
+        return []
+    return partition_problems(wanted, described)
+
+
+def partition_problems(wanted: dict[str, int], described: Iterable[Any]) -> list[str]:
+    """One line per topic whose partition count is not the configured one."""
+    problems: list[str] = []
+    for meta in described:
+        topic, have = str(meta["topic"]), len(meta["partitions"])
+        want = wanted.get(topic)
+        if want is not None and have != want and int(meta.get("error_code", 0)) == _OK:
+            problems.append(
+                f"kafka: topic {topic} has {have} partitions, the config says {want}: it was "
+                f"created elsewhere (or auto-created by the broker); per-account order holds, "
+                f"but keys land on other partitions than consumers sized for {want} expect "
+                f"(recreate the topic or set the partition count to {have})"
+            )
+    return problems
 
 
 async def _check_compaction(admin: AIOKafkaAdminClient, topic: str) -> None:

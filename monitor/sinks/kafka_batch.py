@@ -1,9 +1,11 @@
 """The Kafka sink's send path: alerts grouped into rounds, rounds into per-partition batches.
 
-A *round* is up to ``ROUND_MAX`` alerts handed to the producer together. The sink keeps a few
-rounds in flight and retires them strictly in submission order, so "everything up to here is
-acknowledged" is always a prefix of what was sent: that is what lets a failure spool exactly
-the unacknowledged tail, in order, and lets spool replays ``ack`` the spool FIFO.
+A *round* is up to ``ROUND_MAX`` spooled alerts handed to the producer together. The sink
+keeps a few rounds in flight and retires them strictly in submission order, so "everything up
+to here is acknowledged" is always a prefix of the spool: retiring a round ``ack``s its records
+at the spool's head, and after a failure the spool from its head is exactly what is owed.
+A watchdog (:class:`RoundWatchdog`) notices the oldest round going unanswered for the request
+timeout.
 
 Alerts do not go through ``producer.send`` (one future, one partitioner call, one size estimate
 and one ``RecordMetadata`` per message): each round is cut into record batches per partition
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from monitor.errors import DeliveryError
 from monitor.sinks.delivery import Envelope
 from rules.alert_doc import Alert, StateDocument
 
@@ -72,28 +76,34 @@ class CachedPartitioner:
 
 
 class Round:
-    """Alerts (and state documents) handed to the producer together, retired as one.
+    """Spool records (and state documents) handed to the producer together, retired as one.
 
-    ``alerts`` are kept for a direct round (they go to the spool if the round fails);
-    ``spooled`` counts the spool records a replay round covers (acked when it succeeds).
-    Done once every batch handed over has an answer; ``error`` is the first failure.
+    ``spooled`` counts the spool records the round covers (the oldest unacknowledged ones after
+    the rounds ahead of it: acked when it retires), ``count`` the alerts among them that were
+    sent (for counters; an undecodable replayed record is skipped). Done once every batch
+    handed over has an answer; ``error`` is the first failure. ``handed_at`` (loop time) lets
+    the sink notice a round the broker has not answered within the request timeout.
     """
 
-    __slots__ = ("_pending", "_submitted", "_wake", "alerts", "count", "error", "spooled", "states")
+    __slots__ = (
+        "_pending",
+        "_submitted",
+        "_wake",
+        "count",
+        "error",
+        "handed_at",
+        "overdue",
+        "spooled",
+        "states",
+    )
 
-    def __init__(
-        self,
-        wake: asyncio.Event,
-        *,
-        alerts: list[Alert] | None = None,
-        spooled: int = 0,
-        count: int = 0,
-    ) -> None:
-        self.alerts = alerts or []
+    def __init__(self, wake: asyncio.Event, *, spooled: int = 0, count: int = 0) -> None:
         self.spooled = spooled
-        self.count = count or len(self.alerts)  # alerts in the round (for counters)
+        self.count = count
         self.states: list[tuple[bytes, StateDocument]] = []
         self.error: BaseException | None = None
+        self.handed_at = 0.0
+        self.overdue = False  # reported as unanswered past the request timeout
         self._pending = 0
         self._submitted = False
         self._wake = wake
@@ -124,22 +134,64 @@ class Round:
         if self._pending == 0 or exc is not None:
             self._wake.set()
 
-    def envelopes(self) -> Iterator[Envelope]:
-        """A direct round's alerts as spool records (the same bytes it sent)."""
-        return (Envelope.of_alert(a) for a in self.alerts)
+
+class RoundWatchdog:
+    """Notices the oldest round in flight going unanswered for ``timeout_s`` and calls
+    ``on_overdue`` with it, once per round: the sink reports the outage then, instead of when
+    aiokafka gives up on the batches (which can take about twice the request timeout).
+    ``arm`` after each hand-over and retirement; ``cancel`` when the rounds are dropped."""
+
+    def __init__(
+        self, rounds: deque[Round], timeout_s: float, on_overdue: Callable[[Round], None]
+    ) -> None:
+        self._rounds = rounds
+        self._timeout_s = timeout_s
+        self._on_overdue = on_overdue
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        if self._handle is not None or not self._rounds or self._rounds[0].overdue:
+            return
+        deadline = self._rounds[0].handed_at + self._timeout_s
+        self._handle = asyncio.get_running_loop().call_at(deadline, self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        if not self._rounds or self._rounds[0].done:
+            return  # answered: the pump retires it and arms again for the next one
+        oldest = self._rounds[0]
+        if asyncio.get_running_loop().time() - oldest.handed_at < self._timeout_s:
+            self.arm()  # armed for an older round that has retired since
+            return
+        oldest.overdue = True
+        self._on_overdue(oldest)
 
 
-def alert_records(alerts: Iterable[Alert]) -> Iterator[Record]:
-    """Wire form of direct alerts. Headers depend on (kind, level, schema) only: built once per
-    combination and shared, since building them (enum labels, encodes) costs a sixth of
-    ``to_json`` per alert; the producer only reads them."""
-    headers: dict[tuple[str, int, int], Headers] = {}
-    for alert in alerts:
-        slot = (alert.kind, alert.level, alert.schema_version)
-        h = headers.get(slot)
-        if h is None:
-            h = headers[slot] = alert.headers()
-        yield alert.key(), alert.to_json(), h
+class RecordCache:
+    """What alerts of one account and (kind, level, schema) share on the wire and in the
+    spool: the key, the headers (building them costs a sixth of ``to_json``) and the spool
+    envelope's prefix (key and headers encoded). Built once per combination; the producer only reads
+    the headers. Bounded: cleared when it reaches ``max_entries``."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._entries: dict[tuple[str, str, str, int, int], tuple[bytes, Headers, bytes]] = {}
+        self._max = max_entries
+
+    def of(self, alert: Alert) -> tuple[bytes, Headers, bytes]:
+        """(key, headers, envelope prefix) of ``alert``."""
+        slot = (alert.venue, alert.account, alert.kind, alert.level, alert.schema_version)
+        entry = self._entries.get(slot)
+        if entry is None:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            key, headers = alert.key(), alert.headers()
+            entry = self._entries[slot] = (key, headers, Envelope.prefix(key, headers))
+        return entry
 
 
 def envelope_records(envelopes: Iterable[Envelope]) -> Iterator[Record]:
@@ -181,4 +233,11 @@ async def send_round(
         for partition, builders in groups.items():
             if level < len(builders):
                 builders[level].close()  # closed: no linger, nothing else joins it
-                rnd.watch(await producer.send_batch(builders[level], topic, partition=partition))
+                try:
+                    fut = await producer.send_batch(builders[level], topic, partition=partition)
+                except AssertionError as exc:
+                    # aiokafka asserts that the partition is in its metadata; a refresh while
+                    # the broker goes away (or comes back re-created) can drop it between
+                    # partitions_for and here. The broker's state, not our bug: retryable.
+                    raise DeliveryError(f"kafka: {topic} partition {partition} vanished") from exc
+                rnd.watch(fut)

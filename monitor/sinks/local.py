@@ -44,6 +44,8 @@ class LocalSink(abc.ABC):
         )
         self._queue: collections.deque[Alert] = collections.deque()
         self._ready = asyncio.Event()
+        #: Alerts written repaired because they did not encode as they were.
+        self.repaired = 0
 
     @property
     @abc.abstractmethod
@@ -65,6 +67,12 @@ class LocalSink(abc.ABC):
 
     def pending(self) -> int:
         return len(self._queue)
+
+    def _count_repaired(self, n: int) -> None:
+        """``n`` alerts just written were repaired versions (counted once they are written)."""
+        if n:
+            self.repaired += n
+            self._observer.repaired(self.name, n)
 
     async def run(self) -> None:
         await retry_local_writes(

@@ -9,7 +9,12 @@ Alerts are published one at a time and each waits for its PUBACK, so one account
 the broker in order. An alert leaves the queue only when acknowledged: on a disconnect or a
 PUBACK timeout it stays at the head and is published again after reconnecting (at-least-once;
 subscribers drop duplicates by id). The queue is memory only: Kafka is the durable path, and
-what is still queued at shutdown is logged as an error with its count.
+what is still queued at shutdown is logged as an error with its count. (No write-ahead spool
+here: ``mqtt.spool`` is rejected by the config and this sink takes no spool directory; an
+operator who needs alerts to survive a crash runs the Kafka sink, which has one.)
+
+Each alert is encoded on its own when published (:mod:`monitor.sinks.encode`): one that does
+not encode goes out repaired, the queue behind it unaffected.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from connectors.backoff import Backoff
 from monitor.errors import DeliveryError
 from monitor.sinks.config_types import MqttConfig
 from monitor.sinks.delivery import FailingReport, await_stopped, pause
+from monitor.sinks.encode import encoded, state_json
 from monitor.sinks.observer import NULL_OBSERVER, DeliveryObserver
 from rules.alert_doc import Alert, StateDocument
 
@@ -105,6 +111,8 @@ class MqttSink:
         self._closed = False
         #: Alerts acknowledged (PUBACK) since start.
         self.delivered = 0
+        #: Of those, alerts that did not encode as they were and went out repaired.
+        self.repaired = 0
 
     @property
     def name(self) -> str:
@@ -197,17 +205,19 @@ class MqttSink:
             # Alerts first: after a reconnect with thousands of accounts' states pending, an
             # alert must not wait behind them. States are latest-wins and go when no alert waits.
             if self._queue:
-                alert = self._queue[0]
+                # Encoded alone: one that does not encode goes out repaired (encode.py).
+                alert, value, repaired = encoded(self._queue[0], self.name)
                 topic = alert_topic(prefix, alert.venue, alert.account)
-                await client.publish(topic, alert.to_json(), qos=1)
+                await client.publish(topic, value, qos=1)
                 # Acknowledged: only now does it leave the queue.
                 self._queue.popleft()
-                self._acknowledged()
+                self._acknowledged(repaired)
             elif self._states:
                 key, doc = next(iter(self._states.items()))
-                await client.publish(
-                    state_topic(prefix, doc.venue, doc.account), doc.to_json(), qos=1, retain=True
-                )
+                payload = state_json(doc, self.name)
+                if payload is not None:
+                    topic = state_topic(prefix, doc.venue, doc.account)
+                    await client.publish(topic, payload, qos=1, retain=True)
                 if self._states.get(key) is doc:  # not replaced while we waited
                     del self._states[key]
             elif self._stopping:
@@ -215,8 +225,11 @@ class MqttSink:
             else:
                 await self._wake.wait()
 
-    def _acknowledged(self) -> None:
+    def _acknowledged(self, repaired: bool) -> None:
         self.delivered += 1
         self._observer.delivered(self.name, 1)
+        if repaired:
+            self.repaired += 1
+            self._observer.repaired(self.name, 1)
         if self._report.delivered():
             log.info("mqtt: delivering again; %d alerts queued", len(self._queue))

@@ -24,5 +24,9 @@ class DeliveryObserver(Protocol):
         """The sink's spool now holds ``depth`` alerts (disk plus in-memory overflow)."""
         ...
 
+    def repaired(self, sink: str, n: int) -> None:
+        """``n`` alerts did not encode as they were and went out repaired (see encode.py)."""
+        ...
+
 
 NULL_OBSERVER: DeliveryObserver = NullObserver()

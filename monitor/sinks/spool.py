@@ -21,9 +21,16 @@ want of space: moving the overflow to disk is retried later, and a ``committed``
 cannot be replaced only means more duplicates after a restart.
 
 Durability: with :attr:`FsyncPolicy.BATCH` (the default) each :meth:`Spool.append` call is one
-``write`` plus one ``fsync``, so a record is on disk when ``append`` returns. A record torn by a
-crash mid-write fails its length or CRC check; on open the spool truncates the last segment at
-its last valid record and counts what it dropped (:attr:`Spool.truncated_bytes`). A crash
+``write`` plus one ``fsync``, so a record is on disk when ``append`` returns. A write-ahead
+owner (the Kafka sink) appends with ``sync=False`` on its event loop, which is one ``write``:
+the record is in the kernel's page cache, so it survives the process being killed at any
+moment; :meth:`Spool.sync_job` then hands it a job that makes everything appended so far
+durable (fsync of the segments and the directory), to run in a worker thread before the
+records are sent. :meth:`Spool.ack` never waits for the disk: a ``committed`` offset or a
+segment deletion lost to a power cut only replays acknowledged records (duplicates).
+A record torn by a crash mid-write fails its length or CRC check; on open the spool truncates
+the last segment at its last valid record and counts what it dropped
+(:attr:`Spool.truncated_bytes`). A crash
 between sending and :meth:`Spool.ack` replays records already delivered: delivery is
 at-least-once and consumers drop duplicates by alert id.
 
@@ -147,6 +154,7 @@ class Spool:
         self.max_records = max_records
         self._segment_bytes = segment_bytes
         self._fsync = fsync
+        self._batch_fsync = fsync is FsyncPolicy.BATCH
         self._on_full = on_full
         self._segments: list[_Segment] = []
         self._cursor = 0  # byte offset of the oldest unacked record in _segments[0]
@@ -157,6 +165,9 @@ class Spool:
         self._overflow: deque[bytes] = deque()
         self._peeked: list[_Peeked] = []
         self._writer: int | None = None  # O_APPEND descriptor of the last segment
+        self._unsynced = False  # records were written to the writer without an fsync
+        self._dir_unsynced = False  # a segment was created without fsyncing the directory
+        self._sync_fds: list[int] = []  # closed segments' descriptors that still need an fsync
         self._torn = False  # a failed write could not be cut back: start a new segment
         self._reader: tuple[int, BinaryIO] | None = None
         self._full = False
@@ -271,10 +282,11 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def append(self, records: Iterable[bytes]) -> None:
+    def append(self, records: Iterable[bytes], *, sync: bool = True) -> None:
         """Accept records in order: to disk while they fit, then to the in-memory overflow.
 
-        All or nothing: on ``OSError`` (disk full, I/O error) no record was accepted.
+        All or nothing: on ``OSError`` (disk full, I/O error) no record was accepted. With
+        ``sync=False`` the write is not fsynced here (see :meth:`sync_job`).
         """
         if self._disk_failed:
             self._move_overflow()  # the disk may have room again
@@ -292,12 +304,48 @@ class Spool:
             disk_records += 1
             disk_bytes += size
         if frames:
-            self._write(frames)
+            self._write(frames, sync=sync)
         # Counted only once the records are on disk: a failed write changes nothing.
         self._disk_records, self._disk_bytes = disk_records, disk_bytes
         self._overflow.extend(spill)
         if spill:
             self._start_full()
+
+    def append_one(self, payload: bytes) -> None:
+        """``append((payload,), sync=False)``, lean: the write-ahead owner calls it per alert,
+        on its event loop, so the plain case (an open segment with room, a healthy disk, no
+        overflow) is one frame and one ``write``; anything else takes :meth:`append`'s path."""
+        size = _HEADER.size + len(payload)
+        fd = self._writer
+        if (
+            fd is None
+            or self._torn
+            or self._disk_failed
+            or self._overflow
+            or size > MAX_RECORD_BYTES
+            or self._segments[-1].size >= self._segment_bytes
+            or self._disk_bytes + size > self.max_bytes
+            or (self.max_records is not None and self._disk_records >= self.max_records)
+        ):
+            self.append((payload,), sync=False)
+            return
+        seg = self._segments[-1]
+        frame = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        try:
+            written = os.write(fd, frame)
+            if written < size:  # unbuffered: a short write is not an error, just continue
+                view = memoryview(frame)[written:]
+                while view:
+                    view = view[os.write(fd, view) :]
+        except OSError:
+            self._cut_back(fd, seg)
+            raise
+        self._unsynced = self._batch_fsync
+        seg.count += 1
+        seg.size += size
+        self._next_seq += 1
+        self._disk_records += 1
+        self._disk_bytes += size
 
     def hold(self, records: Iterable[bytes]) -> None:
         """Keep records, in order, in the in-memory overflow only: for records an
@@ -322,11 +370,11 @@ class Spool:
         if self._on_full is not None:
             self._on_full(self.depth())
 
-    def _write(self, frames: Sequence[bytes]) -> None:
+    def _write(self, frames: Sequence[bytes], *, sync: bool = True) -> None:
         """Write whole frames to the last segment, or raise ``OSError`` having written none."""
         blob = b"".join(frames)
         if self._torn or not self._segments or self._segments[-1].size >= self._segment_bytes:
-            self._roll()
+            self._roll(sync=sync)
         seg = self._segments[-1]
         if self._writer is None:
             self._writer = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
@@ -336,7 +384,10 @@ class Spool:
             while view:  # unbuffered: a short write is not an error, just continue
                 view = view[os.write(fd, view) :]
             if self._fsync is FsyncPolicy.BATCH:
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
+                else:
+                    self._unsynced = True
         except OSError:
             self._cut_back(fd, seg)
             raise
@@ -358,14 +409,22 @@ class Spool:
     def _close_writer(self) -> None:
         if self._writer is not None:
             fd, self._writer = self._writer, None
+            if self._unsynced:
+                # Written without an fsync: the next sync job fsyncs and closes it.
+                self._sync_fds.append(fd)
+                self._unsynced = False
+                return
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _roll(self) -> None:
+    def _roll(self, *, sync: bool = True) -> None:
         self._close_writer()
         path = self.directory / f"{self._next_seq:020d}{_SUFFIX}"
         path.touch()
-        self._fsync_dir()
+        if sync:
+            self._fsync_dir()
+        else:
+            self._dir_unsynced = True
         self._segments.append(_Segment(self._next_seq, path, 0, 0))
         self._torn = False
         if len(self._segments) == 1:
@@ -378,6 +437,46 @@ class Spool:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+    def unsynced(self) -> bool:
+        """Records were appended with ``sync=False`` and no sync job has covered them yet."""
+        return self._fsync is FsyncPolicy.BATCH and bool(
+            self._unsynced or self._dir_unsynced or self._sync_fds
+        )
+
+    def sync_job(self) -> Callable[[], None] | None:
+        """A job making every record appended so far durable, or ``None`` if none is needed.
+
+        Called by the owner; the job itself may run in a worker thread while the owner goes on
+        appending: it owns its descriptors (a duplicate of the writer's, and those of segments
+        closed since), so nothing the owner does afterwards can close them under it. Raises
+        ``OSError`` if an fsync fails (the records may then not survive a power cut).
+        """
+        if not self.unsynced():
+            return None
+        fds, self._sync_fds = self._sync_fds, []
+        if self._unsynced and self._writer is not None:
+            fds.append(os.dup(self._writer))
+        self._unsynced = False
+        directory = self.directory if self._dir_unsynced else None
+        self._dir_unsynced = False
+
+        def job() -> None:
+            try:
+                for fd in fds:
+                    os.fsync(fd)
+                if directory is not None:
+                    dir_fd = os.open(directory, os.O_RDONLY)
+                    try:
+                        os.fsync(dir_fd)
+                    finally:
+                        os.close(dir_fd)
+            finally:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+        return job
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -439,17 +538,32 @@ class Spool:
             return
         if n > self.depth():
             raise ValueError(f"ack({n}) beyond spool depth {self.depth()}")
-        self._fill_peek(n)
-        done, self._peeked = self._peeked[:n], self._peeked[n:]
+        k = min(n, len(self._peeked))
+        done, self._peeked = self._peeked[:k], self._peeked[k:]
         disk = [p for p in done if p.segment >= 0]
-        for _ in range(len(done) - len(disk)):
+        overflow = k - len(disk)
+        count = len(disk)
+        nbytes = sum(_HEADER.size + len(p.payload) for p in disk)
+        last_seg, last_end = (disk[-1].segment, disk[-1].end) if disk else (0, self._cursor)
+        walked = walked_in_last = 0
+        if n > k:
+            # Beyond what was peeked (a write-ahead owner sends from memory and never peeks):
+            # walk the record headers on disk, without reading the payloads into objects.
+            if overflow:
+                last_seg, last_end = len(self._segments), 0  # the peeked part reached memory
+            walked, walked_bytes, end, walked_in_last = self._walk(n - k, last_seg, last_end)
+            count += walked
+            nbytes += walked_bytes
+            overflow += n - k - walked
+            if walked:
+                last_seg, last_end = end
+        for _ in range(overflow):
             self._overflow.popleft()
-        if disk:
-            self._disk_records -= len(disk)
-            self._disk_bytes -= sum(_HEADER.size + len(p.payload) for p in disk)
-            last = disk[-1]
-            in_last = sum(1 for p in disk if p.segment == last.segment)
-            self._advance(last.segment, last.end, in_last)
+        if count:
+            self._disk_records -= count
+            self._disk_bytes -= nbytes
+            in_last = walked_in_last + sum(1 for p in disk if p.segment == last_seg)
+            self._advance(last_seg, last_end, in_last)
         self._move_overflow()
         try:
             self._write_committed()
@@ -459,6 +573,30 @@ class Spool:
         if self._full and not self._overflow and self._disk_bytes <= self.max_bytes // 2:
             self._full = False
             log.info("spool %s: has room again", self.directory)
+
+    def _walk(self, n: int, seg_idx: int, off: int) -> tuple[int, int, tuple[int, int], int]:
+        """Step over up to ``n`` records on disk from ``off`` in segment ``seg_idx``: (records,
+        bytes, (segment, offset) just past the last, records stepped over in that segment)."""
+        count = nbytes = in_seg = end_in = 0
+        end = (seg_idx, off)
+        while count < n and seg_idx < len(self._segments):
+            seg = self._segments[seg_idx]
+            if off >= seg.size:
+                seg_idx, off, in_seg = seg_idx + 1, 0, 0
+                continue
+            fh = self._reader_for(seg_idx)
+            fh.seek(off)
+            data = fh.read(min(seg.size - off, 1 << 20))
+            pos = 0
+            while count < n and pos + _HEADER.size <= len(data):
+                (length, _crc) = _HEADER.unpack_from(data, pos)
+                pos += _HEADER.size + length
+                count += 1
+                in_seg += 1
+            off += pos  # may be past this chunk (a long record): the next read starts there
+            nbytes += pos
+            end, end_in = (seg_idx, off), in_seg
+        return count, nbytes, end, end_in
 
     def _advance(self, seg_idx: int, end: int, acked_in_seg: int) -> None:
         """Move the cursor past ``end`` in segment ``seg_idx``; delete segments left behind."""
@@ -480,7 +618,7 @@ class Spool:
                 _Peeked(p.payload, p.segment - drop if p.segment >= 0 else -1, p.end)
                 for p in self._peeked
             ]
-            self._fsync_dir()
+            # No directory fsync: a deletion lost to a power cut only replays acked records.
         self._cursor, self._head = end, head
 
     def _committed(self) -> int:
@@ -516,13 +654,12 @@ class Spool:
         self._peeked = []
 
     def _write_committed(self) -> None:
+        # Atomic (rename) but not fsynced: ack runs on the owner's event loop, and an offset
+        # lost to a power cut (an older or unreadable ``committed``) only replays duplicates.
         raw = struct.pack("<Q", self._committed())
         tmp = self.directory / "committed.tmp"
         with tmp.open("wb") as fh:
             fh.write(raw + struct.pack("<I", zlib.crc32(raw)))
-            fh.flush()
-            if self._fsync is FsyncPolicy.BATCH:
-                os.fsync(fh.fileno())
         tmp.replace(self.directory / "committed")
 
     def close(self) -> None:
@@ -551,5 +688,11 @@ class Spool:
                 )
         self._close_reader()
         self._close_writer()
+        job = self.sync_job()
+        if job is not None:
+            try:
+                job()  # shutdown: what was appended without an fsync gets one now
+            except OSError as exc:
+                log.error("spool %s: cannot fsync at shutdown: %s", self.directory, exc.strerror)
         fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
         self._lock.close()

@@ -24,7 +24,7 @@ from store_support import BTC_2024, OKX_ETH
 
 import monitor.store.accounts
 import monitor.store.book
-import monitor.store.frame
+import monitor.store.kernels
 from connectors.events import (
     AccountSnapshot,
     BalanceUpdate,
@@ -36,7 +36,8 @@ from connectors.events import (
     PositionSnapshot,
     TierTableUpdate,
 )
-from monitor.store import Store
+from monitor.store import Store, kernels
+from monitor.store.book import RowDeltas
 from rules.account import AccountInput, PositionInput, account_figures, position_figures
 from rules.imf_mf import ImfMfModel
 from rules.model import MarginModel
@@ -331,8 +332,8 @@ def test_same_with_tiny_resum_thresholds(
 @pytest.mark.parametrize(
     ("module", "name", "value"),
     [
-        # Every frame of marks takes the fused multi-instrument pass (monitor.store.frame).
-        (monitor.store.frame, "MIN_FUSED_ROWS", 0),
+        # Every frame of marks takes the fused multi-instrument pass (monitor.store.kernels).
+        (monitor.store.kernels, "MIN_FUSED_ROWS", 0),
         # Small books tick in python (monitor.store.book.SMALL_ROWS): here none do, or only books of
         # up to 2 rows, so a frame mixes python ticks with the numpy batch.
         (monitor.store.book, "SMALL_ROWS", 0),
@@ -384,29 +385,54 @@ def test_python_and_numpy_ticks_give_the_same_bits(seq: list[Event | list[MarkPr
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seq=st.lists(events, min_size=1, max_size=60), moves=st.lists(st.floats(0.5, 2.0)))
-def test_python_tick_rows_are_numpy_s_deltas_and_weights(
+def test_the_three_tick_kernels_agree_bit_for_bit(
     seq: list[Event | list[MarkPrice]], moves: list[float]
 ) -> None:
+    """monitor.store.kernels: the python tick (tick_small), the numpy tick (tick_book) and,
+    for books it may take, the fused frame pass (FrameCache) give the same figures, deltas and
+    error weights, bit for bit — book by book, and with every fusable book in one frame."""
     store = Store()
     for ev in [*_setup(), *seq]:
         if isinstance(ev, list):
             store.apply_marks(ev, 0)
         else:
             store.apply(ev, 0)
-    for book in store._books.values():
-        if not book.n or book.mark is None:
-            continue
-        for move in moves[:4]:
+    ticked = [book for book in store._books.values() if book.n and book.mark is not None]
+    for move in moves[:4]:
+        marks = [book.mark * move for book in ticked if book.mark is not None]
+        fusable = [(b, m) for b, m in zip(ticked, marks, strict=True) if b.fusable()]
+        frame_books = [copy.deepcopy(b) for b, _ in fusable]
+        small_rows: dict[int, list[RowDeltas]] = {}
+        for book, mark in zip(ticked, marks, strict=True):
             twin = copy.deepcopy(book)
-            mark = book.mark * move
-            rows = book.tick_rows(mark)
-            deltas = twin.tick(mark)
+            rows = kernels.tick_small(book, mark)
+            deltas = kernels.tick_book(twin, mark)
             assert rows is not None and deltas is not None
             assert [r[0] for r in rows] == deltas.accounts.tolist()
             assert [list(r[1:6]) for r in rows] == deltas.block[:5].T.tolist()
             k = deltas.max_rows_per_account
             assert [r[6] for r in rows] == [r[5] * (k + 1.0) for r in rows]
             assert book.fig[:, : book.n].tolist() == twin.fig[:, : twin.n].tolist()
+            small_rows[id(book)] = rows
+            if book.fusable():
+                alone = copy.deepcopy(twin)  # after the tick: tick the frame pass from it
+                ref = copy.deepcopy(twin)
+                fd, fw = kernels.FrameCache().tick([alone], [mark])
+                nd = kernels.tick_book(ref, mark)
+                assert nd is not None
+                assert fd.tolist() == nd.block[:4].tolist()
+                assert fw.tolist() == nd.block[4].tolist()
+                assert alone.fig[:, : alone.n].tolist() == ref.fig[:, : ref.n].tolist()
+        if frame_books:  # every fusable book in one fused pass
+            frame = kernels.FrameCache()
+            fd, fw = frame.tick(frame_books, [m for _, m in fusable])
+            done = [b for b, _ in fusable]  # ticked to the same marks above (tick_small)
+            rows = [r for b in done for r in small_rows[id(b)]]
+            assert frame.account.tolist() == [r[0] for r in rows]
+            assert fd.T.tolist() == [list(r[1:5]) for r in rows]
+            assert fw.tolist() == [r[5] for r in rows]
+            for fb, b in zip(frame_books, done, strict=True):
+                assert fb.fig[:, : fb.n].tolist() == b.fig[:, : b.n].tolist()
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from connectors.events import (
 )
 from monitor.store.accounts import AccountTable
 from monitor.store.book import I64, InstrumentBook, Leg
-from monitor.store.frame import FrameCache
+from monitor.store.kernels import FrameCache
 from monitor.store.marks import NO_CHANGE, Changed, StoreMarks
 from monitor.store.risk import RiskCache
 from monitor.store.state import AccountState, fill_result

@@ -1,7 +1,8 @@
 """Marks into the store: one mark, a frame of marks, and a feed's batch (``MarkRun``).
 
 Split from :mod:`monitor.store.core` (events that change structure) to keep modules small; ``Store``
-inherits these. Four routes, one outcome (:class:`Changed`):
+inherits these. Four routes, one outcome (:class:`Changed`); the tick kernels themselves live
+in :mod:`monitor.store.kernels`:
 
 * a book nobody holds records the mark and nothing else (:meth:`StoreMarks.record_idle_marks`
   does a whole feed batch with one lookup per mark);
@@ -22,10 +23,10 @@ from typing import NamedTuple
 import numpy as np
 
 from connectors.events import MarkPrice, MarkQuote, MarkRun
-from monitor.store import frame as store_frame
+from monitor.store import kernels
 from monitor.store.accounts import AccountTable
 from monitor.store.book import I64, InstrumentBook, RowDeltas
-from monitor.store.frame import FrameCache
+from monitor.store.kernels import FrameCache
 from monitor.store.views import InstrumentKey
 
 _EMPTY: I64 = np.zeros(0, dtype=np.int64)
@@ -82,7 +83,7 @@ class StoreMarks:
             self._tick_small(book, ev.mark, small, flagged)
             structural = self._finish() if self._dirty else NO_CHANGE
             return self._small_changed(small, flagged, structural)
-        deltas = book.tick(ev.mark)
+        deltas = kernels.tick_book(book, ev.mark)
         structural = self._finish() if self._dirty else NO_CHANGE
         if deltas is None:
             return structural
@@ -151,7 +152,7 @@ class StoreMarks:
         small: list[RowDeltas] = []
         for book, q in zip(picked, quotes, strict=True):
             book.mark_recv_ms = recv_ms
-            got = book.tick_rows(q.mark)
+            got = kernels.tick_small(book, q.mark)
             if got:
                 small += got
         changed = self._small_changed(small, self.table.add_rows(small), NO_CHANGE)
@@ -166,9 +167,10 @@ class StoreMarks:
         """A frame of marks (e.g. Binance ``!markPrice@arr``) as one batch.
 
         Each instrument's legs tick as usual — many legs of linear books in one fused pass
-        (:mod:`monitor.store.frame`); the account-side error bound, health and screen run
-        once over the union of touched accounts instead of once per instrument. A repeated
-        instrument ticks in order (the engine splits batches there so each mark is screened).
+        (:class:`~monitor.store.kernels.FrameCache`); the account-side error bound, health and
+        screen run once over the union of touched accounts instead of once per instrument. A
+        repeated instrument ticks in order (the engine splits batches there so each mark is
+        screened).
         """
         rows: list[I64] = []
         books = self._books
@@ -237,7 +239,7 @@ class StoreMarks:
         """Tick the deferred books: one fused pass when they are many legs, else one by one."""
         if not books:
             return
-        if sum(b.n for b in books) >= store_frame.MIN_FUSED_ROWS:
+        if sum(b.n for b in books) >= kernels.MIN_FUSED_ROWS:
             deltas, weight = self._frame.tick(books, marks)
             self.table.add_frame(self._frame.account, deltas, weight)
             counted.append(self._frame.per_account)
@@ -251,7 +253,7 @@ class StoreMarks:
         self, book: InstrumentBook, mark: float, small: list[RowDeltas], flagged: set[int]
     ) -> None:
         """Tick a small book in python scalars, its deltas straight into the account sums."""
-        got = book.tick_rows(mark)
+        got = kernels.tick_small(book, mark)
         if got:
             flagged.update(self.table.add_rows(got))
             small += got
@@ -275,7 +277,7 @@ class StoreMarks:
         return self._ticked(touched, *screened, structural)
 
     def _tick_into_batch(self, book: InstrumentBook, mark: float, rows: list[I64]) -> None:
-        deltas = book.tick(mark)
+        deltas = kernels.tick_book(book, mark)
         if deltas is not None:
             self.table.add_deltas(deltas)
             rows.append(deltas.accounts)

@@ -27,7 +27,7 @@ from connectors.events import (
     PositionFill,
     TierTableUpdate,
 )
-from monitor.store import Store
+from monitor.store import DistanceThreshold, QuietBand, Store
 from rules.imf_mf import ImfMfModel
 from rules.size_linear import SizeLinearModel
 from rules.tiers import TierTable
@@ -266,15 +266,15 @@ def test_quiet_band_screens_candidates() -> None:
     store.apply(BalanceUpdate(VENUE, "main", "USDT", 600.0, 0), 0)
     changed = store.apply(position("main", "BTCUSDT", 1.0, 30_000.0), 0)
     assert changed.candidates.tolist() == [0]  # band unset: always evaluated
-    store.set_quiet_band(0, 2.0, math.inf)  # health 600/120 = 5 is inside
+    store.apply(QuietBand(0, 2.0, math.inf), 0)  # health 600/120 = 5 is inside
     assert store.apply(mark("BTCUSDT", 29_990.0), 1).candidates.size == 0
     # health (600 − 300)/118.8 = 2.53 still inside; at 29,500: 100/118 < 2 leaves it.
     assert store.apply(mark("BTCUSDT", 29_700.0), 2).candidates.size == 0
     changed = store.apply(mark("BTCUSDT", 29_500.0), 3)
     assert changed.accounts.tolist() == [0] and changed.candidates.tolist() == [0]
     # The distance prefilter: threshold 10%, equity − MM = −18 < 3·0.1·29,500 → near.
-    store.set_quiet_band(0, -math.inf, math.inf)
-    store.set_distance_threshold(0, 0.10)
+    store.apply(QuietBand(0, -math.inf, math.inf), 0)
+    store.apply(DistanceThreshold(0, 0.10), 0)
     assert store.apply(mark("BTCUSDT", 29_501.0), 4).candidates.tolist() == [0]
 
 

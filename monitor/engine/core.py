@@ -29,7 +29,6 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
@@ -42,17 +41,24 @@ from connectors.events import (
     Event,
     FeedState,
     FeedStatus,
-    Instrument,
     MarginCall,
     MarkPrice,
-    MarkRun,
     PositionFill,
 )
 from connectors.observers import NullObserver
 from monitor.engine.drift import DriftCheck
 from monitor.engine.queue import DEFERRED_BUDGET_S, DeferredQueue
 from monitor.sinks.base import Sink
-from monitor.store import AccountKey, Changed, Store
+from monitor.store import (
+    NO_CHANGE,
+    AccountKey,
+    Changed,
+    DistanceThreshold,
+    KnownAccount,
+    QuietBand,
+    Store,
+    StoreInput,
+)
 from rules.alerts import (
     AccountRisk,
     Alert,
@@ -79,7 +85,9 @@ from rules.staleness import (
 )
 
 log = logging.getLogger(__name__)
-_EVENT_MS = operator.attrgetter("event_ms")
+# The receive time passed with the engine's own settings (QuietBand...): they were received
+# from no one, and the store ignores it.
+_SETTING = 0
 
 # Every evaluated account's state document is republished this often (the compacted topic and
 # retained MQTT state stay current without an alert), at most STATE_BATCH per timer call.
@@ -147,8 +155,9 @@ class Engine:
     def handle(self, events: Sequence[Event], recv_ms: int) -> list[Alert]:
         """Apply ``events`` (received at ``recv_ms``); return the alerts submitted.
 
-        A :class:`MarkRun` (a feed's batch of marks), or a run of consecutive mark prices, is
-        applied as one batch (see :meth:`_apply_marks`).
+        A :class:`~connectors.events.MarkRun` (a feed's batch of marks), or a run of
+        consecutive mark prices, is applied as one batch: the store hands back the marks after
+        a held instrument's repeat (``Changed.rest``), applied next, so each is screened.
         """
         started = time.perf_counter()
         out: list[Alert] = []
@@ -156,69 +165,32 @@ class Engine:
         k, n = 0, len(events)
         while k < n:
             ev = events[k]
-            if isinstance(ev, MarkRun):
-                # A feed's batch of marks: the idle instruments' marks are recorded in one
-                # pass; the held (or new) instruments' marks are applied as one batch when
-                # they are the usual few small books, each once, else as screened runs.
-                rest = store.record_idle_marks(ev, recv_ms)
-                if rest:
-                    changed = store.apply_held_run(ev.venue, rest, recv_ms)
-                    if changed is None:
-                        self._apply_marks(MarkRun(ev.venue, rest).marks(), recv_ms, out)
-                    else:
-                        latest = max(map(_EVENT_MS, rest))  # every quote: a held mark
-                        self._candidates(changed, latest, recv_ms, out)
-                k += 1
-                continue
+            item: StoreInput = ev
             if type(ev) is MarkPrice and k + 1 < n and type(events[k + 1]) is MarkPrice:
                 j = k + 2
                 while j < n and type(events[j]) is MarkPrice:
                     j += 1
-                self._apply_marks(cast(Sequence[MarkPrice], events[k:j]), recv_ms, out)
+                item = cast(Sequence[MarkPrice], events[k:j])
                 k = j
-                continue
-            changed = store.apply(ev, recv_ms)
-            event_ms = recv_ms if isinstance(ev, Instrument) else ev.event_ms
-            self._candidates(changed, event_ms, recv_ms, out)
+            else:
+                k += 1
+            changed = store.apply(item, recv_ms)
+            while changed is not NO_CHANGE:  # (e.g. a feed's batch of idle marks)
+                if changed.accounts.size or changed.flips:
+                    self._candidates(changed, ev, recv_ms, out)
+                if changed.rest is None:
+                    break
+                changed = store.apply(changed.rest, recv_ms)
             if type(ev) in _RELAYED:
                 # The account's queued evaluation first: its alerts precede the relayed fact.
                 self._flush_queued(ev, out)
                 mark = len(out)
                 self._relay(ev, recv_ms, out)
                 self._submit(out, mark, recv_ms)
-            k += 1
         if self._queue:
             self._run_queue(out, bounded=True)
         self.observer.recompute(time.perf_counter() - started)
         return out
-
-    def _apply_marks(self, marks: Sequence[MarkPrice], recv_ms: int, out: list[Alert]) -> None:
-        """Apply consecutive marks as batches, each split at the first repeat of a held
-        instrument: every mark of a held instrument is screened, so a dip that recovers within
-        one batch still alerts. Marks of instruments nobody holds are just recorded (latest
-        wins), so they never split a batch, and an alert's event time is that of the latest
-        held mark before it: whether idle marks came in the same batch changes nothing."""
-        store = self.store
-        holds = store.holds
-        k, n = 0, len(marks)
-        while k < n:
-            j = k
-            seen: set[tuple[str, str]] = set()
-            latest = -1  # alerts carry the time of the latest held mark, the one that moved
-            while j < n:
-                ev = marks[j]
-                key = (ev.venue, ev.symbol)
-                if holds(key):
-                    if key in seen:
-                        break
-                    seen.add(key)
-                    latest = max(latest, ev.event_ms)
-                j += 1
-            run = marks[k:j]
-            changed = store.apply_marks(run, recv_ms)
-            event_ms = latest if latest >= 0 else max(map(_EVENT_MS, run))
-            self._candidates(changed, event_ms, recv_ms, out)
-            k = j
 
     def pending_work(self) -> bool:
         """Whether deferred evaluations are queued (the daemon then calls :meth:`drain_pending`
@@ -237,20 +209,24 @@ class Engine:
         self._run_queue(out, bounded=False)
         return out
 
-    def _candidates(self, changed: Changed, event_ms: int, recv_ms: int, out: list[Alert]) -> None:
+    def _candidates(self, changed: Changed, ev: Event, recv_ms: int, out: list[Alert]) -> None:
+        """Evaluate what ``changed`` (from applying ``ev``) made candidates."""
         touched = changed.accounts
         if touched.size and int(touched[-1]) >= len(self._states):  # sorted: [-1] is the max
             self._register([int(touched[-1])])
-        if self.store.flips:
-            self._on_flips(recv_ms, out)
+        if changed.flips:
+            self._on_flips(changed.flips, recv_ms, out)
         cands = changed.candidates
         if not cands.size:  # the usual tick: every touched account still quiet
             return
+        # Alerts carry the event time: a batch of marks has the store's (its latest held
+        # mark's); an Instrument has none of its own, the receive time stands in.
+        event_ms = changed.event_ms
+        if event_ms < 0:
+            event_ms = getattr(ev, "event_ms", recv_ms)
         if cands.size > 1:
             # Most severe first: the lowest health's alert must not queue behind milder ones.
-            t = self.store.table
-            with np.errstate(divide="ignore", invalid="ignore"):
-                health = (t.coll[cands] + t.upnl[cands]) / t.mm[cands]
+            health = self.store.healths(cands)
             cands = cands[np.argsort(health, kind="stable")]
         # Accounts needing a liquidation distance (a root search, ~0.1–0.7 ms each) are queued
         # (see the module docstring): the cheap accounts' alerts must not queue behind them.
@@ -306,7 +282,7 @@ class Engine:
             if i in self._queue:
                 later.append((due, i))  # after its queued evaluation, never before
                 continue
-            if self.store.table.complete[i] and needs_tick(self._states[i]):
+            if self.store.complete(i) and needs_tick(self._states[i]):
                 # The clock's own deadline is the event time: ids stay input-derived.
                 self._evaluate(i, due, now_ms, out, now_ms=now_ms)
         for entry in later:
@@ -332,7 +308,8 @@ class Engine:
 
     def restore(self, doc: StateDocument) -> None:
         """Resume an account's alert state after a restart (from its last state document)."""
-        i = self.store.ensure_account(doc.venue, doc.account)
+        known = self.store.apply(KnownAccount(doc.venue, doc.account), _SETTING)
+        i = int(known.accounts[0])
         self._register([i])
         self._states[i] = AlertState.from_document(doc)
         self._set_band(i)
@@ -355,7 +332,7 @@ class Engine:
                 self._stale.append(StalenessState())
                 now = self.clock() if now_ms is None else now_ms
                 self._watch_since.append(now)
-                self.store.set_distance_threshold(n, cfg.liq_distance)
+                self.store.apply(DistanceThreshold(n, cfg.liq_distance), _SETTING)
                 heapq.heappush(self._stale_heap, (now + cfg.account_stale_ms + 1, n))
                 n += 1
 
@@ -393,7 +370,7 @@ class Engine:
         need: bool | None = None,
     ) -> None:
         """``need``: whether the distance is needed (:meth:`_needs_distance`), if known."""
-        if not self.store.table.complete[i]:
+        if not self.store.complete(i):
             return  # incomplete inputs: figures unknown, staleness speaks for this account
         prev = self._states[i]
         cfg = self._configs[i]
@@ -413,7 +390,7 @@ class Engine:
             due = deadline_ms(state, cfg)
             if due is not None:
                 heapq.heappush(self._timers, (due, i))
-        elif math.isinf(self.store.table.band_lo.item(i)) and not needs_tick(state):
+        elif math.isinf(self.store.band(i)[0]) and not needs_tick(state):
             self._set_band(i)  # first evaluation of the account
         if alerts:
             out.extend(alerts)
@@ -436,7 +413,7 @@ class Engine:
         while heap and heap[0][0] <= now_ms and done < STATE_BATCH:
             _, i = heapq.heappop(heap)
             due = self._state_sent[i] + self._state_interval
-            if due > now_ms or not self.store.table.complete[i]:
+            if due > now_ms or not self.store.complete(i):
                 heapq.heappush(heap, (max(due, now_ms + 1), i))
                 continue
             risk = self._risk(i, now_ms, now_ms, need=False)
@@ -446,18 +423,17 @@ class Engine:
 
     def _set_band(self, i: int) -> None:
         lo, hi = quiet_band(self._states[i], self._configs[i])
-        self.store.set_quiet_band(i, lo, hi)
+        self.store.apply(QuietBand(i, lo, hi), _SETTING)
 
     def _figures(self, i: int) -> AlertFigures | None:
         key = self.store.key_of(i)
-        if not self.store.table.complete[i]:
+        if not self.store.complete(i):
             return None
         return figures_of(self.store.risk(key, with_liquidation=False))
 
     def _relay(self, ev: Event, recv_ms: int, out: list[Alert]) -> None:
         if isinstance(ev, MarginCall):
-            i = self.store.ensure_account(ev.venue, ev.account)
-            self._register([i])
+            i = self._account_of(ev.venue, ev.account)
             out.append(
                 venue_margin_call_alert(
                     venue=ev.venue,
@@ -471,7 +447,7 @@ class Engine:
                 )
             )
         elif isinstance(ev, PositionFill) and (ev.liquidation or ev.adl):
-            i = self.store.ensure_account(ev.venue, ev.account)
+            i = self._account_of(ev.venue, ev.account)
             out.append(
                 position_liquidated_alert(
                     venue=ev.venue,
@@ -489,25 +465,30 @@ class Engine:
                 )
             )
         elif isinstance(ev, AccountSnapshot) and ev.reported is not None:
-            i = self.store.ensure_account(ev.venue, ev.account)
+            i = self._account_of(ev.venue, ev.account)
             alert = self._drift.check(i, ev, recv_ms, self._states[i].level, self._figures(i))
             if alert is not None:
                 out.append(alert)
         elif isinstance(ev, FeedStatus):
             self._feed_status(ev, recv_ms, out)
 
+    def _account_of(self, venue: str, account: str) -> int:
+        """The account a relayed fact is about (a margin call may name one not seen yet)."""
+        i = self.store.index_of((venue, account))
+        if i is None:
+            i = int(self.store.apply(KnownAccount(venue, account), _SETTING).accounts[0])
+        self._register([i])
+        return i
+
     # --- staleness ---------------------------------------------------------------------------
 
-    def _on_flips(self, recv_ms: int, out: list[Alert]) -> None:
+    def _on_flips(self, flips: tuple[int, ...], recv_ms: int, out: list[Alert]) -> None:
         """Accounts that turned incomplete start their inputs-missing clock (a feed_stale after
         ``inputs_missing_ms``); accounts complete again are checked at once (feed_recovered)."""
-        flips = self.store.flips
-        self.store.flips = []
-        complete = self.store.table.complete
-        for i in dict.fromkeys(flips):
+        for i in flips:
             if i >= len(self._states):
                 self._register([i])
-            if complete.item(i):
+            if self.store.complete(i):
                 if self._missing_since.pop(i, None) is not None:
                     self._complete_since[i] = recv_ms
                     mark = len(out)

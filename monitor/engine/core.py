@@ -21,7 +21,12 @@ evaluated inline: they join a FIFO queue (one entry per account, evaluated with 
 figures) worked off within a bounded budget at the end of each ``handle``, in ``tick_timers`` and
 in ``drain_pending`` (the daemon calls it on the next loop turns while ``pending_work()``), so a
 burst of near accounts never blocks the event loop for hundreds of ms. ``drain()`` empties it.
-The queue's bookkeeping lives in :mod:`monitor.engine.queue`.
+
+The engine orchestrates (``handle`` → ``store.apply`` → candidates → evaluate → submit); its
+collaborators each keep one part of the state: :mod:`monitor.engine.queue` (the deferred
+queue's bookkeeping), :mod:`monitor.engine.staleness` (feed staleness clocks),
+:mod:`monitor.engine.relay` (margin calls, liquidations, model drift via
+:mod:`monitor.engine.drift`) and :mod:`monitor.engine.publish` (state documents).
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ from connectors.clock import wall_ms
 from connectors.events import (
     AccountSnapshot,
     Event,
-    FeedState,
     FeedStatus,
     MarginCall,
     MarkPrice,
@@ -47,7 +51,10 @@ from connectors.events import (
 )
 from connectors.observers import NullObserver
 from monitor.engine.drift import DriftCheck
+from monitor.engine.publish import STATE_REPUBLISH_MS, StatePublisher
 from monitor.engine.queue import DEFERRED_BUDGET_S, DeferredQueue
+from monitor.engine.relay import Relay
+from monitor.engine.staleness import StalenessWatch
 from monitor.sinks.base import Sink
 from monitor.store import (
     NO_CHANGE,
@@ -64,35 +71,21 @@ from rules.alerts import (
     Alert,
     AlertConfig,
     AlertState,
+    Level,
     StateDocument,
     deadline_ms,
     evaluate,
     figures_of,
     needs_tick,
-    position_liquidated_alert,
     quiet_band,
     state_document,
-    venue_margin_call_alert,
 )
 from rules.alerts import Figures as AlertFigures
-from rules.staleness import (
-    MARK,
-    PRIVATE,
-    FeedInputs,
-    StalenessState,
-    check_staleness,
-    next_stale_deadline,
-)
 
 log = logging.getLogger(__name__)
 # The receive time passed with the engine's own settings (QuietBand...): they were received
 # from no one, and the store ignores it.
 _SETTING = 0
-
-# Every evaluated account's state document is republished this often (the compacted topic and
-# retained MQTT state stay current without an alert), at most STATE_BATCH per timer call.
-STATE_REPUBLISH_MS = 60_000
-STATE_BATCH = 256
 
 
 class EngineObserver(Protocol):
@@ -133,20 +126,13 @@ class Engine:
         # Per-position liquidation prices in an alert's top positions cost a root search per
         # position (milliseconds for a 20-leg account) on the alert path: off by default.
         self._alert_prices = alert_liquidation_prices
-        self._drift = DriftCheck(store, drift_rel_tol, drift_abs_tol)
         self._configs: list[AlertConfig] = []
         self._states: list[AlertState] = []
-        self._stale: list[StalenessState] = []
-        self._watch_since: list[int] = []
-        # (venue, account|None) -> feed name -> receive time it was reported down
-        self._down: dict[tuple[str, str | None], dict[str, int]] = {}
-        self._missing_since: dict[int, int] = {}  # incomplete accounts: since when (recv ms)
-        self._complete_since: dict[int, int] = {}
         self._timers: list[tuple[int, int]] = []  # (deadline, account) de-escalation clocks
-        self._stale_heap: list[tuple[int, int]] = []  # (deadline, account) staleness checks
-        self._state_interval = state_interval_ms
-        self._state_sent: dict[int, int] = {}  # account -> when its state document last left
-        self._state_heap: list[tuple[int, int]] = []  # (due, account) republication clocks
+        self._staleness = StalenessWatch(store, self._config_of, self._level_of, self._figures)
+        drift = DriftCheck(store, drift_rel_tol, drift_abs_tol)
+        self._relay = Relay(store, drift, self._account_of, self._level_of, self._figures)
+        self._publisher = StatePublisher(self.sinks, state_interval_ms)
         # Accounts awaiting an evaluation with their liquidation distance (module docstring).
         self._queue = DeferredQueue(deferred_budget_s, deferred_limit)
 
@@ -185,7 +171,7 @@ class Engine:
                 # The account's queued evaluation first: its alerts precede the relayed fact.
                 self._flush_queued(ev, out)
                 mark = len(out)
-                self._relay(ev, recv_ms, out)
+                self._relay_fact(ev, recv_ms, out)
                 self._submit(out, mark, recv_ms)
         if self._queue:
             self._run_queue(out, bounded=True)
@@ -287,12 +273,9 @@ class Engine:
                 self._evaluate(i, due, now_ms, out, now_ms=now_ms)
         for entry in later:
             heapq.heappush(timers, entry)
-        heap = self._stale_heap
-        while heap and heap[0][0] <= now_ms:
-            _, i = heapq.heappop(heap)
-            self._check_stale(i, now_ms, out)
+        self._staleness.due(now_ms, out)
         self._submit(out, mark, now_ms)
-        self._republish_states(now_ms)
+        self._publisher.republish(now_ms, self.store.complete, self._document)
         return out
 
     def watch(self, venue: str, account: str, now_ms: int) -> None:
@@ -329,11 +312,9 @@ class Engine:
                 cfg = self._config_for(key)
                 self._configs.append(cfg)
                 self._states.append(AlertState())
-                self._stale.append(StalenessState())
                 now = self.clock() if now_ms is None else now_ms
-                self._watch_since.append(now)
+                self._staleness.register(n, now, cfg)
                 self.store.apply(DistanceThreshold(n, cfg.liq_distance), _SETTING)
-                heapq.heappush(self._stale_heap, (now + cfg.account_stale_ms + 1, n))
                 n += 1
 
     def _needs_distance(self, i: int) -> bool:
@@ -394,36 +375,24 @@ class Engine:
             self._set_band(i)  # first evaluation of the account
         if alerts:
             out.extend(alerts)
-        if alerts or i not in self._state_sent:
+        if alerts or not self._publisher.published(i):
             # On every transition, and after the account's first complete evaluation.
-            if i not in self._state_sent:
-                heapq.heappush(self._state_heap, (now + self._state_interval, i))
-            self._publish_state(i, state_document(state, risk, now), now)
+            self._publisher.publish(i, state_document(state, risk, now), now)
 
-    def _publish_state(self, i: int, doc: StateDocument, now: int) -> None:
-        self._state_sent[i] = now
-        for sink in self.sinks:
-            sink.submit_state(doc)
-
-    def _republish_states(self, now_ms: int) -> None:
-        """Slow timer: each evaluated account's state document again every state interval
-        (bounded per call; an incomplete account keeps its last document until complete)."""
-        heap = self._state_heap
-        done = 0
-        while heap and heap[0][0] <= now_ms and done < STATE_BATCH:
-            _, i = heapq.heappop(heap)
-            due = self._state_sent[i] + self._state_interval
-            if due > now_ms or not self.store.complete(i):
-                heapq.heappush(heap, (max(due, now_ms + 1), i))
-                continue
-            risk = self._risk(i, now_ms, now_ms, need=False)
-            self._publish_state(i, state_document(self._states[i], risk, now_ms), now_ms)
-            heapq.heappush(heap, (now_ms + self._state_interval, i))
-            done += 1
+    def _document(self, i: int, now_ms: int) -> StateDocument:
+        """Account ``i``'s state document now (its state republished, no evaluation)."""
+        risk = self._risk(i, now_ms, now_ms, need=False)
+        return state_document(self._states[i], risk, now_ms)
 
     def _set_band(self, i: int) -> None:
         lo, hi = quiet_band(self._states[i], self._configs[i])
         self.store.apply(QuietBand(i, lo, hi), _SETTING)
+
+    def _config_of(self, i: int) -> AlertConfig:
+        return self._configs[i]
+
+    def _level_of(self, i: int) -> Level:
+        return self._states[i].level
 
     def _figures(self, i: int) -> AlertFigures | None:
         key = self.store.key_of(i)
@@ -431,46 +400,11 @@ class Engine:
             return None
         return figures_of(self.store.risk(key, with_liquidation=False))
 
-    def _relay(self, ev: Event, recv_ms: int, out: list[Alert]) -> None:
-        if isinstance(ev, MarginCall):
-            i = self._account_of(ev.venue, ev.account)
-            out.append(
-                venue_margin_call_alert(
-                    venue=ev.venue,
-                    account=ev.account,
-                    event_ms=ev.event_ms,
-                    recv_ms=recv_ms,
-                    positions=ev.positions,
-                    level=self._states[i].level,
-                    figures=self._figures(i),
-                    cross_wallet_balance=ev.cross_wallet_balance,
-                )
-            )
-        elif isinstance(ev, PositionFill) and (ev.liquidation or ev.adl):
-            i = self._account_of(ev.venue, ev.account)
-            out.append(
-                position_liquidated_alert(
-                    venue=ev.venue,
-                    account=ev.account,
-                    symbol=ev.symbol,
-                    side=ev.side,
-                    qty=ev.qty_delta,
-                    price=ev.price,
-                    event_ms=ev.event_ms,
-                    recv_ms=recv_ms,
-                    level=self._states[i].level,
-                    figures=self._figures(i),
-                    order_id=ev.order_id,
-                    trade_id=ev.trade_id,
-                )
-            )
-        elif isinstance(ev, AccountSnapshot) and ev.reported is not None:
-            i = self._account_of(ev.venue, ev.account)
-            alert = self._drift.check(i, ev, recv_ms, self._states[i].level, self._figures(i))
-            if alert is not None:
-                out.append(alert)
-        elif isinstance(ev, FeedStatus):
-            self._feed_status(ev, recv_ms, out)
+    def _relay_fact(self, ev: Event, recv_ms: int, out: list[Alert]) -> None:
+        if isinstance(ev, FeedStatus):
+            self._staleness.feed_status(ev, recv_ms, out)
+            return
+        self._relay.relay(ev, recv_ms, out)
 
     def _account_of(self, venue: str, account: str) -> int:
         """The account a relayed fact is about (a margin call may name one not seen yet)."""
@@ -480,66 +414,14 @@ class Engine:
         self._register([i])
         return i
 
-    # --- staleness ---------------------------------------------------------------------------
-
     def _on_flips(self, flips: tuple[int, ...], recv_ms: int, out: list[Alert]) -> None:
-        """Accounts that turned incomplete start their inputs-missing clock (a feed_stale after
-        ``inputs_missing_ms``); accounts complete again are checked at once (feed_recovered)."""
+        """Accounts whose completeness changed: see :meth:`StalenessWatch.flipped`."""
         for i in flips:
             if i >= len(self._states):
                 self._register([i])
-            if self.store.complete(i):
-                if self._missing_since.pop(i, None) is not None:
-                    self._complete_since[i] = recv_ms
-                    mark = len(out)
-                    self._check_stale(i, recv_ms, out)
-                    self._submit(out, mark, recv_ms)
-            elif i not in self._missing_since:
-                self._missing_since[i] = recv_ms
-                due = recv_ms + self._configs[i].inputs_missing_ms + 1
-                heapq.heappush(self._stale_heap, (due, i))
-
-    def _feed_status(self, ev: FeedStatus, now_ms: int, out: list[Alert]) -> None:
-        down = ev.state in (FeedState.STALE, FeedState.DISCONNECTED)
-        name = PRIVATE if ev.account is not None else MARK
-        names = self._down.setdefault((ev.venue, ev.account), {})
-        if down:
-            names.setdefault(name, now_ms)  # a repeated report keeps the outage's start
-        else:
-            names.pop(name, None)
-        for i in range(len(self._states)):
-            venue, account = self.store.key_of(i)
-            if venue == ev.venue and (ev.account is None or ev.account == account):
-                self._check_stale(i, now_ms, out)
-
-    def _inputs(self, i: int) -> FeedInputs:
-        key = self.store.key_of(i)
-        times = self.store.times(key)
-        down = {**self._down.get((key[0], None), {}), **self._down.get((key[0], key[1]), {})}
-        since = self._missing_since.get(i)
-        return FeedInputs(
-            venue=key[0],
-            account=key[1],
-            private_last_ms=times.last_event_recv_ms,
-            mark_last_ms=self.store.mark_recv_times(key),
-            watch_since_ms=self._watch_since[i],
-            down=frozenset(down),
-            down_since_ms=down,
-            missing=() if since is None else tuple(self.store.missing_list(key)),
-            missing_since_ms=since,
-            complete_since_ms=self._complete_since.get(i),
-        )
-
-    def _check_stale(self, i: int, now_ms: int, out: list[Alert]) -> None:
-        cfg = self._configs[i]
-        inputs = self._inputs(i)
-        state, alerts = check_staleness(
-            self._stale[i], inputs, cfg, now_ms, level=self._states[i].level,
-            figures=self._figures(i),
-        )  # fmt: skip
-        self._stale[i] = state
-        out.extend(alerts)
-        heapq.heappush(self._stale_heap, (max(now_ms + 1, next_stale_deadline(inputs, cfg)), i))
+            mark = len(out)
+            self._staleness.flipped(i, recv_ms, out)
+            self._submit(out, mark, recv_ms)
 
     # --- delivery ----------------------------------------------------------------------------
 

@@ -64,12 +64,12 @@ class MarkRouter:
             small: list[RowDeltas] = []
             flagged: set[int] = set()
             self._tick_small(book, ev.mark, small, flagged)
-            return self._small_changed(small, flagged, structure.finish())
+            return Changed(*self._small_changed(small, flagged, structure.finish()))
         deltas = kernels.tick_book(book, ev.mark)
         structural = structure.finish()
         if deltas is None:
             return structural
-        return self._ticked(*self._table.apply_tick(deltas), structural)
+        return Changed(*self._ticked(*self._table.apply_tick(deltas), structural))
 
     def run(self, ev: MarkRun, recv_ms: int) -> Changed:
         """A feed's batch. First the marks of instruments nobody holds are recorded (latest
@@ -96,8 +96,8 @@ class MarkRouter:
                 else:
                     book.mark = q.mark
                     book.mark_recv_ms = recv_ms
-            if not rest:
-                return NO_CHANGE
+        if not rest:
+            return NO_CHANGE
         changed = self._held_run(ev.venue, rest, recv_ms)
         if changed is not None:
             return changed
@@ -109,31 +109,6 @@ class MarkRouter:
         (latest wins), so they never split a batch, and ``Changed.event_ms`` is that of the
         latest held mark applied: whether idle marks came in the same batch changes nothing."""
         return self.tail(MarkTail(marks, 0), recv_ms)
-
-    def tail(self, tail: MarkTail, recv_ms: int) -> Changed:
-        """The marks of a batch from ``tail.start`` on (see :meth:`marks`)."""
-        marks, start = tail
-        n = len(marks)
-        if start >= n:
-            return NO_CHANGE
-        get = self._by_key.get
-        seen: set[tuple[str, str]] = set()
-        latest = -1
-        j = start
-        while j < n:
-            ev = marks[j]
-            key = (ev.venue, ev.symbol)
-            book = get(key)
-            # Held (Books.holds): stable while marks apply, only positions change it.
-            if book is not None and (book.n > 0 or book.held):
-                if key in seen:
-                    break
-                seen.add(key)
-                latest = max(latest, ev.event_ms)
-            j += 1
-        run = marks if start == 0 and j == n else marks[start:j]
-        event_ms = latest if latest >= 0 else max(map(_EVENT_MS, run))
-        return self._apply_batch(run, recv_ms, event_ms, MarkTail(marks, j) if j < n else None)
 
     # --- routes ------------------------------------------------------------------------------
 
@@ -161,44 +136,54 @@ class MarkRouter:
                 small += got
         latest = max(map(_EVENT_MS, quotes))  # every quote: a held mark
         flagged = self._table.add_rows(small)
-        changed = self._small_changed(small, flagged, NO_CHANGE, event_ms=latest)
+        touched, cands = self._small_changed(small, flagged, NO_CHANGE)
+        changed = Changed(touched, cands, (), None, latest)
         self._structure.drain_resums()
         return changed
 
-    def _apply_batch(
-        self, events: Sequence[MarkPrice], recv_ms: int, event_ms: int, rest: MarkTail | None
-    ) -> Changed:
-        """A batch of marks (no held instrument twice, but idle ones may repeat); ``event_ms``
-        and ``rest`` go into the :class:`Changed`.
+    def tail(self, tail: MarkTail, recv_ms: int) -> Changed:
+        """The marks of a batch from ``tail.start`` on, up to the first repeat of a held
+        instrument (see :meth:`marks`).
 
         Each instrument's legs tick as usual — many legs of linear books in one fused pass
         (:class:`~monitor.store.kernels.FrameCache`); the account-side error bound, health and
         screen run once over the union of touched accounts instead of once per instrument.
         """
+        marks, start = tail
+        n = len(marks)
         rows: list[I64] = []
         get = self._by_key.get
         structure = self._structure
         fused: list[InstrumentBook] = []
         fused_marks: list[float] = []
-        seen: set[int] = set()
-        counted: list[I64] = []  # per-account row counts of fused passes
         small: list[RowDeltas] = []  # rows of small books, ticked at once in python
         flagged: set[int] = set()
-        for ev in events:
+        held: set[int] = set()  # the held books this part moved
+        latest = -1  # event time of the latest held mark
+        rest = None
+        k = start
+        while k < n:
+            ev = marks[k]
+            k += 1
             book = get((ev.venue, ev.symbol))
-            if book is not None and book.n == 0 and not book.held:
-                # Nobody holds it: just record the mark (most of a venue's all-marks frame).
-                mark = ev.mark
-                if math.isfinite(mark) and mark > 0.0:
-                    book.mark, book.mark_recv_ms = mark, recv_ms
-                continue
+            if book is not None:
+                if book.n == 0 and not book.held:
+                    # Nobody holds it: just record the mark (most of a venue's all-marks frame).
+                    mark = ev.mark
+                    if math.isfinite(mark) and mark > 0.0:
+                        book.mark, book.mark_recv_ms = mark, recv_ms
+                    continue
+                # Held: a repeat ends this part, so each of its marks is screened before the
+                # next (who holds what cannot change while marks apply: only positions do).
+                if id(book) in held:
+                    rest = MarkTail(marks, k - 1)
+                    break
+                held.add(id(book))
+                latest = max(latest, ev.event_ms)
             if not (math.isfinite(ev.mark) and ev.mark > 0.0):
                 continue
             if book is None:
                 book = self._books.book(ev.venue, ev.symbol)
-            if id(book) in seen:  # a repeat: the earlier mark must land first
-                self._flush_fused(fused, fused_marks, rows, counted)
-                seen.clear()
             book.mark_recv_ms = recv_ms
             if book.held:
                 book.mark = ev.mark
@@ -208,75 +193,57 @@ class MarkRouter:
                 continue
             if book.n and book.fusable():
                 book.mark = ev.mark
-                seen.add(id(book))
                 fused.append(book)
                 fused_marks.append(ev.mark)
                 continue
             self._tick_into_batch(book, ev.mark, rows)
-        self._flush_fused(fused, fused_marks, rows, counted)
+        cnt = self._flush_fused(fused, fused_marks, rows)
         structural = structure.finish()
-        if not rows and not counted:
+        if not rows and cnt is None and not small and structural is NO_CHANGE:
+            return NO_CHANGE if rest is None else Changed(EMPTY, EMPTY, (), rest)
+        # Alerts carry the time of the latest held mark, the one that moved them.
+        end = n if rest is None else rest.start
+        event_ms = latest if latest >= 0 else max(map(_EVENT_MS, marks[start:end]))
+        if not rows and cnt is None:
             if not small:
-                if structural is NO_CHANGE and rest is None:
-                    return NO_CHANGE
                 return Changed(structural.accounts, structural.candidates, (), rest, event_ms)
-            changed = self._small_changed(small, flagged, structural, event_ms=event_ms, rest=rest)
+            touched, cands = self._small_changed(small, flagged, structural)
             structure.drain_resums()
-            return changed
+            return Changed(touched, cands, (), rest, event_ms)
         if small:
             rows.append(self._table.rows_into_batch(small))
-        cnt = None
-        if counted:
-            cnt = counted[0]
-            for more in counted[1:]:
-                size = max(cnt.size, more.size)
-                cnt = np.pad(cnt, (0, size - cnt.size)) + np.pad(more, (0, size - more.size))
-        changed = self._ticked(
-            *self._table.finish_batch(rows, cnt), structural, event_ms=event_ms, rest=rest
-        )
+        touched, cands = self._ticked(*self._table.finish_batch(rows, cnt), structural)
         structure.drain_resums()
-        return changed
+        return Changed(touched, cands, (), rest, event_ms)
 
     # --- helpers -----------------------------------------------------------------------------
 
     def _ticked(
-        self,
-        touched: I64,
-        cands: I64,
-        hard: list[int],
-        structural: Changed,
-        *,
-        event_ms: int = -1,
-        rest: MarkTail | None = None,
-    ) -> Changed:
-        """A tick's outcome: accounts over HARD re-summed at once, the structural change (legs
-        activated by the same mark) added."""
+        self, touched: I64, cands: I64, hard: list[int], structural: Changed
+    ) -> tuple[I64, I64]:
+        """A tick's outcome (touched accounts, candidates): accounts over HARD re-summed at
+        once, the structural change (legs activated by the same mark) added."""
         for i in hard:
             self._structure.resum(i)
         if structural.accounts.size:
             touched = np.union1d(touched, structural.accounts)
             cands = np.union1d(cands, structural.candidates)
-        return Changed(touched, cands, (), rest, event_ms)
+        return touched, cands
 
     def _flush_fused(
-        self,
-        books: list[InstrumentBook],
-        marks: list[float],
-        rows: list[I64],
-        counted: list[I64],
-    ) -> None:
-        """Tick the deferred books: one fused pass when they are many legs, else one by one."""
+        self, books: list[InstrumentBook], marks: list[float], rows: list[I64]
+    ) -> I64 | None:
+        """Tick the deferred books: one fused pass when they are many legs (its per-account
+        row counts returned, for the batch bound), else one by one."""
         if not books:
-            return
+            return None
         if sum(b.n for b in books) >= kernels.MIN_FUSED_ROWS:
             deltas, weight = self._frame.tick(books, marks)
             self._table.add_frame(self._frame.account, deltas, weight)
-            counted.append(self._frame.per_account)
-        else:
-            for book, mark in zip(books, marks, strict=True):
-                self._tick_into_batch(book, mark, rows)
-        books.clear()
-        marks.clear()
+            return self._frame.per_account
+        for book, mark in zip(books, marks, strict=True):
+            self._tick_into_batch(book, mark, rows)
+        return None
 
     def _tick_small(
         self, book: InstrumentBook, mark: float, small: list[RowDeltas], flagged: set[int]
@@ -288,16 +255,10 @@ class MarkRouter:
             small += got
 
     def _small_changed(
-        self,
-        small: list[RowDeltas],
-        flagged: Collection[int],
-        structural: Changed,
-        *,
-        event_ms: int = -1,
-        rest: MarkTail | None = None,
-    ) -> Changed:
-        """Finish a batch of small-book ticks alone: their lazy bounds hold, so only the
-        accounts out of budget are screened."""
+        self, small: list[RowDeltas], flagged: Collection[int], structural: Changed
+    ) -> tuple[I64, I64]:
+        """Finish a batch of small-book ticks alone (touched accounts, candidates): their lazy
+        bounds hold, so only the accounts out of budget are screened."""
         accounts = tuple([row[0] for row in small])
         touched = self._touched_of.get(accounts)
         if touched is None:  # a feed's held books touch the same accounts batch after batch
@@ -307,9 +268,9 @@ class MarkRouter:
             touched.flags.writeable = False  # shared by every Changed built from the cache
             self._touched_of[accounts] = touched
         if not flagged:
-            return self._ticked(touched, EMPTY, [], structural, event_ms=event_ms, rest=rest)
+            return self._ticked(touched, EMPTY, [], structural)
         screened = self._table.screen(np.array(sorted(set(flagged)), dtype=np.int64))
-        return self._ticked(touched, *screened, structural, event_ms=event_ms, rest=rest)
+        return self._ticked(touched, *screened, structural)
 
     def _tick_into_batch(self, book: InstrumentBook, mark: float, rows: list[I64]) -> None:
         deltas = kernels.tick_book(book, mark)

@@ -24,7 +24,6 @@ from store_support import BTC_2024, OKX_ETH, apply_all
 
 import monitor.store.accounts
 import monitor.store.book
-import monitor.store.kernels
 from connectors.events import (
     AccountSnapshot,
     BalanceUpdate,
@@ -335,7 +334,7 @@ def test_same_with_tiny_resum_thresholds(
     ("module", "name", "value"),
     [
         # Every frame of marks takes the fused multi-instrument pass (monitor.store.kernels).
-        (monitor.store.kernels, "MIN_FUSED_ROWS", 0),
+        (kernels, "MIN_FUSED_ROWS", 0),
         # Small books tick in python (monitor.store.book.SMALL_ROWS): here none do, or only books of
         # up to 2 rows, so a frame mixes python ticks with the numpy batch.
         (monitor.store.book, "SMALL_ROWS", 0),

@@ -84,7 +84,7 @@ class Store:
 
     def __init__(self) -> None:
         table = self._table = AccountTable()
-        books = self._books = Books()
+        books = self._books = Books()  # (read by the tests of the store's internals too)
         registry = AccountRegistry()
         self._flips: list[int] = []  # completeness flips of the event being applied
         structure = self._structure = Structure(table, books, registry, self._flips)
@@ -122,8 +122,10 @@ class Store:
         """Apply one event received at ``recv_ms``; return what it changed (:class:`Changed`).
 
         A batch of marks (:class:`MarkRun`, or a list of :class:`MarkPrice`) may be applied in
-        part: apply ``Changed.rest`` next, until it is ``None``. Events that change no state
-        (e.g. a :class:`~connectors.events.FeedStatus`) return :data:`NO_CHANGE`.
+        part: apply ``Changed.rest`` next, until it is ``None``. The engine's settings
+        (:mod:`monitor.store.settings`) change only what the screen compares with, and
+        ``recv_ms`` means nothing to them. Events that change no state (e.g. a
+        :class:`~connectors.events.FeedStatus`) return :data:`NO_CHANGE`.
         """
         handler = self._handlers.get(type(event))
         if handler is None:

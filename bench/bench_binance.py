@@ -12,7 +12,8 @@ batches of ``BATCH`` frames (what the driver takes at once from the socket when 
 of every symbol's update arrives), which decodes a batch of mark frames in one call to one
 ``MarkRun``. ``binance_mark_decode_apply_us`` adds ``Engine.handle`` (no sinks): the idle
 symbols' marks recorded, the held ones ticked (in python: their books are small) and their
-accounts' lazy budgets charged (``Store.apply_held_run``), a screen only when a budget runs out.
+accounts' lazy budgets charged (the held-run route of ``Store.apply``), a screen only when a
+budget runs out.
 ``binance_mark_decode_apply_unbatched_us`` hands every frame to ``parse_many`` and
 ``Engine.handle`` alone, for honesty. The speedups are against the batched figure; the
 ``_unbatched`` speedups are reported beside them. ``binance_mark_apply_held_us`` is the part of

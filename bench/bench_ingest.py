@@ -7,7 +7,7 @@ process (its one core): ``frames / process CPU time``, measured from the first l
 last. ``ingest_frames_per_wall_s`` is the same count per wall second (the producer runs in its
 own process, on the other core). The driver takes every frame websockets already holds after
 each ``recv`` and delivers them as one list, so the engine applies runs of marks through
-``Store.apply_marks``; ``ingest_mean_batch_frames`` says how many frames a batch held on average
+``Store.apply``; ``ingest_mean_batch_frames`` says how many frames a batch held on average
 (it depends on how far the consumer lags the producer, i.e. on load).
 
 The store holds the sim's instruments and tier tables (from the driver's own snapshot), so

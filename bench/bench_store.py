@@ -13,7 +13,7 @@ every account once (their quiet bands start unset); the figures below exclude it
   store, the quiet-band screen and the alert policy for whatever left its band.
 * ``tick_650_us`` — the same for an instrument held by ~650 positions.
 * ``all_marks_frame_ms`` — median of one frame of all 300 marks in one ``handle`` call (one
-  fused pass over the ~200,000 legs, :mod:`monitor.store.frame`).
+  fused pass over the ~200,000 legs, :class:`monitor.store.kernels.FrameCache`).
 * ``tick_to_alert_p99_ms`` — 1,000 ticks/s replayed against a simulated arrival clock (one
   tick every 1 ms: BTC every 10th, the rest over the other instruments, random-walk marks with
   occasional jumps that make accounts change level). The engine is a single server: tick ``k``

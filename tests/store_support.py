@@ -6,7 +6,7 @@ import asyncio
 import math
 
 from connectors.events import Instrument, MarkPrice, PositionSnapshot, TierTableUpdate
-from monitor.store import AccountKey, Store
+from monitor.store import AccountKey, Changed, Store, StoreInput
 from rules.account import AccountFigures
 from rules.alerts import Alert, StateDocument
 from rules.tiers import TierSpec, TierTable
@@ -96,6 +96,15 @@ def position(
     return PositionSnapshot(
         venue, account, symbol, side, qty, entry, ms, mode, leverage, isolated_margin
     )
+
+
+def apply_all(store: Store, event: StoreInput, recv_ms: int) -> list[Changed]:
+    """Apply ``event`` through the store's one door, a batch's ``rest`` too, as the engine
+    does: one :class:`Changed` per part applied."""
+    out = [store.apply(event, recv_ms)]
+    while out[-1].rest is not None:
+        out.append(store.apply(out[-1].rest, recv_ms))
+    return out
 
 
 def assert_matches_scratch(store: Store, key: AccountKey) -> AccountFigures:

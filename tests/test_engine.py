@@ -132,8 +132,16 @@ def test_repeats_of_unheld_instruments_do_not_split_a_batch_but_land_in_order() 
     assert [(a.previous_level, a.level) for a in got] == [(Level.OK, Level.CRITICAL)]
     assert sink.alerts == got
     assert not store.holds((VENUE, "DOGEUSDT"))
-    book = store._books[(VENUE, "DOGEUSDT")]
+    book = store.book((VENUE, "DOGEUSDT"))
+    assert book is not None
     assert (book.mark, book.mark_recv_ms) == (0.12, clock.now)  # the last of its three marks
+
+
+def _mark(store: Store, symbol: str) -> tuple[float | None, int | None]:
+    """The instrument's last mark and its receive time."""
+    book = store.book((VENUE, symbol))
+    assert book is not None
+    return book.mark, book.mark_recv_ms
 
 
 def _as_run(batch: list[Event]) -> list[Event]:
@@ -158,10 +166,9 @@ def test_a_mark_run_screens_every_held_mark_and_records_the_rest() -> None:
     got = engine.handle(_as_run(batch), clock.now)
     assert [(a.previous_level, a.level) for a in got] == [(Level.OK, Level.CRITICAL)]
     store = engine.store
-    assert store._books[(VENUE, "DOGEUSDT")].mark == 0.11
-    assert store._books[(VENUE, "DOGEUSDT")].mark_recv_ms == clock.now
-    assert store._books[(VENUE, "ETHUSDT")].mark == 3_000.0
-    assert store._books[(VENUE, "BTCUSDT")].mark == 30_000.0
+    assert _mark(store, "DOGEUSDT") == (0.11, clock.now)
+    assert _mark(store, "ETHUSDT")[0] == 3_000.0
+    assert _mark(store, "BTCUSDT")[0] == 30_000.0
 
 
 def test_a_mark_run_never_prices_a_held_book_at_a_bad_mark() -> None:
@@ -172,7 +179,7 @@ def test_a_mark_run_never_prices_a_held_book_at_a_bad_mark() -> None:
     before = store.figures(KEY)
     for bad in (math.nan, 0.0, -1.0, math.inf):
         assert engine.handle(_as_run([mark("BTCUSDT", bad, ms=1)]), clock.now) == []
-        assert store._books[(VENUE, "BTCUSDT")].mark == 30_000.0
+        assert _mark(store, "BTCUSDT")[0] == 30_000.0
         assert store.figures(KEY) == before
 
 
@@ -204,17 +211,22 @@ def test_mark_runs_and_mark_events_give_the_same_alerts_and_state(
             events, clock_event.now
         )
     assert sink_run.alerts == sink_event.alerts
-    for key, book in by_event.store._books.items():
-        other = by_run.store._books[key]
-        assert (other.mark, other.mark_recv_ms) == (book.mark, book.mark_recv_ms)
-    assert by_run.store.table.mm.tolist() == by_event.store.table.mm.tolist()
-    assert by_run.store.table.upnl.tolist() == by_event.store.table.upnl.tolist()
+    assert by_run.store.instruments() == by_event.store.instruments()
+    for _, symbol in by_event.store.instruments():
+        assert _mark(by_run.store, symbol) == _mark(by_event.store, symbol)
+    for key in by_event.store.accounts():
+        run, event = by_run.store.figures(key), by_event.store.figures(key)
+        assert (run.equity, run.maintenance_margin) == (event.equity, event.maintenance_margin)
+        legs = by_run.store.legs(key), by_event.store.legs(key)
+        assert [by_run.store.leg_figures(leg) for leg in legs[0]] == [
+            by_event.store.leg_figures(leg) for leg in legs[1]
+        ]
 
 
 def test_quiet_ticks_run_no_policy() -> None:
     engine, _sink, clock = _engine()
     store = engine.store
-    lo, hi = store.table.band_lo[0], store.table.band_hi[0]
+    lo, hi = store.band(0)
     assert lo == pytest.approx(2.0, rel=1e-11)  # OK level: quiet while health > 2
     assert hi == float("inf")
     changed = store.apply(mark("BTCUSDT", 29_900.0), clock.now)

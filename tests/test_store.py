@@ -9,6 +9,7 @@ from store_support import (
     BTC_2021,
     BTC_2024,
     VENUE,
+    apply_all,
     assert_matches_scratch,
     linear,
     mark,
@@ -24,10 +25,11 @@ from connectors.events import (
     Instrument,
     LeverageUpdate,
     MarginCall,
+    MarkRun,
     PositionFill,
     TierTableUpdate,
 )
-from monitor.store import Store
+from monitor.store import DistanceThreshold, QuietBand, Store
 from rules.imf_mf import ImfMfModel
 from rules.size_linear import SizeLinearModel
 from rules.tiers import TierTable
@@ -266,16 +268,34 @@ def test_quiet_band_screens_candidates() -> None:
     store.apply(BalanceUpdate(VENUE, "main", "USDT", 600.0, 0), 0)
     changed = store.apply(position("main", "BTCUSDT", 1.0, 30_000.0), 0)
     assert changed.candidates.tolist() == [0]  # band unset: always evaluated
-    store.set_quiet_band(0, 2.0, math.inf)  # health 600/120 = 5 is inside
+    store.apply(QuietBand(0, 2.0, math.inf), 0)  # health 600/120 = 5 is inside
     assert store.apply(mark("BTCUSDT", 29_990.0), 1).candidates.size == 0
     # health (600 − 300)/118.8 = 2.53 still inside; at 29,500: 100/118 < 2 leaves it.
     assert store.apply(mark("BTCUSDT", 29_700.0), 2).candidates.size == 0
     changed = store.apply(mark("BTCUSDT", 29_500.0), 3)
     assert changed.accounts.tolist() == [0] and changed.candidates.tolist() == [0]
     # The distance prefilter: threshold 10%, equity − MM = −18 < 3·0.1·29,500 → near.
-    store.set_quiet_band(0, -math.inf, math.inf)
-    store.set_distance_threshold(0, 0.10)
+    store.apply(QuietBand(0, -math.inf, math.inf), 0)
+    store.apply(DistanceThreshold(0, 0.10), 0)
     assert store.apply(mark("BTCUSDT", 29_501.0), 4).candidates.tolist() == [0]
+
+
+@pytest.mark.parametrize("as_run", [False, True], ids=["mark_list", "mark_run"])
+def test_a_batch_is_applied_in_parts_so_a_dip_inside_it_is_screened(as_run: bool) -> None:
+    """The store's own mark route splits a batch at a held instrument's repeat: the dip to
+    29,500 (health 100/118 < 2, out of the band) is a candidate of its own part although the
+    batch ends back at 30,000, and each part carries its mark's event time."""
+    store = _btc_store(30_000.0)
+    store.apply(BalanceUpdate(VENUE, "main", "USDT", 600.0, 0), 0)
+    store.apply(position("main", "BTCUSDT", 1.0, 30_000.0), 0)
+    store.apply(QuietBand(0, 2.0, math.inf), 0)
+    marks = [mark("BTCUSDT", 29_900.0, ms=1), mark("DOGEUSDT", 0.1, ms=2),
+             mark("BTCUSDT", 29_500.0, ms=3), mark("BTCUSDT", 30_000.0, ms=4)]  # fmt: skip
+    batch = MarkRun(VENUE, marks) if as_run else marks
+    parts = apply_all(store, batch, 7)
+    got = [(p.candidates.tolist(), p.event_ms) for p in parts]
+    assert got == [([], 1), ([0], 3), ([], 4)]
+    assert store.figures(KEY).health == pytest.approx(600 / 120, rel=1e-12)
 
 
 def test_figures_arrays_for_the_metrics_collector() -> None:

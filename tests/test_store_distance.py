@@ -17,7 +17,8 @@ from connectors.events import (
     PositionSnapshot,
     TierTableUpdate,
 )
-from monitor.store import Store
+from monitor.store import DistanceThreshold, Store
+from monitor.store.accounts import DIST_SLOPE
 from monitor.store.distance import clear_of_threshold
 from rules.imf_mf import ImfMfModel
 from rules.liquidation import liquidation_distance
@@ -92,9 +93,9 @@ def test_cleared_accounts_are_never_near(
     i = store.index_of(key)
     assert i is not None
     acct = store.state(key)
-    if not store.table.complete[i]:
+    if not store.complete(i):
         return
-    cleared = clear_of_threshold(acct, store.table.coll.item(i), {"BTC": marks["BTC"]}, threshold)
+    cleared = clear_of_threshold(acct, store.collateral(i), {"BTC": marks["BTC"]}, threshold)
     if cleared:
         down, up = liquidation_distance(store.account_input(key))
         assert down is None or down >= threshold, (down, threshold)
@@ -109,10 +110,10 @@ def test_hedged_account_is_cleared_where_the_gross_screen_is_not() -> None:
     key = (V, "a")
     i = store.index_of(key)
     assert i is not None
-    store.set_distance_threshold(i, 0.05)
+    store.apply(DistanceThreshold(i, 0.05), 0)
     assert store.distance_maybe_near(i) is False  # cleared by net exposure
-    t = store.table
-    gross_screen = t.equity_of(i) - t.mm.item(i) < t.dist3.item(i) * t.gross.item(i)
+    fig = store.figures(key)
+    gross_screen = fig.equity - fig.maintenance_margin < DIST_SLOPE * 0.05 * fig.gross_notional
     assert gross_screen  # 3·5%·1.17M = 175k > 60k − MM: the first screen could not clear it
     down, up = liquidation_distance(store.account_input(key))
     assert down is None or down >= 0.05
@@ -126,4 +127,4 @@ def test_rounded_models_are_never_cleared() -> None:
     key = (V, "a")
     i = store.index_of(key)
     assert i is not None
-    assert not clear_of_threshold(store.state(key), store.table.coll.item(i), {}, 0.01)
+    assert not clear_of_threshold(store.state(key), store.collateral(i), {}, 0.01)

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
-from store_support import BTC_2024, OKX_ETH
+from store_support import BTC_2024, OKX_ETH, apply_all
 
 import monitor.store.accounts
 import monitor.store.book
-import monitor.store.frame
 from connectors.events import (
     AccountSnapshot,
     BalanceUpdate,
@@ -36,7 +35,8 @@ from connectors.events import (
     PositionSnapshot,
     TierTableUpdate,
 )
-from monitor.store import Store
+from monitor.store import DistanceThreshold, QuietBand, Store, kernels
+from monitor.store.book import InstrumentBook, RowDeltas
 from rules.account import AccountInput, PositionInput, account_figures, position_figures
 from rules.imf_mf import ImfMfModel
 from rules.model import MarginModel
@@ -273,9 +273,10 @@ events = st.one_of(
 
 
 def check_equal(store: Store, ref: Reference) -> None:
-    for venue, idle in store._idle.items():  # each book keeps itself in its venue's idle map
-        books = [b for (v, _), b in store._books.items() if v == venue]
-        assert idle == {b.symbol: b for b in books if b.n == 0 and not b.held}
+    books = store._books  # (internals) each book keeps itself in its venue's idle map
+    for venue in books.venues():
+        ofv = [b for (v, _), b in books.items() if v == venue]
+        assert books.idle(venue) == {b.symbol: b for b in ofv if b.n == 0 and not b.held}
     for name in ref.accounts:
         key = (V, name)
         by_key = {(leg.symbol, leg.side): leg for leg in store.legs(key)}
@@ -296,11 +297,12 @@ def check_equal(store: Store, ref: Reference) -> None:
 
 
 def run_sequence(seq: list[Event | list[MarkPrice]]) -> None:
-    """Apply each event (a list is a frame of marks, applied as one batch); check after each."""
+    """Apply each event (a list is a frame of marks, applied as a batch through the store's
+    route: split at held repeats); check after each."""
     store, ref = Store(), Reference()
     for ev in [*_setup(), *seq]:
         if isinstance(ev, list):
-            store.apply_marks(ev, 0)
+            apply_all(store, ev, 0)
             for m in ev:
                 ref.apply(m)
         else:
@@ -331,8 +333,8 @@ def test_same_with_tiny_resum_thresholds(
 @pytest.mark.parametrize(
     ("module", "name", "value"),
     [
-        # Every frame of marks takes the fused multi-instrument pass (monitor.store.frame).
-        (monitor.store.frame, "MIN_FUSED_ROWS", 0),
+        # Every frame of marks takes the fused multi-instrument pass (monitor.store.kernels).
+        (kernels, "MIN_FUSED_ROWS", 0),
         # Small books tick in python (monitor.store.book.SMALL_ROWS): here none do, or only books of
         # up to 2 rows, so a frame mixes python ticks with the numpy batch.
         (monitor.store.book, "SMALL_ROWS", 0),
@@ -370,13 +372,11 @@ def test_python_and_numpy_ticks_give_the_same_bits(seq: list[Event | list[MarkPr
         for ev in [*_setup(), *seq]:
             for store, small_rows in zip(stores, (old, 0), strict=True):
                 monitor.store.book.SMALL_ROWS = small_rows
-                if isinstance(ev, list):
-                    store.apply_marks(ev, 0)
-                else:
-                    store.apply(ev, 0)
+                apply_all(store, ev, 0)
             py, np_ = stores
-            for key, book in py._books.items():
-                other = np_._books[key]
+            for key in py.instruments():
+                book, other = py.book(key), np_.book(key)
+                assert book is not None and other is not None
                 assert book.fig[:, : book.n].tolist() == other.fig[:, : other.n].tolist()
     finally:
         monitor.store.book.SMALL_ROWS = old
@@ -384,29 +384,56 @@ def test_python_and_numpy_ticks_give_the_same_bits(seq: list[Event | list[MarkPr
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seq=st.lists(events, min_size=1, max_size=60), moves=st.lists(st.floats(0.5, 2.0)))
-def test_python_tick_rows_are_numpy_s_deltas_and_weights(
+def test_the_three_tick_kernels_agree_bit_for_bit(
     seq: list[Event | list[MarkPrice]], moves: list[float]
 ) -> None:
+    """monitor.store.kernels: the python tick (tick_small), the numpy tick (tick_book) and,
+    for books it may take, the fused frame pass (FrameCache) give the same figures, deltas and
+    error weights, bit for bit — book by book, and with every fusable book in one frame."""
     store = Store()
     for ev in [*_setup(), *seq]:
-        if isinstance(ev, list):
-            store.apply_marks(ev, 0)
-        else:
-            store.apply(ev, 0)
-    for book in store._books.values():
-        if not book.n or book.mark is None:
-            continue
-        for move in moves[:4]:
+        apply_all(store, ev, 0)
+    ticked: list[InstrumentBook] = []
+    for key in store.instruments():
+        book = store.book(key)
+        assert book is not None
+        if book.n and book.mark is not None:
+            ticked.append(book)
+    for move in moves[:4]:
+        marks = [book.mark * move for book in ticked if book.mark is not None]
+        fusable = [(b, m) for b, m in zip(ticked, marks, strict=True) if b.fusable()]
+        frame_books = [copy.deepcopy(b) for b, _ in fusable]
+        small_rows: dict[int, list[RowDeltas]] = {}
+        for book, mark in zip(ticked, marks, strict=True):
             twin = copy.deepcopy(book)
-            mark = book.mark * move
-            rows = book.tick_rows(mark)
-            deltas = twin.tick(mark)
+            rows = kernels.tick_small(book, mark)
+            deltas = kernels.tick_book(twin, mark)
             assert rows is not None and deltas is not None
             assert [r[0] for r in rows] == deltas.accounts.tolist()
             assert [list(r[1:6]) for r in rows] == deltas.block[:5].T.tolist()
             k = deltas.max_rows_per_account
             assert [r[6] for r in rows] == [r[5] * (k + 1.0) for r in rows]
             assert book.fig[:, : book.n].tolist() == twin.fig[:, : twin.n].tolist()
+            small_rows[id(book)] = rows
+            if book.fusable():
+                alone = copy.deepcopy(twin)  # after the tick: tick the frame pass from it
+                ref = copy.deepcopy(twin)
+                fd, fw = kernels.FrameCache().tick([alone], [mark])
+                nd = kernels.tick_book(ref, mark)
+                assert nd is not None
+                assert fd.tolist() == nd.block[:4].tolist()
+                assert fw.tolist() == nd.block[4].tolist()
+                assert alone.fig[:, : alone.n].tolist() == ref.fig[:, : ref.n].tolist()
+        if frame_books:  # every fusable book in one fused pass
+            frame = kernels.FrameCache()
+            fd, fw = frame.tick(frame_books, [m for _, m in fusable])
+            done = [b for b, _ in fusable]  # ticked to the same marks above (tick_small)
+            rows = [r for b in done for r in small_rows[id(b)]]
+            assert frame.account.tolist() == [r[0] for r in rows]
+            assert fd.T.tolist() == [list(r[1:5]) for r in rows]
+            assert fw.tolist() == [r[5] for r in rows]
+            for fb, b in zip(frame_books, done, strict=True):
+                assert fb.fig[:, : fb.n].tolist() == b.fig[:, : b.n].tolist()
 
 
 @pytest.fixture
@@ -483,13 +510,12 @@ def _budget_never_hides(
         store.apply(BalanceUpdate(V, name, "USDT", 20_000.0 * (n + 1), 0), 0)
         store.apply(PositionSnapshot(V, name, "BTC", Side.BOTH, 3.0 - 2 * n, 60_000.0, 0), 0)
         store.apply(PositionSnapshot(V, name, "ETH", Side.LONG, 20.0, 6_000.0, 0), 0)
-    t = store.table
     for name, (lo, width, dist) in zip(ACCOUNTS, bands, strict=True):
         i = store.index_of((V, name))
         assert i is not None
-        h = t.health_of(i)
-        t.set_band(i, h / (1.0 + lo * 0.01), h * (1.0 + width * 0.01))
-        store.set_distance_threshold(i, dist or None)
+        h = store.health(i)
+        store.apply(QuietBand(i, h / (1.0 + lo * 0.01), h * (1.0 + width * 0.01)), 0)
+        store.apply(DistanceThreshold(i, dist or None), 0)
     price = {"BTC": math.sqrt(5_000.0 * 120_000.0), "ETH": math.sqrt(500.0 * 40_000.0)}
     skipped = 0
     for frame in seq:
@@ -497,9 +523,14 @@ def _budget_never_hides(
         for sym, rel in frame:
             price[sym] *= 1.0 + rel
             marks.append(MarkPrice(V, sym, price[sym], 1))
-        changed = store.apply_marks(marks, 0) if len(marks) > 1 else store.apply(marks[0], 0)
-        cands = set(changed.candidates.tolist())
-        for i in changed.accounts.tolist():
-            if t.complete[i] and i not in cands:
-                skipped += 1
-                assert not t.is_candidate(i), (i, t.health_of(i))
+        # Each part the store applies is checked before the next moves the figures again.
+        changed = store.apply(marks if len(marks) > 1 else marks[0], 0)
+        while True:
+            cands = set(changed.candidates.tolist())
+            for i in changed.accounts.tolist():
+                if store.complete(i) and i not in cands:
+                    skipped += 1
+                    assert not store.is_candidate(i), (i, store.health(i))
+            if changed.rest is None:
+                break
+            changed = store.apply(changed.rest, 0)

@@ -21,7 +21,12 @@ evaluated inline: they join a FIFO queue (one entry per account, evaluated with 
 figures) worked off within a bounded budget at the end of each ``handle``, in ``tick_timers`` and
 in ``drain_pending`` (the daemon calls it on the next loop turns while ``pending_work()``), so a
 burst of near accounts never blocks the event loop for hundreds of ms. ``drain()`` empties it.
-The queue's bookkeeping lives in :mod:`monitor.engine.queue`.
+
+The engine orchestrates (``handle`` → ``store.apply`` → candidates → evaluate → submit); its
+collaborators each keep one part of the state: :mod:`monitor.engine.queue` (the deferred
+queue's bookkeeping), :mod:`monitor.engine.staleness` (feed staleness clocks),
+:mod:`monitor.engine.relay` (margin calls, liquidations, model drift via
+:mod:`monitor.engine.drift`) and :mod:`monitor.engine.publish` (state documents).
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
@@ -40,51 +44,48 @@ from connectors.clock import wall_ms
 from connectors.events import (
     AccountSnapshot,
     Event,
-    FeedState,
     FeedStatus,
-    Instrument,
     MarginCall,
     MarkPrice,
-    MarkRun,
     PositionFill,
 )
 from connectors.observers import NullObserver
 from monitor.engine.drift import DriftCheck
+from monitor.engine.publish import STATE_REPUBLISH_MS, StatePublisher
 from monitor.engine.queue import DEFERRED_BUDGET_S, DeferredQueue
+from monitor.engine.relay import Relay
+from monitor.engine.staleness import StalenessWatch
 from monitor.sinks.base import Sink
-from monitor.store import AccountKey, Changed, Store
+from monitor.store import (
+    NO_CHANGE,
+    AccountKey,
+    Changed,
+    DistanceThreshold,
+    KnownAccount,
+    QuietBand,
+    Store,
+    StoreInput,
+)
 from rules.alerts import (
     AccountRisk,
     Alert,
     AlertConfig,
     AlertState,
+    Level,
     StateDocument,
     deadline_ms,
     evaluate,
     figures_of,
     needs_tick,
-    position_liquidated_alert,
     quiet_band,
     state_document,
-    venue_margin_call_alert,
 )
 from rules.alerts import Figures as AlertFigures
-from rules.staleness import (
-    MARK,
-    PRIVATE,
-    FeedInputs,
-    StalenessState,
-    check_staleness,
-    next_stale_deadline,
-)
 
 log = logging.getLogger(__name__)
-_EVENT_MS = operator.attrgetter("event_ms")
-
-# Every evaluated account's state document is republished this often (the compacted topic and
-# retained MQTT state stay current without an alert), at most STATE_BATCH per timer call.
-STATE_REPUBLISH_MS = 60_000
-STATE_BATCH = 256
+# The receive time passed with the engine's own settings (QuietBand...): they were received
+# from no one, and the store ignores it.
+_SETTING = 0
 
 
 class EngineObserver(Protocol):
@@ -125,20 +126,13 @@ class Engine:
         # Per-position liquidation prices in an alert's top positions cost a root search per
         # position (milliseconds for a 20-leg account) on the alert path: off by default.
         self._alert_prices = alert_liquidation_prices
-        self._drift = DriftCheck(store, drift_rel_tol, drift_abs_tol)
         self._configs: list[AlertConfig] = []
         self._states: list[AlertState] = []
-        self._stale: list[StalenessState] = []
-        self._watch_since: list[int] = []
-        # (venue, account|None) -> feed name -> receive time it was reported down
-        self._down: dict[tuple[str, str | None], dict[str, int]] = {}
-        self._missing_since: dict[int, int] = {}  # incomplete accounts: since when (recv ms)
-        self._complete_since: dict[int, int] = {}
         self._timers: list[tuple[int, int]] = []  # (deadline, account) de-escalation clocks
-        self._stale_heap: list[tuple[int, int]] = []  # (deadline, account) staleness checks
-        self._state_interval = state_interval_ms
-        self._state_sent: dict[int, int] = {}  # account -> when its state document last left
-        self._state_heap: list[tuple[int, int]] = []  # (due, account) republication clocks
+        self._staleness = StalenessWatch(store, self._config_of, self._level_of, self._figures)
+        drift = DriftCheck(store, drift_rel_tol, drift_abs_tol)
+        self._relay = Relay(store, drift, self._account_of, self._level_of, self._figures)
+        self._publisher = StatePublisher(self.sinks, state_interval_ms)
         # Accounts awaiting an evaluation with their liquidation distance (module docstring).
         self._queue = DeferredQueue(deferred_budget_s, deferred_limit)
 
@@ -147,8 +141,9 @@ class Engine:
     def handle(self, events: Sequence[Event], recv_ms: int) -> list[Alert]:
         """Apply ``events`` (received at ``recv_ms``); return the alerts submitted.
 
-        A :class:`MarkRun` (a feed's batch of marks), or a run of consecutive mark prices, is
-        applied as one batch (see :meth:`_apply_marks`).
+        A :class:`~connectors.events.MarkRun` (a feed's batch of marks), or a run of
+        consecutive mark prices, is applied as one batch: the store hands back the marks after
+        a held instrument's repeat (``Changed.rest``), applied next, so each is screened.
         """
         started = time.perf_counter()
         out: list[Alert] = []
@@ -156,69 +151,32 @@ class Engine:
         k, n = 0, len(events)
         while k < n:
             ev = events[k]
-            if isinstance(ev, MarkRun):
-                # A feed's batch of marks: the idle instruments' marks are recorded in one
-                # pass; the held (or new) instruments' marks are applied as one batch when
-                # they are the usual few small books, each once, else as screened runs.
-                rest = store.record_idle_marks(ev, recv_ms)
-                if rest:
-                    changed = store.apply_held_run(ev.venue, rest, recv_ms)
-                    if changed is None:
-                        self._apply_marks(MarkRun(ev.venue, rest).marks(), recv_ms, out)
-                    else:
-                        latest = max(map(_EVENT_MS, rest))  # every quote: a held mark
-                        self._candidates(changed, latest, recv_ms, out)
-                k += 1
-                continue
+            item: StoreInput = ev
             if type(ev) is MarkPrice and k + 1 < n and type(events[k + 1]) is MarkPrice:
                 j = k + 2
                 while j < n and type(events[j]) is MarkPrice:
                     j += 1
-                self._apply_marks(cast(Sequence[MarkPrice], events[k:j]), recv_ms, out)
+                item = cast(Sequence[MarkPrice], events[k:j])
                 k = j
-                continue
-            changed = store.apply(ev, recv_ms)
-            event_ms = recv_ms if isinstance(ev, Instrument) else ev.event_ms
-            self._candidates(changed, event_ms, recv_ms, out)
+            else:
+                k += 1
+            changed = store.apply(item, recv_ms)
+            while changed is not NO_CHANGE:  # (e.g. a feed's batch of idle marks)
+                if changed.accounts.size or changed.flips:
+                    self._candidates(changed, ev, recv_ms, out)
+                if changed.rest is None:
+                    break
+                changed = store.apply(changed.rest, recv_ms)
             if type(ev) in _RELAYED:
                 # The account's queued evaluation first: its alerts precede the relayed fact.
                 self._flush_queued(ev, out)
                 mark = len(out)
-                self._relay(ev, recv_ms, out)
+                self._relay_fact(ev, recv_ms, out)
                 self._submit(out, mark, recv_ms)
-            k += 1
         if self._queue:
             self._run_queue(out, bounded=True)
         self.observer.recompute(time.perf_counter() - started)
         return out
-
-    def _apply_marks(self, marks: Sequence[MarkPrice], recv_ms: int, out: list[Alert]) -> None:
-        """Apply consecutive marks as batches, each split at the first repeat of a held
-        instrument: every mark of a held instrument is screened, so a dip that recovers within
-        one batch still alerts. Marks of instruments nobody holds are just recorded (latest
-        wins), so they never split a batch, and an alert's event time is that of the latest
-        held mark before it: whether idle marks came in the same batch changes nothing."""
-        store = self.store
-        holds = store.holds
-        k, n = 0, len(marks)
-        while k < n:
-            j = k
-            seen: set[tuple[str, str]] = set()
-            latest = -1  # alerts carry the time of the latest held mark, the one that moved
-            while j < n:
-                ev = marks[j]
-                key = (ev.venue, ev.symbol)
-                if holds(key):
-                    if key in seen:
-                        break
-                    seen.add(key)
-                    latest = max(latest, ev.event_ms)
-                j += 1
-            run = marks[k:j]
-            changed = store.apply_marks(run, recv_ms)
-            event_ms = latest if latest >= 0 else max(map(_EVENT_MS, run))
-            self._candidates(changed, event_ms, recv_ms, out)
-            k = j
 
     def pending_work(self) -> bool:
         """Whether deferred evaluations are queued (the daemon then calls :meth:`drain_pending`
@@ -237,20 +195,24 @@ class Engine:
         self._run_queue(out, bounded=False)
         return out
 
-    def _candidates(self, changed: Changed, event_ms: int, recv_ms: int, out: list[Alert]) -> None:
+    def _candidates(self, changed: Changed, ev: Event, recv_ms: int, out: list[Alert]) -> None:
+        """Evaluate what ``changed`` (from applying ``ev``) made candidates."""
         touched = changed.accounts
         if touched.size and int(touched[-1]) >= len(self._states):  # sorted: [-1] is the max
             self._register([int(touched[-1])])
-        if self.store.flips:
-            self._on_flips(recv_ms, out)
+        if changed.flips:
+            self._on_flips(changed.flips, recv_ms, out)
         cands = changed.candidates
         if not cands.size:  # the usual tick: every touched account still quiet
             return
+        # Alerts carry the event time: a batch of marks has the store's (its latest held
+        # mark's); an Instrument has none of its own, the receive time stands in.
+        event_ms = changed.event_ms
+        if event_ms < 0:
+            event_ms = getattr(ev, "event_ms", recv_ms)
         if cands.size > 1:
             # Most severe first: the lowest health's alert must not queue behind milder ones.
-            t = self.store.table
-            with np.errstate(divide="ignore", invalid="ignore"):
-                health = (t.coll[cands] + t.upnl[cands]) / t.mm[cands]
+            health = self.store.healths(cands)
             cands = cands[np.argsort(health, kind="stable")]
         # Accounts needing a liquidation distance (a root search, ~0.1–0.7 ms each) are queued
         # (see the module docstring): the cheap accounts' alerts must not queue behind them.
@@ -306,17 +268,14 @@ class Engine:
             if i in self._queue:
                 later.append((due, i))  # after its queued evaluation, never before
                 continue
-            if self.store.table.complete[i] and needs_tick(self._states[i]):
+            if self.store.complete(i) and needs_tick(self._states[i]):
                 # The clock's own deadline is the event time: ids stay input-derived.
                 self._evaluate(i, due, now_ms, out, now_ms=now_ms)
         for entry in later:
             heapq.heappush(timers, entry)
-        heap = self._stale_heap
-        while heap and heap[0][0] <= now_ms:
-            _, i = heapq.heappop(heap)
-            self._check_stale(i, now_ms, out)
+        self._staleness.due(now_ms, out)
         self._submit(out, mark, now_ms)
-        self._republish_states(now_ms)
+        self._publisher.republish(now_ms, self.store.complete, self._document)
         return out
 
     def watch(self, venue: str, account: str, now_ms: int) -> None:
@@ -332,7 +291,8 @@ class Engine:
 
     def restore(self, doc: StateDocument) -> None:
         """Resume an account's alert state after a restart (from its last state document)."""
-        i = self.store.ensure_account(doc.venue, doc.account)
+        known = self.store.apply(KnownAccount(doc.venue, doc.account), _SETTING)
+        i = int(known.accounts[0])
         self._register([i])
         self._states[i] = AlertState.from_document(doc)
         self._set_band(i)
@@ -352,11 +312,9 @@ class Engine:
                 cfg = self._config_for(key)
                 self._configs.append(cfg)
                 self._states.append(AlertState())
-                self._stale.append(StalenessState())
                 now = self.clock() if now_ms is None else now_ms
-                self._watch_since.append(now)
-                self.store.set_distance_threshold(n, cfg.liq_distance)
-                heapq.heappush(self._stale_heap, (now + cfg.account_stale_ms + 1, n))
+                self._staleness.register(n, now, cfg)
+                self.store.apply(DistanceThreshold(n, cfg.liq_distance), _SETTING)
                 n += 1
 
     def _needs_distance(self, i: int) -> bool:
@@ -393,7 +351,7 @@ class Engine:
         need: bool | None = None,
     ) -> None:
         """``need``: whether the distance is needed (:meth:`_needs_distance`), if known."""
-        if not self.store.table.complete[i]:
+        if not self.store.complete(i):
             return  # incomplete inputs: figures unknown, staleness speaks for this account
         prev = self._states[i]
         cfg = self._configs[i]
@@ -413,152 +371,57 @@ class Engine:
             due = deadline_ms(state, cfg)
             if due is not None:
                 heapq.heappush(self._timers, (due, i))
-        elif math.isinf(self.store.table.band_lo.item(i)) and not needs_tick(state):
+        elif math.isinf(self.store.band(i)[0]) and not needs_tick(state):
             self._set_band(i)  # first evaluation of the account
         if alerts:
             out.extend(alerts)
-        if alerts or i not in self._state_sent:
+        if alerts or not self._publisher.published(i):
             # On every transition, and after the account's first complete evaluation.
-            if i not in self._state_sent:
-                heapq.heappush(self._state_heap, (now + self._state_interval, i))
-            self._publish_state(i, state_document(state, risk, now), now)
+            self._publisher.publish(i, state_document(state, risk, now), now)
 
-    def _publish_state(self, i: int, doc: StateDocument, now: int) -> None:
-        self._state_sent[i] = now
-        for sink in self.sinks:
-            sink.submit_state(doc)
-
-    def _republish_states(self, now_ms: int) -> None:
-        """Slow timer: each evaluated account's state document again every state interval
-        (bounded per call; an incomplete account keeps its last document until complete)."""
-        heap = self._state_heap
-        done = 0
-        while heap and heap[0][0] <= now_ms and done < STATE_BATCH:
-            _, i = heapq.heappop(heap)
-            due = self._state_sent[i] + self._state_interval
-            if due > now_ms or not self.store.table.complete[i]:
-                heapq.heappush(heap, (max(due, now_ms + 1), i))
-                continue
-            risk = self._risk(i, now_ms, now_ms, need=False)
-            self._publish_state(i, state_document(self._states[i], risk, now_ms), now_ms)
-            heapq.heappush(heap, (now_ms + self._state_interval, i))
-            done += 1
+    def _document(self, i: int, now_ms: int) -> StateDocument:
+        """Account ``i``'s state document now (its state republished, no evaluation)."""
+        risk = self._risk(i, now_ms, now_ms, need=False)
+        return state_document(self._states[i], risk, now_ms)
 
     def _set_band(self, i: int) -> None:
         lo, hi = quiet_band(self._states[i], self._configs[i])
-        self.store.set_quiet_band(i, lo, hi)
+        self.store.apply(QuietBand(i, lo, hi), _SETTING)
+
+    def _config_of(self, i: int) -> AlertConfig:
+        return self._configs[i]
+
+    def _level_of(self, i: int) -> Level:
+        return self._states[i].level
 
     def _figures(self, i: int) -> AlertFigures | None:
         key = self.store.key_of(i)
-        if not self.store.table.complete[i]:
+        if not self.store.complete(i):
             return None
         return figures_of(self.store.risk(key, with_liquidation=False))
 
-    def _relay(self, ev: Event, recv_ms: int, out: list[Alert]) -> None:
-        if isinstance(ev, MarginCall):
-            i = self.store.ensure_account(ev.venue, ev.account)
-            self._register([i])
-            out.append(
-                venue_margin_call_alert(
-                    venue=ev.venue,
-                    account=ev.account,
-                    event_ms=ev.event_ms,
-                    recv_ms=recv_ms,
-                    positions=ev.positions,
-                    level=self._states[i].level,
-                    figures=self._figures(i),
-                    cross_wallet_balance=ev.cross_wallet_balance,
-                )
-            )
-        elif isinstance(ev, PositionFill) and (ev.liquidation or ev.adl):
-            i = self.store.ensure_account(ev.venue, ev.account)
-            out.append(
-                position_liquidated_alert(
-                    venue=ev.venue,
-                    account=ev.account,
-                    symbol=ev.symbol,
-                    side=ev.side,
-                    qty=ev.qty_delta,
-                    price=ev.price,
-                    event_ms=ev.event_ms,
-                    recv_ms=recv_ms,
-                    level=self._states[i].level,
-                    figures=self._figures(i),
-                    order_id=ev.order_id,
-                    trade_id=ev.trade_id,
-                )
-            )
-        elif isinstance(ev, AccountSnapshot) and ev.reported is not None:
-            i = self.store.ensure_account(ev.venue, ev.account)
-            alert = self._drift.check(i, ev, recv_ms, self._states[i].level, self._figures(i))
-            if alert is not None:
-                out.append(alert)
-        elif isinstance(ev, FeedStatus):
-            self._feed_status(ev, recv_ms, out)
+    def _relay_fact(self, ev: Event, recv_ms: int, out: list[Alert]) -> None:
+        if isinstance(ev, FeedStatus):
+            self._staleness.feed_status(ev, recv_ms, out)
+            return
+        self._relay.relay(ev, recv_ms, out)
 
-    # --- staleness ---------------------------------------------------------------------------
+    def _account_of(self, venue: str, account: str) -> int:
+        """The account a relayed fact is about (a margin call may name one not seen yet)."""
+        i = self.store.index_of((venue, account))
+        if i is None:
+            i = int(self.store.apply(KnownAccount(venue, account), _SETTING).accounts[0])
+        self._register([i])
+        return i
 
-    def _on_flips(self, recv_ms: int, out: list[Alert]) -> None:
-        """Accounts that turned incomplete start their inputs-missing clock (a feed_stale after
-        ``inputs_missing_ms``); accounts complete again are checked at once (feed_recovered)."""
-        flips = self.store.flips
-        self.store.flips = []
-        complete = self.store.table.complete
-        for i in dict.fromkeys(flips):
+    def _on_flips(self, flips: tuple[int, ...], recv_ms: int, out: list[Alert]) -> None:
+        """Accounts whose completeness changed: see :meth:`StalenessWatch.flipped`."""
+        for i in flips:
             if i >= len(self._states):
                 self._register([i])
-            if complete.item(i):
-                if self._missing_since.pop(i, None) is not None:
-                    self._complete_since[i] = recv_ms
-                    mark = len(out)
-                    self._check_stale(i, recv_ms, out)
-                    self._submit(out, mark, recv_ms)
-            elif i not in self._missing_since:
-                self._missing_since[i] = recv_ms
-                due = recv_ms + self._configs[i].inputs_missing_ms + 1
-                heapq.heappush(self._stale_heap, (due, i))
-
-    def _feed_status(self, ev: FeedStatus, now_ms: int, out: list[Alert]) -> None:
-        down = ev.state in (FeedState.STALE, FeedState.DISCONNECTED)
-        name = PRIVATE if ev.account is not None else MARK
-        names = self._down.setdefault((ev.venue, ev.account), {})
-        if down:
-            names.setdefault(name, now_ms)  # a repeated report keeps the outage's start
-        else:
-            names.pop(name, None)
-        for i in range(len(self._states)):
-            venue, account = self.store.key_of(i)
-            if venue == ev.venue and (ev.account is None or ev.account == account):
-                self._check_stale(i, now_ms, out)
-
-    def _inputs(self, i: int) -> FeedInputs:
-        key = self.store.key_of(i)
-        times = self.store.times(key)
-        down = {**self._down.get((key[0], None), {}), **self._down.get((key[0], key[1]), {})}
-        since = self._missing_since.get(i)
-        return FeedInputs(
-            venue=key[0],
-            account=key[1],
-            private_last_ms=times.last_event_recv_ms,
-            mark_last_ms=self.store.mark_recv_times(key),
-            watch_since_ms=self._watch_since[i],
-            down=frozenset(down),
-            down_since_ms=down,
-            missing=() if since is None else tuple(self.store.missing_list(key)),
-            missing_since_ms=since,
-            complete_since_ms=self._complete_since.get(i),
-        )
-
-    def _check_stale(self, i: int, now_ms: int, out: list[Alert]) -> None:
-        cfg = self._configs[i]
-        inputs = self._inputs(i)
-        state, alerts = check_staleness(
-            self._stale[i], inputs, cfg, now_ms, level=self._states[i].level,
-            figures=self._figures(i),
-        )  # fmt: skip
-        self._stale[i] = state
-        out.extend(alerts)
-        heapq.heappush(self._stale_heap, (max(now_ms + 1, next_stale_deadline(inputs, cfg)), i))
+            mark = len(out)
+            self._staleness.flipped(i, recv_ms, out)
+            self._submit(out, mark, recv_ms)
 
     # --- delivery ----------------------------------------------------------------------------
 

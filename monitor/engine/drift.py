@@ -45,7 +45,7 @@ class DriftCheck:
         self, i: int, ev: AccountSnapshot, recv_ms: int, level: Level, figures: Figures | None
     ) -> Alert | None:
         reported = ev.reported
-        if reported is None or not self.store.table.complete[i]:
+        if reported is None or not self.store.complete(i):
             return None
         key = self.store.key_of(i)
         ours, our_total = self._our_mm(key, reported.mark_prices)

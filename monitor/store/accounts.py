@@ -278,7 +278,7 @@ class AccountTable:
         return (touched, *self._screen(flagged, None))
 
     def add_rows(self, rows: list[RowDeltas]) -> list[int]:
-        """Small books' ticks (:meth:`monitor.store.book.InstrumentBook.tick_rows`) with the lazy
+        """Small books' ticks (:func:`monitor.store.kernels.tick_small`) with the lazy
         bound of :meth:`apply_tick`, in python: each row's deltas into its account's sums, its
         charge ``(k + 1)·Σ|d|`` out of ``room`` and 1 out of ``cntroom``. Returns the accounts
         whose budget ran out (NaN included): they must be screened (:meth:`screen`) before the
@@ -324,8 +324,9 @@ class AccountTable:
         )
 
     def add_frame(self, accounts: I64, deltas: F64, weight: F64) -> None:
-        """A fused frame's per-leg deltas (see :mod:`monitor.store.frame`), summed per account
-        with ``bincount``; its per-account leg counts go to :meth:`finish_batch`'s ``counted``."""
+        """A fused frame's per-leg deltas (:class:`monitor.store.kernels.FrameCache`), summed per
+        account with ``bincount``; its per-account leg counts go to :meth:`finish_batch`'s
+        ``counted``."""
         n = self.n
         t = self.table
         for row in range(4):

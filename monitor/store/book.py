@@ -1,23 +1,12 @@
-"""Per-instrument columns of position legs, and the vectorised mark tick over them.
+"""Per-instrument columns of position legs: the rows the tick kernels move.
 
 One :class:`InstrumentBook` per ``(venue, symbol)`` holds every *active* leg on that instrument in
-numpy float64 columns (rows ``0..n-1``, swap-remove on close, amortised doubling on growth). A
-mark tick recomputes notional, uPnL, MM and IM of those rows with the same float operations, in
-the same order, as :func:`rules.account.position_figures` — so every per-leg figure is
-bit-identical to the from-scratch one — and returns the per-leg deltas for the account sums.
-
-The cached :class:`~rules.types.Piece` of each row (``lo, hi, mm_rate, mm_deduction, im_rate``)
-stands in for the tier lookup; a row whose notional leaves ``[lo, hi)`` is re-looked up through
-its model (rare, python). A precomputed *safe mark range* lets most ticks skip even the vectorised
-check: inside it no row can leave its piece.
-
-Models that are not pure linear pieces (dYdX rounds up to a quantum; unknown third-party models)
-are evaluated per row in python after the vectorised pass ("slow rows").
-
-Small books (at most ``SMALL_ROWS`` rows: the few positions of a typical account) tick in python
-floats instead (:meth:`InstrumentBook.tick_rows`): a dozen numpy calls cost ~10 µs whatever the
-row count, the same arithmetic on one or two rows in python well under that. IEEE float64
-operations are the same in both, so the figures are the same bits either way.
+numpy float64 columns (rows ``0..n-1``, swap-remove on close, amortised doubling on growth), the
+cached :class:`~rules.types.Piece` of each row (``lo, hi, mm_rate, mm_deduction, im_rate``) and
+the derived caches the kernels of :mod:`monitor.store.kernels` read (safe mark range, touched
+accounts, leverage mode). A mark moves the rows only through those kernels; this module changes
+rows (add, remove, re-piece, re-price) with the same float operations as
+:func:`rules.account.position_figures`, so every per-leg figure is bit-identical to it.
 """
 
 from __future__ import annotations
@@ -52,19 +41,19 @@ _FLOAT_COLUMNS = (
 )
 # The per-row figures live stacked in ``fig`` (rows below) so one ufunc call covers all four;
 # the order matches the account table's first four rows (see monitor.store.accounts).
-FIG_UPNL, FIG_MM, FIG_IM, FIG_NOTIONAL = 0, 1, 2, 3  # tick_rows's python copy uses this order
+FIG_UPNL, FIG_MM, FIG_IM, FIG_NOTIONAL = 0, 1, 2, 3  # tick_small's python copy uses this order
 N_FIG = 4
 _SCRATCH = ("w_tmp",)
 _SCRATCH_BOOL = ("w_b1", "w_b2")
 # Relative margin by which the safe mark range is shrunk, far above the rounding of size·mark.
 _SAFE_EPS = 1e-9
-# Books with at most this many rows tick in python scalars (see the module docstring).
+# Books with at most this many rows tick in python scalars (monitor.store.kernels.tick_small).
 SMALL_ROWS = 8
 # One row of a python tick: (account, ΔuPnL, ΔMM, ΔIM, Δnotional, w = Σ|Δ|, (k + 1)·w) where k is
 # the book's most rows per account: the last is the row's charge to its account's lazy bound.
 RowDeltas = tuple[int, float, float, float, float, float, float]
 # The python tick's copy of one row: account, qcs, size, entry, lo, hi, mmr, ded, imr, lev, crossf.
-_PyRow = tuple[int, float, float, float, float, float, float, float, float, float, float]
+PyRow = tuple[int, float, float, float, float, float, float, float, float, float, float]
 
 
 def exact_piecewise(model: MarginModel) -> bool:
@@ -175,14 +164,15 @@ class InstrumentBook:
             setattr(self, name, np.zeros(0))
         for name in _SCRATCH_BOOL:
             setattr(self, name, np.zeros(0, dtype=np.bool_))
-        self._fig = np.zeros((N_FIG, 0))  # read through ``fig`` (see there)
-        self._alt = np.zeros((N_FIG, 0))  # the other figure buffer (swapped with fig per tick)
+        self.fig_now = np.zeros((N_FIG, 0))  # read through ``fig`` (see there)
+        self.fig_alt = np.zeros((N_FIG, 0))  # the other figure buffer (swapped with fig per tick)
+        # Kernel state (monitor.store.kernels writes it; the structure methods below reset it).
         # The python tick's copy of the figures, one [uPnL, MM, IM, notional] per row: valid
-        # while ``_mirror_ok``; newer than ``_fig`` while ``_fig_dirty`` (written back on read).
-        self._mirror: list[list[float]] = []
-        self._mirror_ok = False
-        self._fig_dirty = False
-        self._delta = np.zeros(0)  # scratch: deltas + weight, flat 5·cap
+        # while ``mirror_ok``; newer than ``fig_now`` while ``fig_dirty`` (written back on read).
+        self.mirror: list[list[float]] = []
+        self.mirror_ok = False
+        self.fig_dirty = False
+        self.delta_buf = np.zeros(0)  # scratch: deltas + weight, flat 5·cap
         self._flat_index: dict[tuple[int, tuple[int, ...]], I64] = {}
         self.qcs: F64
         self.size: F64
@@ -197,19 +187,19 @@ class InstrumentBook:
         self.w_tmp: F64
         self.w_b1: BoolA
         self.w_b2: BoolA
-        self._slow: set[int] = set()  # rows whose model is evaluated in python
-        self._derived_ok = False
-        self._touched = np.zeros(0, dtype=np.int64)
-        self._max_rows = 1
-        self._all_cross = True
-        self._lev_mode = 0  # 0: no row has leverage, 1: all rows, 2: mixed
-        self._safe = (math.inf, -math.inf)  # (lo, hi) mark range where no row leaves its piece
+        self.slow: set[int] = set()  # rows whose model is evaluated in python
+        self.derived_ok = False
+        self.touched = np.zeros(0, dtype=np.int64)
+        self.max_rows = 1
+        self.all_cross = True
+        self.lev_mode = 0  # 0: no row has leverage, 1: all rows, 2: mixed
+        self.safe = (math.inf, -math.inf)  # (lo, hi) mark range where no row leaves its piece
         # Bumped whenever a static column (rows, pieces, leverage, cross flag) may change: the
-        # frame pass (monitor.store.frame) and the scalar tick keep copies keyed on it.
+        # frame pass and the python tick (monitor.store.kernels) keep copies keyed on it.
         self.version = 0
-        self._py_rows: list[_PyRow] = []  # the python tick's copy of the columns
-        self._py_linear = False
-        self._py_version = -1
+        self.py_rows: list[PyRow] = []  # the python tick's copy of the columns
+        self.py_linear = False
+        self.py_version = -1
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -232,17 +222,18 @@ class InstrumentBook:
             self._idle_index.pop(self.symbol, None)
 
     def small(self) -> bool:
-        """Whether the book ticks in python (:meth:`tick_rows`): some rows, few of them."""
+        """Whether the book ticks in python (:func:`~monitor.store.kernels.tick_small`): some
+        rows, few of them."""
         return 0 < self.n <= SMALL_ROWS
 
     def fusable(self) -> bool:
         """Whether the frame pass may tick this book: linear, every row a pure linear piece."""
-        return self.kind is ContractKind.LINEAR and not self._slow and not self.held
+        return self.kind is ContractKind.LINEAR and not self.slow and not self.held
 
     # --- structure ---------------------------------------------------------------------------
 
     def _grow(self) -> None:
-        self._sync_fig()
+        self.sync_fig()
         cap = max(16, self._cap * 2)
         for name in ("account", *_FLOAT_COLUMNS):
             old = getattr(self, name)
@@ -254,10 +245,10 @@ class InstrumentBook:
         for name in _SCRATCH_BOOL:
             setattr(self, name, np.zeros(cap, dtype=np.bool_))
         fig = np.zeros((N_FIG, cap))
-        fig[:, : self.n] = self._fig[:, : self.n]
-        self._fig = fig
-        self._alt = np.zeros((N_FIG, cap))
-        self._delta = np.zeros((N_FIG + 2) * cap)
+        fig[:, : self.n] = self.fig_now[:, : self.n]
+        self.fig_now = fig
+        self.fig_alt = np.zeros((N_FIG, cap))
+        self.delta_buf = np.zeros((N_FIG + 2) * cap)
         self._cap = cap
 
     @property
@@ -265,14 +256,14 @@ class InstrumentBook:
         """The (4, cap) figures, rows ``FIG_*``. Reading it writes back the python tick's
         newer figures first; since the caller may write into it, the python copy is rebuilt
         on the next python tick."""
-        if self._fig_dirty:
+        if self.fig_dirty:
             n = self.n
-            self._fig[:, :n] = np.array(self._mirror[:n], dtype=np.float64).reshape(n, N_FIG).T
-            self._fig_dirty = False
-        self._mirror_ok = False
-        return self._fig
+            self.fig_now[:, :n] = np.array(self.mirror[:n], dtype=np.float64).reshape(n, N_FIG).T
+            self.fig_dirty = False
+        self.mirror_ok = False
+        return self.fig_now
 
-    def _sync_fig(self) -> None:
+    def sync_fig(self) -> None:
         """Before rows move (add, remove, growth): figures written back, python copy dropped."""
         _ = self.fig
 
@@ -301,7 +292,7 @@ class InstrumentBook:
     def add(self, leg: Leg, model: MarginModel) -> None:
         """Activate ``leg`` (kind and mark must be known) and compute its figures at the mark."""
         assert self.kind is not None and self.contract_size is not None and self.mark is not None
-        self._sync_fig()
+        self.sync_fig()
         if self.n == self._cap:
             self._grow()
         r = self.n
@@ -325,16 +316,16 @@ class InstrumentBook:
         self.lev[r] = math.nan if leg.leverage is None else leg.leverage
         self.crossf[r] = 1.0 if leg.cross else 0.0
         if not exact_piecewise(model):
-            self._slow.add(r)
+            self.slow.add(r)
         self.notional[r] = self._notional_at(r, self.mark)
         self.repiece(r)
         self.refresh_row(r)
-        self._derived_ok = False
+        self.derived_ok = False
         self.version += 1
 
     def remove(self, leg: Leg) -> None:
         """Deactivate ``leg``: swap the last row into its place."""
-        self._sync_fig()
+        self.sync_fig()
         r = leg.row
         last = self.n - 1
         if r != last:
@@ -345,18 +336,18 @@ class InstrumentBook:
             self.fig[:, r] = self.fig[:, last]
             self.legs[r] = moved
             moved.row = r
-            if last in self._slow:
-                self._slow.discard(last)
-                self._slow.add(r)
+            if last in self.slow:
+                self.slow.discard(last)
+                self.slow.add(r)
             else:
-                self._slow.discard(r)
+                self.slow.discard(r)
         else:
-            self._slow.discard(r)
+            self.slow.discard(r)
         self.legs.pop()
         self.n = last
         leg.row = -1
         self._reidle()
-        self._derived_ok = False
+        self.derived_ok = False
         self.version += 1
 
     def _notional_at(self, r: int, mark: float) -> float:
@@ -373,7 +364,7 @@ class InstrumentBook:
         p: Piece = model.piece(x, float(self.size[r]))
         self.lo[r], self.hi[r], self.mmr[r] = p.lo, p.hi, p.mm_rate
         self.ded[r], self.imr[r] = p.mm_deduction, p.im_rate
-        self._safe = (math.inf, -math.inf)  # recomputed lazily on the next tick
+        self.safe = (math.inf, -math.inf)  # recomputed lazily on the next tick
         self.version += 1
 
     def refresh_row(self, r: int) -> None:
@@ -400,9 +391,9 @@ class InstrumentBook:
         r = leg.row
         leg.model = model
         if exact_piecewise(model):
-            self._slow.discard(r)
+            self.slow.discard(r)
         else:
-            self._slow.add(r)
+            self.slow.add(r)
         self.repiece(r)
         self.refresh_row(r)
 
@@ -411,28 +402,28 @@ class InstrumentBook:
         if leg.row >= 0:
             self.lev[leg.row] = math.nan if leverage is None else leverage
             self.refresh_row(leg.row)
-            self._derived_ok = False
+            self.derived_ok = False
             self.version += 1
 
     # --- derived caches, rebuilt after structural changes --------------------------------------
 
-    def _derive(self) -> None:
+    def derive(self) -> None:
         n = self.n
         acc = self.account[:n]
-        self._touched, counts = np.unique(acc, return_counts=True)
-        self._max_rows = int(counts.max()) if n else 1
-        self._all_cross = bool((self.crossf[:n] == 1.0).all())
+        self.touched, counts = np.unique(acc, return_counts=True)
+        self.max_rows = int(counts.max()) if n else 1
+        self.all_cross = bool((self.crossf[:n] == 1.0).all())
         has_lev = ~np.isnan(self.lev[:n])
-        self._lev_mode = 1 if has_lev.all() else (2 if has_lev.any() else 0)
-        self._update_safe_range()
+        self.lev_mode = 1 if has_lev.all() else (2 if has_lev.any() else 0)
+        self.update_safe_range()
         self._flat_index.clear()
-        self._delta[(N_FIG + 1) * n : (N_FIG + 2) * n] = -1.0  # the block's constant row
-        self._derived_ok = True
+        self.delta_buf[(N_FIG + 1) * n : (N_FIG + 2) * n] = -1.0  # the block's constant row
+        self.derived_ok = True
 
-    def _update_safe_range(self) -> None:
+    def update_safe_range(self) -> None:
         n = self.n
         if n == 0:
-            self._safe = (math.inf, -math.inf)
+            self.safe = (math.inf, -math.inf)
             return
         size, lo, hi = self.size[:n], self.lo[:n], self.hi[:n]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -440,154 +431,7 @@ class InstrumentBook:
                 lo_m, hi_m = float((lo / size).max()), float((hi / size).min())
             else:  # notional = size/mark falls as mark rises
                 lo_m, hi_m = float((size / hi).max()), float((size / lo).min())
-        self._safe = (lo_m * (1.0 + _SAFE_EPS), hi_m * (1.0 - _SAFE_EPS))
-
-    # --- the tick ----------------------------------------------------------------------------
-
-    def tick(self, mark: float) -> TickDeltas | None:
-        """Move every row to ``mark``; return the per-row deltas of the cross rows."""
-        self.mark = mark
-        n = self.n
-        if n == 0:
-            return None
-        if not self._derived_ok:
-            self._derive()
-        elif math.isinf(self._safe[0]) and self._safe[0] > 0:
-            self._update_safe_range()
-        # Every temporary lives in preallocated scratch: fresh 80 KB arrays per tick cost more in
-        # page faults (heap trimmed and regrown) than the arithmetic itself. The four figures
-        # are stacked so the deltas, the copy-back and the error weight are one call each.
-        size = self.size[:n]
-        new = self._alt[:, :n]
-        notional, tmp = new[FIG_NOTIONAL], self.w_tmp[:n]
-        if self.kind is ContractKind.LINEAR:
-            np.multiply(size, mark, out=notional)
-            np.subtract(mark, self.entry[:n], out=tmp)
-        else:
-            np.divide(size, mark, out=notional)
-            np.subtract(self.entry[:n], 1.0 / mark, out=tmp)
-        np.multiply(self.qcs[:n], tmp, out=new[FIG_UPNL])
-        lo_m, hi_m = self._safe
-        if not (lo_m < mark < hi_m):
-            # With thousands of rows some row usually sits near a tier floor, so the exact
-            # check runs often; the range is rebuilt only after a row actually changed piece.
-            below, above = self.w_b1[:n], self.w_b2[:n]
-            np.less(notional, self.lo[:n], out=below)
-            np.greater_equal(notional, self.hi[:n], out=above)
-            np.logical_or(below, above, out=below)
-            if below.any():
-                for r in np.flatnonzero(below).tolist():
-                    self.repiece(r, float(notional[r]))
-                self._update_safe_range()
-        mm, im = new[FIG_MM], new[FIG_IM]
-        np.multiply(notional, self.mmr[:n], out=mm)
-        np.subtract(mm, self.ded[:n], out=mm)
-        if self._lev_mode == 0:
-            np.multiply(notional, self.imr[:n], out=im)
-        elif self._lev_mode == 1:
-            np.divide(notional, self.lev[:n], out=im)
-        else:
-            lev = self.lev[:n]
-            im[:] = np.where(np.isnan(lev), notional * self.imr[:n], notional / lev)
-        for r in self._slow:
-            model = self.legs[r].model
-            assert model is not None
-            x, sz = float(notional[r]), float(size[r])
-            mm[r] = model.maintenance(x, sz)
-            im[r] = model.initial(x, sz, self.legs[r].leverage)
-        delta = self._delta[: (N_FIG + 2) * n].reshape(N_FIG + 2, n)
-        deltas = delta[:N_FIG]
-        old = self.fig[:, :n]  # (written back first if the python tick ran last)
-        np.subtract(new, old, out=deltas)
-        if not self._all_cross:
-            deltas *= self.crossf[:n]
-        # Error-bound weight of this tick per row: Σ|delta| (see monitor.store.accounts). The old
-        # figures are dead now: their buffer takes |delta| and becomes next tick's scratch.
-        np.abs(deltas, out=old)
-        np.add.reduce(old, axis=0, out=delta[N_FIG])
-        self._fig, self._alt = self._alt, self._fig
-        return TickDeltas(self.account[:n], delta, self.flat_index, self._touched, self._max_rows)
-
-    def tick_rows(self, mark: float) -> list[RowDeltas] | None:
-        """:meth:`tick` in python floats, for small books: the same operations in the same
-        order on each row (so the same figures, bit for bit), one tuple of deltas per row."""
-        self.mark = mark
-        if self._py_version != self.version or not self._mirror_ok or not self._derived_ok:
-            if self.n == 0:
-                return None
-            self._prepare_rows()
-        lo_m, hi_m = self._safe
-        if lo_m == math.inf:  # a row changed piece: the range is rebuilt before it is used
-            self._update_safe_range()
-            lo_m, hi_m = self._safe
-        inside = lo_m < mark < hi_m
-        per_w = self._max_rows + 1.0
-        linear = self._py_linear
-        inv_mark = 0.0 if linear else 1.0 / mark
-        slow = self._slow
-        mirror = self._mirror
-        out: list[RowDeltas] = []
-        moved = False
-        for r, (acct, qcs, size, entry, lo, hi, mmr, ded, imr, lev, crossf) in enumerate(
-            self._py_rows
-        ):
-            if linear:
-                x = size * mark
-                u = qcs * (mark - entry)
-            else:
-                x = size / mark
-                u = qcs * (entry - inv_mark)
-            if not inside and (x < lo or x >= hi):
-                self.repiece(r, x)
-                moved = True
-                mm, im = self._margins_at(r, x, size)
-            elif slow and r in slow:
-                mm, im = self._margins_at(r, x, size)
-            else:
-                mm = x * mmr - ded
-                # lev NaN: no leverage set (tested without a call: this is the hot loop)
-                im = x * imr if lev != lev else x / lev  # noqa: PLR0124
-            old_u, old_mm, old_im, old_x = mirror[r]  # the FIG_* order
-            mirror[r] = [u, mm, im, x]
-            du, dmm, dim, dx = u - old_u, mm - old_mm, im - old_im, x - old_x
-            if crossf != 1.0:  # isolated: its deltas stay out of the account sums
-                du, dmm, dim, dx = du * crossf, dmm * crossf, dim * crossf, dx * crossf
-            w = abs(du) + abs(dmm) + abs(dim) + abs(dx)
-            out.append((acct, du, dmm, dim, dx, w, w * per_w))
-        self._fig_dirty = True
-        if moved:
-            self._update_safe_range()
-        return out
-
-    def _prepare_rows(self) -> None:
-        """The python tick's copies: the static columns (after any structural change), the
-        figures (after numpy touched them), and the derived caches."""
-        n = self.n
-        if not self._derived_ok:
-            self._derive()
-        if self._py_version != self.version:
-            cols = ("account", "qcs", "size", "entry", "lo", "hi", "mmr", "ded", "imr", "lev")
-            cross = self.crossf[:n].tolist()
-            self._py_rows = list(
-                zip(*(getattr(self, c)[:n].tolist() for c in cols), cross, strict=True)
-            )
-            self._py_linear = self.kind is ContractKind.LINEAR
-            self._py_version = self.version
-        if not self._mirror_ok:
-            self._mirror = self._fig[:, :n].T.tolist()
-            self._mirror_ok = True
-
-    def _margins_at(self, r: int, x: float, size: float) -> tuple[float, float]:
-        """(MM, IM) of row ``r`` at notional ``x`` by its current piece, or its model for a
-        slow row: the python tick's rare path, as :meth:`tick` forms them."""
-        if r in self._slow:
-            leg = self.legs[r]
-            model = leg.model
-            assert model is not None
-            return model.maintenance(x, size), model.initial(x, size, leg.leverage)
-        lev = self.lev.item(r)
-        im = x * self.imr.item(r) if math.isnan(lev) else x / lev
-        return x * self.mmr.item(r) - self.ded.item(r), im
+        self.safe = (lo_m * (1.0 + _SAFE_EPS), hi_m * (1.0 - _SAFE_EPS))
 
     def flat_index(self, stride: int, rows: tuple[int, ...]) -> I64:
         """Indices into an account table flattened as ``row·stride + account``: block row ``j``

@@ -56,6 +56,11 @@ class AccountState:
         self.positions_recv_ms: int | None = None
         self.version = 0  # bumped on every structural change (liquidation cache key)
 
+    def model_for(self, leg: Leg) -> MarginModel | None:
+        """The leg's margin model: the account's override for its symbol, else the book's."""
+        override = self.overrides.get(leg.symbol)
+        return override if override is not None else leg.book.model
+
     def touch(
         self, event_ms: int, recv_ms: int, *, balances: bool = False, positions: bool = False
     ) -> None:
@@ -100,6 +105,32 @@ class AccountState:
             if price is not None:
                 total += bal * price
         return total
+
+
+AccountKey = tuple[str, str]
+
+
+class AccountRegistry:
+    """Every account's python-side state by index, its key, and each venue's asset prices.
+
+    Written by :class:`monitor.store.structure.Structure` only; the views read it.
+    """
+
+    __slots__ = ("index", "keys", "prices", "states")
+
+    def __init__(self) -> None:
+        self.states: list[AccountState] = []
+        self.index: dict[AccountKey, int] = {}
+        self.keys: list[AccountKey] = []  # append-only: row i of every per-account array
+        self.prices: dict[str, dict[str, float]] = {}  # venue -> asset -> USD price
+
+    def add(self, i: int, venue: str, account: str) -> None:
+        self.index[(venue, account)] = i
+        self.keys.append((venue, account))
+        self.states.append(AccountState(i, venue, account))
+
+    def of(self, key: AccountKey) -> AccountState:
+        return self.states[self.index[key]]
 
 
 def fill_result(

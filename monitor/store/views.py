@@ -1,7 +1,8 @@
 """Read side of the store: figures, inputs, times and the metrics collector's arrays.
 
-Split from :mod:`monitor.store.core` (the write side, ``apply``) to keep modules small; ``Store``
-inherits these queries.
+:class:`StoreViews` reads what the write side (:mod:`monitor.store.structure`,
+:mod:`monitor.store.marks`) keeps and changes none of it, except the liquidation results it
+caches (:class:`~monitor.store.risk.RiskCache`). ``Store`` answers its queries through it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.store.accounts import DIST_SLOPE, AccountTable
-from monitor.store.book import F64, BoolA, InstrumentBook, Leg
+from monitor.store.book import F64, I64, BoolA, InstrumentBook, Leg
+from monitor.store.books import Books, InstrumentKey
 from monitor.store.distance import clear_of_threshold
 from monitor.store.risk import RiskCache, build_risk
-from monitor.store.state import AccountState
+from monitor.store.state import AccountKey, AccountRegistry, AccountState
 from rules.account import (
     AccountFigures,
     AccountInput,
@@ -27,12 +29,8 @@ from rules.account import (
 )
 from rules.alerts import AccountRisk
 from rules.errors import ModelInputError
-from rules.model import MarginModel
 from rules.staleness import MissingInput, MissingKind
 from rules.types import Side
-
-AccountKey = tuple[str, str]
-InstrumentKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,35 +75,65 @@ class FiguresArrays:
 class StoreViews:
     """Queries over the store's state (see :class:`monitor.store.core.Store`)."""
 
-    _books: dict[InstrumentKey, InstrumentBook]
-    _accounts: list[AccountState]
-    _index: dict[AccountKey, int]
-    _keys: list[AccountKey]
-    _prices: dict[str, dict[str, float]]
-    table: AccountTable
-    risk_cache: RiskCache
-
-    def _model_for(self, leg: Leg) -> MarginModel | None:
-        override = self._accounts[leg.account].overrides.get(leg.symbol)
-        return override if override is not None else leg.book.model
+    def __init__(
+        self, table: AccountTable, books: Books, registry: AccountRegistry, risk: RiskCache
+    ) -> None:
+        self._table = table
+        self._books = books
+        self._reg = registry
+        self.risk_cache = risk
 
     # --- queries -----------------------------------------------------------------------------
 
     def index_of(self, key: AccountKey) -> int | None:
-        return self._index.get(key)
+        return self._reg.index.get(key)
 
     def key_of(self, index: int) -> AccountKey:
-        st = self._accounts[index]
+        st = self._reg.states[index]
         return (st.venue, st.account)
 
     def accounts(self) -> Iterator[AccountKey]:
-        return iter(list(self._index))
+        return iter(list(self._reg.index))
 
     def state(self, key: AccountKey) -> AccountState:
-        return self._accounts[self._index[key]]
+        return self._reg.states[self._reg.index[key]]
 
     def book(self, key: InstrumentKey) -> InstrumentBook | None:
         return self._books.get(key)
+
+    def holds(self, key: InstrumentKey) -> bool:
+        return self._books.holds(key)
+
+    def instruments(self) -> list[InstrumentKey]:
+        return [key for key, _ in self._books.items()]
+
+    def complete(self, index: int) -> bool:
+        """Whether every input of the account is known (else its figures are unknown)."""
+        return bool(self._table.complete.item(index))
+
+    def health(self, index: int) -> float:
+        """Equity / MM from the incremental sums (``inf`` without MM); meaningful if complete."""
+        return self._table.health_of(index)
+
+    def healths(self, indices: I64) -> F64:
+        """:meth:`health` of many accounts, vectorised (NaN or ±inf where MM is 0)."""
+        t = self._table
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out: F64 = (t.coll[indices] + t.upnl[indices]) / t.mm[indices]
+        return out
+
+    def band(self, index: int) -> tuple[float, float]:
+        """The quiet band the store screens with (as stored: shrunk by 1e-12 relative;
+        ``(inf, -inf)`` until the alert policy set one)."""
+        return self._table.band_lo.item(index), self._table.band_hi.item(index)
+
+    def collateral(self, index: int) -> float:
+        """The account's collateral value (NaN while unknown)."""
+        return self._table.coll.item(index)
+
+    def is_candidate(self, index: int) -> bool:
+        """The full screen: whether the account needs the alert policy at its figures now."""
+        return self._table.is_candidate(index)
 
     def times(self, key: AccountKey) -> AccountTimes:
         st = self.state(key)
@@ -152,11 +180,12 @@ class StoreViews:
 
     def _leg_gaps(self, leg: Leg) -> list[tuple[str, MissingKind]]:
         """What a held leg lacks: (description, kind)."""
+        model_for = self._reg.states[leg.account].model_for
         book = leg.book
         gaps: list[tuple[str, MissingKind]] = []
         if book.kind is None:
             gaps.append(("instrument", "instrument"))
-        if leg.model is None and self._model_for(leg) is None:
+        if leg.model is None and model_for(leg) is None:
             gaps.append(("margin model", "model"))
         if book.mark is None:
             gaps.append(("mark price", "mark"))
@@ -164,11 +193,11 @@ class StoreViews:
 
     def error_bound(self, key: AccountKey) -> float:
         """Proven bound on |stored sum − exact sum of the legs' figures| for U, MM, IM, G."""
-        return self.table.error_bound(self._index[key])
+        return self._table.error_bound(self._reg.index[key])
 
     def figures(self, key: AccountKey) -> StoreFigures:
-        i = self._index[key]
-        t = self.table
+        i = self._reg.index[key]
+        t = self._table
         eq, mm = t.equity_of(i), t.mm.item(i)
         complete = bool(t.complete[i])
         nan = math.nan
@@ -222,7 +251,7 @@ class StoreViews:
             dict(st.balances),
             tuple(positions),
             dict(st.collateral_ratios),
-            dict(self._prices.get(st.venue, {})),
+            dict(self._reg.prices.get(st.venue, {})),
             st.multi_asset,
             st.margin_asset,
         )
@@ -238,7 +267,7 @@ class StoreViews:
         }
 
     def version(self, index: int) -> int:
-        return self._accounts[index].version
+        return self._reg.states[index].version
 
     def risk(
         self,
@@ -265,38 +294,22 @@ class StoreViews:
 
     def distance_maybe_near(self, index: int) -> bool:
         """The conservative screen: False proves the distance is at least the threshold."""
-        t = self.table
+        t = self._table
         dist3 = t.dist3.item(index)
         slack = dist3 * (t.gross.item(index) + t.noncash.item(index))
         if not t.equity_of(index) - t.mm.item(index) < slack:
             return False
         # The leg-level screen (monitor.store.distance): net exposure instead of 3× gross.
-        st = self._accounts[index]
-        prices = self._prices.get(st.venue, {})
+        st = self._reg.states[index]
+        prices = self._reg.prices.get(st.venue, {})
         return not clear_of_threshold(st, t.coll.item(index), prices, dist3 / DIST_SLOPE)
-
-    # --- alert-policy hooks ------------------------------------------------------------------
-
-    def set_quiet_band(self, index: int, lo: float, hi: float) -> None:
-        self.table.set_band(index, lo, hi)
-
-    def set_distance_threshold(self, index: int, threshold: float | None) -> None:
-        # NaN compares false (never near, no warnings); beyond a third the prefilter's slope
-        # bound no longer holds, so a huge finite factor makes every account near.
-        t = self.table
-        if threshold is None:
-            t.set_dist3(index, math.nan)
-        elif threshold > 1.0 / 3.0:
-            t.set_dist3(index, 1e200)
-        else:
-            t.set_dist3(index, DIST_SLOPE * threshold)
 
     def figures_arrays(self) -> FiguresArrays:
         """Every account's figures as arrays, vectorised (the metrics collector's scrape).
 
         ``keys`` is the store's own list (append-only, never copied): do not mutate it.
         """
-        t = self.table
+        t = self._table
         n = t.n
         complete = t.complete[:n].copy()
         nan = np.where(complete, 0.0, math.nan)  # NaN marks unknown rows
@@ -316,7 +329,7 @@ class StoreViews:
                 down[i] = math.nan if d is None else d
                 up[i] = math.nan if u is None else u
         return FiguresArrays(
-            keys=self._keys,
+            keys=self._reg.keys,
             equity=eq,
             maintenance_margin=mm,
             initial_margin=t.im[:n] + nan,

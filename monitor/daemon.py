@@ -27,28 +27,22 @@ from connectors.clock import wall_ms
 from connectors.driver import run_feed
 from connectors.events import Event, FeedState, FeedStatus
 from connectors.protocol import Feed
-from monitor.config import Config, resource_error
+from monitor.config import Config
 from monitor.engine import Engine
-from monitor.errors import UsageError
 from monitor.http import HttpServer
 from monitor.metrics import Metrics
 from monitor.readiness import FeedHealth
 from monitor.sinks.base import Sink
+from monitor.sinks.build import build_sinks
 from monitor.sinks.config_types import SINK_CLOSE_TIMEOUT_S
-from monitor.sinks.console import ConsoleSink
-from monitor.sinks.jsonl import JsonlSink
-from monitor.sinks.observer import DeliveryObserver
-from monitor.sinks.spool import SpoolError
+from monitor.sinks.trouble import DeliveryTrouble
 from monitor.store import Store
 from monitor.wiring import all_feeds
-from rules.alert_doc import Alert
-from rules.alert_kinds import delivery_failing_alert, spool_full_alert
 
 log = logging.getLogger(__name__)
 
 TIMER_INTERVAL_S = 0.25
 FEED_CANCEL_TIMEOUT_S = 5.0
-DELIVERY_ALERT_INTERVAL_MS = 60_000
 _SYNCED = frozenset({FeedState.CONNECTED, FeedState.RESYNCED})
 
 
@@ -63,75 +57,6 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
-DeliveryHook = Callable[[str, int], None]
-FailingHook = Callable[[str, str], None]
-ResumedHook = Callable[[str], None]
-
-
-def build_sinks(
-    cfg: Config,
-    *,
-    observer: DeliveryObserver,
-    on_spool_full: DeliveryHook | None = None,
-    on_delivery_failing: FailingHook | None = None,
-    on_delivery_resumed: ResumedHook | None = None,
-) -> list[Sink]:
-    """The sinks the config enables (Kafka and MQTT when their sections are present)."""
-    sinks: list[Sink] = []
-    # Every sink reports its trouble, local ones too: a full disk under the JSONL file is a
-    # delivery_failing alert on the others, not a dead daemon.
-    if cfg.sinks.console is not None:
-        sinks.append(
-            ConsoleSink(
-                color=cfg.sinks.console.color,
-                observer=observer,
-                on_delivery_failing=on_delivery_failing,
-                on_delivery_resumed=on_delivery_resumed,
-            )
-        )
-    if cfg.sinks.jsonl is not None:
-        try:
-            sinks.append(
-                JsonlSink(
-                    cfg.sinks.jsonl.path,
-                    observer=observer,
-                    on_delivery_failing=on_delivery_failing,
-                    on_delivery_resumed=on_delivery_resumed,
-                )
-            )
-        except UsageError as exc:
-            raise resource_error(cfg, "[sinks.jsonl].path", cfg.sinks.jsonl.path, exc) from exc
-    if cfg.sinks.kafka is not None:
-        from monitor.sinks.kafka import KafkaSink  # noqa: PLC0415 - aiokafka only when used
-
-        try:
-            sinks.append(
-                KafkaSink(
-                    cfg.sinks.kafka,
-                    observer=observer,
-                    on_spool_full=on_spool_full,
-                    on_delivery_failing=on_delivery_failing,
-                    on_delivery_resumed=on_delivery_resumed,
-                )
-            )
-        except (SpoolError, OSError) as exc:
-            # An unwritable or locked spool is the operator's to fix: one line, exit 2.
-            directory = cfg.sinks.kafka.spool.directory
-            raise resource_error(cfg, "[sinks.kafka.spool].directory", directory, exc) from exc
-    if cfg.sinks.mqtt is not None:
-        from monitor.sinks.mqtt import MqttSink  # noqa: PLC0415 - aiomqtt only when used
-
-        sinks.append(
-            MqttSink(
-                cfg.sinks.mqtt,
-                observer=observer,
-                on_delivery_failing=on_delivery_failing,
-                on_delivery_resumed=on_delivery_resumed,
-            )
-        )
-    return sinks
-
-
 class Daemon:
     """Everything the running daemon holds; built by :func:`run_daemon`, visible to the demo."""
 
@@ -144,21 +69,25 @@ class Daemon:
     ) -> None:
         self.cfg = cfg
         self.clock = clock
-        self._delivery_alerted: dict[tuple[str, ...], int] = {}
-        self._failing_since: dict[str, int] = {}
-        self._failures: dict[str, int] = {}
         self.store = Store()
         self.metrics = Metrics(store=self.store, top_positions=cfg.daemon.metrics_top_positions)
+        # Delivery trouble becomes an alert on every *other* sink (monitor/sinks/trouble.py).
+        self.trouble = DeliveryTrouble(
+            clock,
+            count_alert=self.metrics.alert,
+            spool_limit_bytes=cfg.sinks.kafka.spool.max_bytes if cfg.sinks.kafka else 0,
+        )
         self.sinks: list[Sink] = [
             *build_sinks(
                 cfg,
                 observer=self.metrics,
-                on_spool_full=self.on_spool_full,
-                on_delivery_failing=self.on_delivery_failing,
-                on_delivery_resumed=self.on_delivery_resumed,
+                on_spool_full=self.trouble.on_spool_full,
+                on_delivery_failing=self.trouble.on_delivery_failing,
+                on_delivery_resumed=self.trouble.on_delivery_resumed,
             ),
             *extra_sinks,
         ]
+        self.trouble.attach(self.sinks)
         self.engine = Engine(
             self.store,
             lambda key: cfg.alert_config_for(*key),
@@ -189,75 +118,11 @@ class Daemon:
             cfg.daemon.http.host,
             cfg.daemon.http.port,
             readiness=self.health.not_ready,
+            where=cfg.daemon.http.source,
             # The pieces, not render_metrics: joining a 10k-account exposition (~8 MB) into one
             # buffer costs several ms of page faults in a single loop step.
             metrics=self.metrics.render_metrics_pieces,
         )
-
-    # Delivery trouble becomes an alert on every *other* sink (a failing Kafka must not hide
-    # its own failure), at most once per sink and reason per DELIVERY_ALERT_INTERVAL_MS.
-    # The sinks call these hooks (and tests do).
-
-    def on_spool_full(self, sink: str, depth: int) -> None:
-        now = self.clock()
-        if not self._delivery_alert_due(("spool_full", sink), now):
-            return
-        used, limit = self._spool_usage(sink)
-        alert = spool_full_alert(
-            sink=sink, spool_bytes=used, limit_bytes=limit, pending=depth,
-            full_since_ms=now, now_ms=now,
-        )  # fmt: skip
-        self._submit_elsewhere(sink, alert)
-
-    def _spool_usage(self, name: str) -> tuple[int, int]:
-        """(bytes on disk, byte bound) of a sink's spool, from the sink itself when it can say."""
-        for s in self.sinks:
-            usage = getattr(s, "spool_usage", None)
-            if s.name == name and callable(usage):
-                used, limit = usage()
-                return int(used), int(limit)
-        limit = self.cfg.sinks.kafka.spool.max_bytes if self.cfg.sinks.kafka else 0
-        return limit, limit
-
-    def on_delivery_failing(self, sink: str, reason: str) -> None:
-        now = self.clock()
-        since = self._failing_since.setdefault(sink, now)
-        self._failures[sink] = self._failures.get(sink, 0) + 1
-        if not self._delivery_alert_due(("delivery_failing", sink, reason), now):
-            return
-        pending = next((s.pending() for s in self.sinks if s.name == sink), 0)
-        alert = delivery_failing_alert(
-            sink=sink, reason=reason, failing_since_ms=since,
-            attempts=self._failures[sink], pending=pending, now_ms=now,
-        )  # fmt: skip
-        self._submit_elsewhere(sink, alert)
-
-    def on_delivery_resumed(self, sink: str) -> None:
-        """``sink`` delivers again: its outage is over, so the next one is a new one (its own
-        start time, hence its own alert id)."""
-        since = self._failing_since.pop(sink, None)
-        failures = self._failures.pop(sink, 0)
-        if since is not None:
-            log.info(
-                "daemon: sink %s delivering again after %.1f s (%d failures reported)",
-                sink,
-                (self.clock() - since) / 1000,
-                failures,
-            )
-
-    def _delivery_alert_due(self, key: tuple[str, ...], now: int) -> bool:
-        last = self._delivery_alerted.get(key)
-        if last is not None and now - last < DELIVERY_ALERT_INTERVAL_MS:
-            return False
-        self._delivery_alerted[key] = now
-        return True
-
-    def _submit_elsewhere(self, failing: str, alert: Alert) -> None:
-        stamped = alert.with_emit_time(self.clock())
-        for s in self.sinks:
-            if s.name != failing:
-                s.submit(stamped)
-        self.metrics.alert(stamped.kind, int(stamped.level))
 
     def _first_sync(self, name: str) -> None:
         """``name`` delivered its first snapshot; after the last feed's, freeze the heap.

@@ -289,12 +289,12 @@ async def test_each_outage_gets_its_own_delivery_failing_alert(
     now = [1_000_000]
     other = Recorder("other")
     daemon = Daemon(quiet_config(tmp_path), [Recorder("kafka"), other], clock=lambda: now[0])
-    caplog.set_level(logging.INFO, "monitor.daemon")
-    daemon.on_delivery_failing("kafka", "KafkaConnectionError")
+    caplog.set_level(logging.INFO, "monitor.sinks.trouble")
+    daemon.trouble.on_delivery_failing("kafka", "KafkaConnectionError")
     now[0] += 20_000
-    daemon.on_delivery_resumed("kafka")
+    daemon.trouble.on_delivery_resumed("kafka")
     now[0] += 100_000  # past the rate limit: a second, separate outage
-    daemon.on_delivery_failing("kafka", "KafkaConnectionError")
+    daemon.trouble.on_delivery_failing("kafka", "KafkaConnectionError")
     failing = [a for a in other.alerts if a.kind == "delivery_failing"]
     assert len(failing) == 2
     assert failing[0].id != failing[1].id
@@ -307,9 +307,11 @@ async def test_each_outage_gets_its_own_delivery_failing_alert(
 async def test_another_failure_of_the_same_sink_is_not_rate_limited_away(tmp_path: Path) -> None:
     other = Recorder("other")
     daemon = Daemon(quiet_config(tmp_path), [Recorder("kafka"), other], clock=lambda: 5_000)
-    daemon.on_delivery_failing("kafka", "KafkaConnectionError")
-    daemon.on_delivery_failing("kafka", "KafkaConnectionError")  # same outage, within a minute
-    daemon.on_delivery_failing("kafka", "EnvelopeError")
+    daemon.trouble.on_delivery_failing("kafka", "KafkaConnectionError")
+    daemon.trouble.on_delivery_failing(
+        "kafka", "KafkaConnectionError"
+    )  # same outage, within a minute
+    daemon.trouble.on_delivery_failing("kafka", "EnvelopeError")
     reasons = [a.detail["reason"] for a in other.alerts if a.kind == "delivery_failing"]
     assert reasons == ["KafkaConnectionError", "EnvelopeError"]
     await close_sinks(daemon)
@@ -318,7 +320,7 @@ async def test_another_failure_of_the_same_sink_is_not_rate_limited_away(tmp_pat
 async def test_spool_full_alert_reports_the_spools_actual_usage(tmp_path: Path) -> None:
     other = Recorder("other")
     daemon = Daemon(quiet_config(tmp_path), [SpoolingRecorder("kafka"), other], clock=lambda: 1)
-    daemon.on_spool_full("kafka", 42)
+    daemon.trouble.on_spool_full("kafka", 42)
     (alert,) = other.alerts
     assert alert.kind == "spool_full"
     assert (alert.detail["spool_bytes"], alert.detail["limit_bytes"]) == (3_000, 10_000)

@@ -84,3 +84,26 @@ def test_the_http_address_remembers_where_it_came_from(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert load_config(path).daemon.http.source == f"{path}: [daemon].http"
+
+
+async def test_a_busy_daemon_http_names_the_config_key_not_a_flag(tmp_path: Path) -> None:
+    import socket
+
+    from monitor.daemon import Daemon
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = tmp_path / "mw.toml"
+        path.write_text(
+            f'[daemon]\nhttp = "127.0.0.1:{port}"\n'
+            '[[venues]]\nvenue = "sim"\nws_url = "ws://127.0.0.1:1"\n',
+            encoding="utf-8",
+        )
+        daemon = Daemon(load_config(path))
+        with pytest.raises(UsageError) as err:
+            await daemon.http.start()
+        for sink in daemon.sinks:
+            await sink.close()
+    assert str(err.value).startswith(f"{path}: [daemon].http 127.0.0.1:{port}: cannot listen")

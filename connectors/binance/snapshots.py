@@ -83,13 +83,14 @@ def _typed(body: object, venue: str, decoder: msgspec.json.Decoder[T]) -> T:
     """A body (bytes, or values the REST client decoded) read into its decoder's typed shape."""
     try:
         if isinstance(body, bytes | str):
-            return decoder.decode(body)
-        converted: T = msgspec.convert(body, decoder.type)
-        return converted
+            converted: T = decoder.decode(body)
+        else:
+            converted = msgspec.convert(body, decoder.type)
     except msgspec.ValidationError as exc:
         raise _rejection(exc, venue) from exc
     except _UNREADABLE as exc:
         raise VenueDataError(venue, "bad_json") from exc
+    return converted
 
 
 # One decoder per body shape (rows of the per-row parsers are converted from decoded values).

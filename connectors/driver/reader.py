@@ -89,7 +89,7 @@ class Reader:
                 batch = []
                 try:
                     errors = batch_parse(frames, batch)
-                except Exception:  # a parser bug: redo this batch frame by frame (counts it)
+                except Exception:  # noqa: BLE001 - a parser bug: redo the batch frame by frame
                     batch = self._parse_each(frames)
                 else:
                     for exc in errors:
@@ -98,7 +98,7 @@ class Reader:
                 batch = self._parse_each(frames)
             try:
                 request = after_events(batch)
-            except Exception:  # a bug in the feed's bookkeeping: count, log once, resync
+            except Exception:  # noqa: BLE001 - a feed bookkeeping bug: count, log once, resync
                 self._parser_failed()
                 request = _FEED_BUG
             if request is not None:
@@ -126,7 +126,7 @@ class Reader:
                     # until the next timer resync: take a snapshot soon instead.
                     self._resync.request("rejected_frame")
                 continue
-            except Exception:  # a parser bug must not blind the monitor: count, log once
+            except Exception:  # noqa: BLE001 - a parser bug must not blind the monitor: count, log once
                 self._parser_failed()
                 if private:
                     self._resync.request("parser_error")
@@ -143,7 +143,7 @@ class Reader:
         the connection (the reconnect resyncs)."""
         try:
             self._feed.after_events(before + frame_events)  # the feed sees all it parsed
-        except Exception:  # counted; the request itself is moot: the reconnect resyncs
+        except Exception:  # noqa: BLE001 - counted; the request is moot: the reconnect resyncs
             self._parser_failed()
         if before:
             self._resync.hold(before, self._wall_ms(), frames)

@@ -199,7 +199,7 @@ class _Session:
                 for message in self._feed.subscribe_messages():
                     await ws.send(message)
                 await self._serve(ws, connected_at)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - classified: retry, stop or re-raise
             return self._classify(pick(exc))
         finally:
             synced_at = self._resync.synced_at

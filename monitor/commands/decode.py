@@ -117,7 +117,7 @@ def _decode_line(parse: FrameParser, frame: bytes, out: BinaryIO) -> str | None:
         return exc.reason + (f" ({exc.detail})" if exc.detail else "")
     except RecursionError:
         return "too_deep (nesting beyond what the parser follows)"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - one bad line is reported, the run goes on
         return f"parser_error ({type(exc).__name__}: a bug; please report the frame)"
     for line in lines:
         out.write(line + b"\n")

@@ -154,7 +154,7 @@ class ConsoleSink(LocalSink):
         try:
             line = format_alert(alert, colour=self._colour)
             line.encode()  # a lone surrogate (venue garbage) would fail the stream's write
-        except Exception:  # whatever the values are, the alert is repaired, not lost
+        except Exception:  # noqa: BLE001 - whatever the values are, the alert is repaired
             fixed, _ = repaired_json(alert, self.name)
             return format_alert(fixed, colour=self._colour), True
         return line, False

@@ -253,7 +253,7 @@ def repaired_json(alert: Alert, sink: str) -> tuple[Alert, bytes]:
     try:
         fixed, paths = repair(alert)
         value = fixed.to_json()
-    except Exception as exc:  # a repair bug must not lose the alert either
+    except Exception as exc:  # noqa: BLE001 - a repair bug must not lose the alert either
         log.error("%s: alert %s could not be repaired (%s); sent stripped", sink, alert.id, exc)
         fixed = _last_resort(alert, exc)
         value = fixed.to_json()
@@ -272,7 +272,7 @@ def encoded(alert: Alert, sink: str) -> tuple[Alert, bytes, bool]:
     """
     try:
         return alert, alert.to_json(), False
-    except Exception:  # whatever the values are, the alert is repaired, not lost
+    except Exception:  # noqa: BLE001 - whatever the values are, the alert is repaired
         fixed, value = repaired_json(alert, sink)
         return fixed, value, True
 
@@ -285,7 +285,7 @@ def state_json(doc: StateDocument, sink: str) -> bytes | None:
     """
     try:
         return doc.to_json()
-    except Exception as exc:  # the values are venue data: skip this snapshot, not the sink
+    except Exception as exc:  # noqa: BLE001 - venue data: skip this snapshot, not the sink
         log.warning(
             "%s: state of %s:%s does not encode (%s); skipped", sink, doc.venue, doc.account, exc
         )

@@ -155,7 +155,7 @@ class KafkaSink:
             raise DeliveryError(f"kafka: alert {alert.id} submitted after close")
         try:
             value = alert_json(alert)  # the kernel; its plain path is alert.to_json()
-        except Exception:  # the alert's values (venue data): plain path, else repaired
+        except Exception:  # noqa: BLE001 - the alert's values: plain path, else repaired
             alert, value, repaired = encoded(alert, self.name)
             if repaired:
                 self.repaired += 1
@@ -237,9 +237,10 @@ class KafkaSink:
                 producer = await self._connect()
                 self.connected.set()
                 await self._pump(producer)
-                return  # stopping, and everything reached the broker
             except _RETRYABLE as exc:
                 self._outage(exc)
+            else:
+                return  # stopping, and everything reached the broker
             finally:
                 self.connected.clear()
                 if producer is not None:

@@ -207,7 +207,7 @@ def make_handler(ctx: RestContext) -> Callable[[Request], Awaitable[Reply]]:
         headers = {"X-MBX-USED-WEIGHT-1M": str(ctx.weight_used)}
         try:
             if entry is None:
-                raise ApiError(404, -5000, "Path not found")
+                raise ApiError(404, -5000, "Path not found")  # noqa: TRY301 - one error path
             acct = _authenticate(ctx, req, entry[0])
             body = entry[2](ctx, acct, dict(parse_qsl(req.query)))
             return Reply(200, orjson.dumps(body), headers)

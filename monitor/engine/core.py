@@ -13,6 +13,13 @@ Synchronous and single-threaded; the daemon wraps it in asyncio. Per batch of ev
    sink. ``submit`` only enqueues; an exception there is a bug and propagates — a lost alert is
    the worst failure here, so nothing on this path is caught and logged.
 
+Containment: an exception while applying one event (``apply_error``) or evaluating one account
+(``evaluate_error``) never leaves :meth:`Engine.handle`: it is counted with the rejected frames
+(``marginwatch_venue_frames_rejected_total{reason=...}``), the first of its kind is logged with
+its traceback as the bug it is, alerts already evaluated are still submitted, and every other
+event and account goes on. Bad venue data is refused at the edge (the typed wire schemas);
+this is the backstop for what the edge does not foresee.
+
 ``tick_timers(now_ms)`` re-evaluates accounts with a pending de-escalation whose cooldown may
 have run out, and checks feed staleness (:mod:`rules.staleness`) on a deadline heap.
 
@@ -50,6 +57,7 @@ from connectors.events import (
     PositionFill,
 )
 from connectors.observers import NullObserver
+from monitor.engine.contain import Containment
 from monitor.engine.drift import DriftCheck
 from monitor.engine.publish import STATE_REPUBLISH_MS, StatePublisher
 from monitor.engine.queue import DEFERRED_BUDGET_S, DeferredQueue
@@ -97,6 +105,11 @@ class EngineObserver(Protocol):
 
     def alert(self, kind: str, level: int | str) -> None: ...
 
+    def frame_rejected(self, venue: str, reason: str) -> None:
+        """An event the engine could not apply (``apply_error``) or an account it could not
+        evaluate (``evaluate_error``): counted beside the driver's rejected frames."""
+        ...
+
 
 class Engine:
     """Store + alert policy + sinks for every watched account."""
@@ -135,6 +148,7 @@ class Engine:
         self._publisher = StatePublisher(self.sinks, state_interval_ms)
         # Accounts awaiting an evaluation with their liquidation distance (module docstring).
         self._queue = DeferredQueue(deferred_budget_s, deferred_limit)
+        self._bugs = Containment()
 
     # --- public ------------------------------------------------------------------------------
 
@@ -147,7 +161,6 @@ class Engine:
         """
         started = time.perf_counter()
         out: list[Alert] = []
-        store = self.store
         k, n = 0, len(events)
         while k < n:
             ev = events[k]
@@ -160,23 +173,51 @@ class Engine:
                 k = j
             else:
                 k += 1
-            changed = store.apply(item, recv_ms)
-            while changed is not NO_CHANGE:  # (e.g. a feed's batch of idle marks)
-                if changed.accounts.size or changed.flips:
-                    self._candidates(changed, ev, recv_ms, out)
-                if changed.rest is None:
-                    break
-                changed = store.apply(changed.rest, recv_ms)
-            if type(ev) in _RELAYED:
-                # The account's queued evaluation first: its alerts precede the relayed fact.
-                self._flush_queued(ev, out)
-                mark = len(out)
-                self._relay_fact(ev, recv_ms, out)
-                self._submit(out, mark, recv_ms)
+            submitted = len(out)
+            try:
+                self._apply(ev, item, recv_ms, out)
+            except Exception as exc:  # noqa: BLE001 - one event's bug never stops the others
+                self._contain("apply_error", ev, exc)
+                if self._unsent(out, submitted):
+                    # Alerts already evaluated for this event still leave: never lose an alert.
+                    self._submit(out, submitted, recv_ms)
         if self._queue:
             self._run_queue(out, bounded=True)
         self.observer.recompute(time.perf_counter() - started)
         return out
+
+    def _apply(self, ev: Event, item: StoreInput, recv_ms: int, out: list[Alert]) -> None:
+        """One event (or a run of marks) through the store, then what it made candidates."""
+        store = self.store
+        changed = store.apply(item, recv_ms)
+        while changed is not NO_CHANGE:  # (e.g. a feed's batch of idle marks)
+            if changed.accounts.size or changed.flips:
+                self._candidates(changed, ev, recv_ms, out)
+            if changed.rest is None:
+                break
+            changed = store.apply(changed.rest, recv_ms)
+        if type(ev) in _RELAYED:
+            # The account's queued evaluation first: its alerts precede the relayed fact.
+            self._flush_queued(ev, out)
+            mark = len(out)
+            self._relay_fact(ev, recv_ms, out)
+            self._submit(out, mark, recv_ms)
+
+    def _unsent(self, out: list[Alert], start: int) -> bool:
+        """Whether alerts from ``start`` on were evaluated but not yet submitted (a bug struck
+        between the two): every alert in ``out`` is submitted exactly once."""
+        return any(a.emit_time_ms is None for a in out[start:])
+
+    def _contain(self, stage: str, subject: object, exc: Exception) -> None:
+        venue = getattr(subject, "venue", None)
+        if venue is None and isinstance(subject, int):
+            venue = self.store.key_of(subject)[0]
+        self._bugs.contain(stage, venue or "unknown", type(subject).__name__, exc, self.observer)
+
+    @property
+    def contained(self) -> int:
+        """Events and evaluations that raised and were contained (a bug each: see the log)."""
+        return self._bugs.count
 
     def pending_work(self) -> bool:
         """Whether deferred evaluations are queued (the daemon then calls :meth:`drain_pending`
@@ -231,7 +272,12 @@ class Engine:
         need: bool | None,
     ) -> None:  # fmt: skip
         mark = len(out)
-        self._evaluate(i, event_ms, recv_ms, out, need=need)
+        try:
+            self._evaluate(i, event_ms, recv_ms, out, need=need)
+        except Exception as exc:  # noqa: BLE001 - one account's bug never stops the others
+            self._contain("evaluate_error", i, exc)
+            del out[mark:]  # half-made alerts of this evaluation: its state was not kept
+            return
         if len(out) > mark:
             # Each account's alerts leave at once; latency counts from the first queued input.
             self._submit(out, mark, first_recv_ms)

@@ -26,6 +26,8 @@ class Request:
     headers: dict[str, str]
     """Lower-cased names."""
     body: bytes
+    peer: str = ""
+    """The client's IP address (venues limit request weight per IP)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +71,11 @@ class HttpServer:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) else ""
         try:
             while True:
-                request = await _read_request(reader)
+                request = await _read_request(reader, peer)
                 if request is None:
                     break
                 reply = await self._handler(request)
@@ -91,7 +95,7 @@ class HttpServer:
                 await writer.wait_closed()
 
 
-async def _read_request(reader: asyncio.StreamReader) -> Request | None:
+async def _read_request(reader: asyncio.StreamReader, peer: str) -> Request | None:
     line = await reader.readline()
     if not line:
         return None
@@ -102,7 +106,7 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
         headers[name.strip().lower()] = value.strip()
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     path, _, query = target.partition("?")
-    return Request(method, path, query, headers, body)
+    return Request(method, path, query, headers, body, peer)
 
 
 def _encode(reply: Reply, keep_alive: bool) -> bytes:

@@ -152,6 +152,8 @@ class BinanceRest:
         """Server clock minus ours, estimated at the midpoint of a ``/time`` round trip."""
         self.budget = budget or new_budget(spec, wall_ms)
         """Shared by every client of the venue and IP (the feed factory hands one to all)."""
+        self._exchange_ms = (0.0, 0.0)
+        """When the last request went out and its answer came back (our clock)."""
         self.used_weight_1m: int | None = None
         """The venue's ``X-MBX-USED-WEIGHT-1M`` in the last answer (every client's weight)."""
 
@@ -164,9 +166,9 @@ class BinanceRest:
 
     async def sync_time(self) -> int:
         """Measure the clock offset against the server's time; returns the server time."""
-        sent = self._wall_ms()
         doc = await self.public("GET", self.spec.time_path)
-        received = self._wall_ms()
+        # The round trip of the request itself: the turn it waited in the budget is not in it.
+        sent, received = self._exchange_ms
         try:
             server = int(doc["serverTime"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -251,7 +253,9 @@ class BinanceRest:
             try:
                 q = query()
                 target = f"{path}?{q}" if q else path
+                sent = self._wall_ms()
                 response = await self._http.request(method, target, headers=headers)
+                self._exchange_ms = (sent, self._wall_ms())
                 header = response.headers.get("x-mbx-used-weight-1m")
                 if header is not None and header.isdigit():
                     used = self.used_weight_1m = int(header)

@@ -16,6 +16,8 @@ from http import HTTPStatus
 
 log = logging.getLogger(__name__)
 
+BACKLOG = 2048
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -50,7 +52,11 @@ class HttpServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        # A deep accept queue: a thousand clients connecting at once must not have their SYNs
+        # dropped (the kernel retries them a second later, which a test would see as a hang).
+        self._server = await asyncio.start_server(
+            self._serve, self._host, self._port, backlog=BACKLOG
+        )
 
     @property
     def port(self) -> int:

@@ -7,8 +7,8 @@ budget's clock is the loop's wall clock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -29,7 +29,7 @@ RULE = WeightRule(limit=2400, window_ms=60_000, used_header="x-mbx-used-weight-1
 USABLE = RULE.usable  # 2160
 
 
-def run(make: Callable[[VirtualTimeLoop], Awaitable[T]]) -> T:
+def run(make: Callable[[VirtualTimeLoop], Coroutine[Any, Any, T]]) -> T:
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         loop = runner.get_loop()
         assert isinstance(loop, VirtualTimeLoop)

@@ -9,8 +9,11 @@ CPU they need. Every ``asyncio.sleep``/``asyncio.timeout`` runs on this clock; p
 injected, so the fake's minutes and the clients' budgets count the same time.
 
 Limits: work done in other threads (``run_in_executor``, name resolution) is invisible to the
-idle check, so use numeric addresses (``127.0.0.1``); before jumping, the loop polls its sockets
-for :data:`IDLE_GRACE_S` of real time, so loopback bytes already sent are seen first.
+idle check, so use numeric addresses (``127.0.0.1``). The idle check is one poll of the sockets
+without waiting: on Linux, loopback bytes and handshakes reach the peer's socket within the
+sender's own system call, so "nothing readable now" means nothing is on its way (a fleet of 400
+accounts runs bit-for-bit the same with a real-time grace before each jump, at 7x the cost;
+``idle_grace_s`` brings one back for a platform where that does not hold).
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ import selectors
 from collections.abc import Mapping
 from typing import Any
 
-IDLE_GRACE_S = 0.0002
 EPOCH_MS = 1_700_000_000_000
 """Where the virtual wall clock starts (2023-11-14 22:13:20 UTC, mid-minute for no reason)."""
 
 
 class _JumpingSelector(selectors.BaseSelector):
-    def __init__(self, loop: VirtualTimeLoop) -> None:
+    def __init__(self, loop: VirtualTimeLoop, idle_grace_s: float) -> None:
         self._inner = selectors.DefaultSelector()
         self._loop = loop
+        self._grace_s = idle_grace_s
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -43,9 +46,10 @@ class _JumpingSelector(selectors.BaseSelector):
         ready = self._inner.select(0)
         if ready or timeout == 0:
             return ready
-        ready = self._inner.select(IDLE_GRACE_S)
-        if ready:
-            return ready
+        if self._grace_s > 0.0:
+            ready = self._inner.select(self._grace_s)
+            if ready:
+                return ready
         if timeout is None:  # no timer at all: only a socket can wake us
             return self._inner.select(None)
         self._loop.advance(timeout)
@@ -65,11 +69,11 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """``time()`` is virtual seconds from 0; it only moves when the loop is idle (or
     :meth:`advance` is called)."""
 
-    def __init__(self, epoch_ms: int = EPOCH_MS) -> None:
+    def __init__(self, epoch_ms: int = EPOCH_MS, idle_grace_s: float = 0.0) -> None:
         self._now = 0.0
         self.epoch_ms = epoch_ms
         self.jumps = 0
-        super().__init__(_JumpingSelector(self))
+        super().__init__(_JumpingSelector(self, idle_grace_s))
 
     def time(self) -> float:
         return self._now

@@ -76,7 +76,7 @@ async def run_fleet(
     resync_interval_s: float = 300.0,
     seed: int = 1,
 ) -> FleetResult:
-    """Run until every feed synced and ``linger_s`` more, or ``horizon_s`` (virtual)."""
+    """Run until every feed synced (at most ``horizon_s``), then ``linger_s`` more (virtual)."""
     loop = asyncio.get_running_loop()
     if not isinstance(loop, VirtualTimeLoop):
         raise RuntimeError("run_fleet needs a VirtualTimeLoop")
@@ -131,7 +131,8 @@ async def run_fleet(
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(horizon_s):
                     await synced.done.wait()
-                    await asyncio.sleep(linger_s)
+            if synced.all_at is not None:
+                await asyncio.sleep(linger_s)  # timer resyncs of a synced fleet, too
             stop.set()
         for feed in feeds:
             with contextlib.suppress(Exception):

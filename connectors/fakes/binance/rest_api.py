@@ -52,6 +52,8 @@ class RestContext:
     delay_s: float = 0.0
     calls: list[tuple[str, str]] = field(default_factory=list)
     """(method, path) of every request, for tests."""
+    answers: list[tuple[int, str, int]] = field(default_factory=list)
+    """(venue ms, path, status) of every answer, for tests."""
     limits: WeightLimits = field(default_factory=WeightLimits)
     """Per-IP weight per minute, 429s and bans (``limits.max_used``: the highest minute)."""
     on_listen_key_closed: Callable[[str], None] = lambda key: None
@@ -236,8 +238,10 @@ def make_handler(ctx: RestContext) -> Callable[[Request], Awaitable[Reply]]:
         if ctx.delay_s:
             await asyncio.sleep(ctx.delay_s)
         entry = table.get((req.method, req.path))
-        verdict = ctx.limits.check(req.peer, _weight(ctx, req, entry), ctx.now_ms())
+        now = ctx.now_ms()
+        verdict = ctx.limits.check(req.peer, _weight(ctx, req, entry), now)
         if verdict.status:
+            ctx.answers.append((now, req.path, verdict.status))
             return _refused(verdict, req.peer)
         headers = {"X-MBX-USED-WEIGHT-1M": str(verdict.used)}
         try:
@@ -245,8 +249,10 @@ def make_handler(ctx: RestContext) -> Callable[[Request], Awaitable[Reply]]:
                 raise ApiError(404, -5000, "Path not found")
             acct = _authenticate(ctx, req, entry[0])
             body = entry[2](ctx, acct, dict(parse_qsl(req.query)))
+            ctx.answers.append((now, req.path, 200))
             return Reply(200, orjson.dumps(body), headers)
         except ApiError as exc:
+            ctx.answers.append((now, req.path, exc.status))
             return Reply(exc.status, orjson.dumps({"code": exc.code, "msg": exc.msg}), headers)
 
     return handle

@@ -281,7 +281,7 @@ class WeightBudget:
             return
         if now < ban.until_ms:
             raise self._ban_error(now)
-        log.warning("%s: the REST ban has ended; requests resume", self.venue)
+        log.info("%s: the REST ban has ended; requests resume", self.venue)
         self._ban = None
 
     def _roll(self, now: float) -> None:

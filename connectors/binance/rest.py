@@ -23,12 +23,11 @@ the ``X-MBX-USED-WEIGHT-1M`` of the answer back to it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -138,7 +137,6 @@ class BinanceRest:
         recv_window_ms: int = 5000,
         timeout_s: float = 10.0,
         wall_ms: Callable[[], float] = lambda: time.time() * 1000.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         http: HttpClient | None = None,
         budget: WeightBudget | None = None,
     ) -> None:
@@ -147,7 +145,6 @@ class BinanceRest:
         self._credentials = credentials
         self._recv_window_ms = recv_window_ms
         self._wall_ms = wall_ms
-        self._sleep = sleep
         self.offset_ms = 0.0
         """Server clock minus ours, estimated at the midpoint of a ``/time`` round trip."""
         self.budget = budget or new_budget(spec, wall_ms)

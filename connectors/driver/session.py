@@ -265,9 +265,17 @@ class _Session:
                 await ws.send(message)
 
     async def _keepalive(self, interval: float) -> None:
+        delay = interval
         while True:
-            await asyncio.sleep(interval)
-            await self._feed.keepalive()
+            await asyncio.sleep(delay)
+            try:
+                await self._feed.keepalive()
+                delay = interval
+            except RateLimited as exc:
+                # The venue's REST is closed to us for now (a ban): the stream itself is fine,
+                # so keep it and try the keepalive again when REST reopens.
+                self._resync.report_ban(exc)
+                delay = max(exc.retry_after_s, 1.0)
 
     async def _wait_stop(self) -> None:
         await self._stop.wait()

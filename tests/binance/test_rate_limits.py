@@ -206,6 +206,7 @@ def test_a_418_stops_the_venues_rest_for_the_ban_and_is_reported_once_per_feed()
                     rest_on(fake, loop, budget, name),
                     ws_base=fake.ws_url,
                     resync_interval_s=30.0,
+                    keepalive_interval_s=20.0,  # listenKey upkeep meets the ban too
                     clock=loop.time,
                 )
                 for name in ("alice", "bob")
@@ -230,8 +231,8 @@ def test_a_418_stops_the_venues_rest_for_the_ban_and_is_reported_once_per_feed()
                 assert ban.until_ms == pytest.approx(banned_at + 120_000, abs=31_000)
                 assert budget.banned_until_ms == ban.until_ms
 
-                # Ours sent one request into the ban (the one that learnt of it), then nothing.
-                ours = [(t, p) for t, p, _ in fake.rest.answers if p != ROGUE and t >= banned_at]
+                # Ours sent into the ban only what was on its way when the first 418 came back
+                # (all at that one instant), then nothing until it ended.
                 await sink.until(
                     lambda: all(sink.snapshot_after(f.account or "", ban.until_ms) for f in feeds)
                 )
@@ -240,9 +241,9 @@ def test_a_418_stops_the_venues_rest_for_the_ban_and_is_reported_once_per_feed()
                     for t, p, _ in fake.rest.answers
                     if p != ROGUE and banned_at <= t < ban.until_ms
                 ]
-                assert len(during) == 1
-                assert len(ours) >= 1
-                assert fake.connects == connects  # the streams stayed up through the ban
+                assert len(during) >= 1
+                assert len(set(during)) == 1
+                assert fake.connects == connects  # streams (and their keepalives) rode the ban out
                 assert len(sink.bans()) == 2  # reported once per feed, not per retry
                 stop.set()
             for feed in feeds:

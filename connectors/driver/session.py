@@ -8,9 +8,11 @@ ends it.
 
 Failure policy: connection-level trouble (OSError, timeouts, websocket errors, venue rejections,
 a bad snapshot) → reconnect with jittered exponential backoff; planned reconnects (stream
-expired, connection age, long silence) go at once after a healthy connection. ``AuthError`` and
-anything that is not a connector/network error (a bug in ``deliver``, say) propagate to the
-owner's TaskGroup.
+expired, connection age, long silence) go at once after a healthy connection; a venue whose REST
+is closed to us (:class:`~connectors.ratelimit.RateLimited`: a 418 ban) is retried no sooner
+than its ``Retry-After``, and a ban is reported once per feed
+(:class:`~connectors.events.RestBan`). ``AuthError`` and anything that is not a connector/network
+error (a bug in ``deliver``, say) propagate to the owner's TaskGroup.
 """
 
 from __future__ import annotations

@@ -149,3 +149,35 @@ async def run_fleet(
             virtual_s=loop.time(),
             real_s=time.perf_counter() - started_real,
         )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m connectors.fakes.binance.fleet 1000``: one fleet run, its figures printed."""
+    import argparse  # noqa: PLC0415 - only for this command line
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("accounts", type=int)
+    parser.add_argument("--horizon-s", type=float, default=900.0)
+    parser.add_argument("--linger-s", type=float, default=0.0)
+    parser.add_argument("--resync-interval-s", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        result = runner.run(
+            run_fleet(
+                args.accounts,
+                horizon_s=args.horizon_s,
+                linger_s=args.linger_s,
+                resync_interval_s=args.resync_interval_s,
+            )
+        )
+    synced = "never" if result.all_synced_s is None else f"{result.all_synced_s:.1f} s"
+    print(
+        f"{result.synced}/{result.accounts} accounts synced; all by {synced} (virtual); "
+        f"max weight in a minute {result.max_weight_1m}; 429s {result.too_many}; "
+        f"bans {result.bans}; requests {result.requests}; "
+        f"ran {result.virtual_s:.0f} s virtual in {result.real_s:.1f} s real"
+    )
+
+
+if __name__ == "__main__":
+    main()

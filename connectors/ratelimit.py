@@ -203,6 +203,13 @@ class WeightBudget:
         try:
             self._pump()
             await waiter.future
+        except BaseException:
+            future = waiter.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                # Admitted, but the caller was cancelled before it could send: the weight is
+                # not in flight (it stays spent, the cautious side).
+                self.answered(weight, None)
+            raise
         finally:
             if deadline is not None:
                 deadline.resume()

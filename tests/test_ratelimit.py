@@ -7,6 +7,7 @@ budget's clock is the loop's wall clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -155,6 +156,24 @@ def test_in_flight_weight_counts_into_the_next_window() -> None:
         return budget.window_used
 
     assert run(scenario) == 100.0
+
+
+def test_a_caller_cancelled_as_its_turn_came_leaves_nothing_in_flight() -> None:
+    async def scenario(loop: VirtualTimeLoop) -> int:
+        budget = budget_on(loop)
+        await budget.take(180)
+        budget.answered(180, None)
+        task = asyncio.ensure_future(budget.take(5))
+        await asyncio.sleep(0)  # queued
+        loop.advance(1.0)
+        budget.answered(0, None)  # any answer runs the queue: its turn comes, admitted...
+        assert budget.inflight == 5
+        task.cancel()  # ...and cancelled before it ran on
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return budget.inflight
+
+    assert run(scenario) == 0
 
 
 # --- turns -------------------------------------------------------------------------------------

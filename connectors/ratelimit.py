@@ -9,10 +9,13 @@ account) takes its weight from one :class:`WeightBudget` before it sends a reque
 How the budget keeps the sum under the limit (with ``headroom`` left for other software on the
 same IP and for the venue's own counting):
 
-* **Pacing, no herd.** Weight is drawn from a token bucket holding at most ``burst`` of the
-  usable weight and refilling at ``(usable - burst) / window``: over *any* stretch of one window
-  the budget hands out at most ``usable`` — a sliding guarantee, which also holds for the
-  venue's calendar windows, and nothing piles up at a window boundary.
+* **A hard sliding limit.** The weight sent in the last window (a log of our own requests) plus
+  a request's weight never exceeds the usable weight: over *any* stretch of one window, so over
+  the venue's calendar windows too, whatever the weights.
+* **Pacing, no herd.** Within that, weight is drawn from a token bucket holding ``burst`` of
+  the usable weight and refilling at ``(usable - burst) / window``, so a crowd is sent evenly
+  through the window instead of all at its start (a request heavier than the bucket waits for
+  a full one and leaves it in debt).
 * **The venue's own count.** Per venue window the budget keeps a conservative estimate of the
   venue's counter: what we sent in it, raised to the used-weight header plus what we still have
   in flight whenever an answer reports more (another process on the same IP). A request waits
@@ -33,6 +36,7 @@ it waits its turn.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import heapq
@@ -170,6 +174,9 @@ class WeightBudget:
         self._rate = (usable - self._capacity) / rule.window_ms  # weight per ms
         self._tokens = self._capacity
         self._tokens_at: float | None = None
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        """(when, weight) of what we sent in the last window, oldest first."""
+        self._recent_sum = 0
         self._window: int | None = None
         self.window_used = 0.0
         """Our estimate of the venue's count in its current window (sent plus in flight)."""
@@ -189,6 +196,8 @@ class WeightBudget:
 
         Raises :class:`RestBanned` during a ban (at once, or when a ban starts while queued).
         The caller reports the answer with :meth:`answered`, whatever it was."""
+        if not 0 < weight <= self._usable:
+            raise ValueError(f"{self.venue}: request weight {weight} outside (0, usable]")
         now = self._now_ms()
         self._check_ban(now)
         if not self._queue and self._delay_ms(weight, now) <= 0.0:
@@ -314,12 +323,29 @@ class WeightBudget:
         need = min(float(weight), self._capacity)
         if self._tokens < need:
             delay = max(delay, (need - self._tokens) / self._rate)
+        delay = max(delay, self._sliding_delay_ms(weight, now))
         if self.window_used + weight > self._usable:
             window_ms = self.rule.window_ms
             delay = max(delay, (math.floor(now / window_ms) + 1) * window_ms - now)
         return delay
 
+    def _sliding_delay_ms(self, weight: int, now: float) -> float:
+        """How long until the last window's weight leaves room for ``weight``."""
+        window_ms, recent = self.rule.window_ms, self._recent
+        while recent and recent[0][0] <= now - window_ms:
+            self._recent_sum -= recent.popleft()[1]
+        excess = self._recent_sum + weight - self._usable
+        if excess <= 0:
+            return 0.0
+        for sent_ms, sent_weight in recent:  # the oldest must leave the window first
+            excess -= sent_weight
+            if excess <= 0:
+                return sent_ms + window_ms - now
+        return 0.0  # pragma: no cover - take() refuses a weight above the usable weight
+
     def _admit(self, weight: int, now: float) -> None:
+        self._recent.append((now, weight))
+        self._recent_sum += weight
         self._tokens -= weight
         self.window_used += weight
         self.inflight += weight

@@ -77,7 +77,7 @@ def max_in_calendar_window(sent: list[tuple[int, int]], window_ms: int) -> int:
 requests = st.lists(
     st.tuples(
         st.integers(0, 90_000),  # when it is asked for (ms after start)
-        st.sampled_from([1, 1, 1, 5, 5, 10, 30, 50, 300]),  # Binance-like weights
+        st.sampled_from([1, 1, 1, 5, 5, 10, 30, 50, 300, 2000]),  # up to beyond the bucket
         st.sampled_from(list(Priority)),
     ),
     min_size=1,
@@ -85,7 +85,7 @@ requests = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(requests, st.integers(0, 59_999))
 def test_no_sequence_of_requests_exceeds_the_limit_in_any_window(
     plan: list[tuple[int, int, Priority]], phase_ms: int
@@ -278,6 +278,14 @@ def test_418_fails_queued_and_new_requests_until_the_ban_ends() -> None:
         await asyncio.sleep(20.0)
         await log.request(1)  # over: requests go again
         assert budget.banned_until_ms is None
+
+    run(scenario)
+
+
+def test_a_request_heavier_than_the_limit_is_refused() -> None:
+    async def scenario(loop: VirtualTimeLoop) -> None:
+        with pytest.raises(ValueError):
+            await budget_on(loop).take(2161)
 
     run(scenario)
 

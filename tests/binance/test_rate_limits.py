@@ -24,7 +24,7 @@ from connectors.fakes.binance.fleet import run_fleet
 from connectors.fakes.binance.limits import LIMIT_1M
 from connectors.fakes.vtime import LoopClock, VirtualTimeLoop
 from connectors.http import HttpClient
-from connectors.ratelimit import WeightBudget
+from connectors.ratelimit import PRIORITY, Priority, WeightBudget
 from rules.alert_doc import Level
 from rules.alerts import rest_banned_alert
 
@@ -297,6 +297,56 @@ def test_a_ban_met_before_the_first_snapshot_waits_it_out_then_syncs() -> None:
             assert loop.wall_ms() >= banned_until
 
     run(scenario)
+
+
+# --- turns and jitter as the driver takes them -------------------------------------------------
+
+
+class RecordingFeed(BinanceUserFeed):
+    """A user feed that notes the priority and virtual time of each snapshot it takes."""
+
+    seen: list[tuple[float, Priority]]
+
+    async def snapshot(self) -> tuple[list[Event], int]:
+        self.seen.append((asyncio.get_running_loop().time(), PRIORITY.get()))
+        return await super().snapshot()
+
+
+def test_first_snapshots_go_first_and_timer_resyncs_are_jittered() -> None:
+    async def scenario(loop: VirtualTimeLoop) -> list[tuple[float, Priority]]:
+        async with fake_on(loop) as fake:
+            budget = new_budget(fake.spec, loop.wall_ms)
+            feed = RecordingFeed(
+                fake.spec,
+                "alice",
+                rest_on(fake, loop, budget, "alice"),
+                ws_base=fake.ws_url,
+                resync_interval_s=100.0,
+                clock=loop.time,
+            )
+            feed.seen = []
+            sink = Sink()
+            stop = asyncio.Event()
+            async with asyncio.TaskGroup() as tg:
+                # rng 1.0: the resync comes at the top of its jitter band, 120 s.
+                tg.create_task(
+                    run_feed(
+                        feed,
+                        sink,
+                        clock=loop.time,
+                        wall_ms=loop.wall_ms,
+                        stop=stop,
+                        rng=lambda: 1.0,
+                    )
+                )
+                await sink.until(lambda: len(feed.seen) == 3)
+                stop.set()
+            await feed.close()
+            return feed.seen
+
+    seen = run(scenario)
+    assert [p for _, p in seen] == [Priority.UNSYNCED, Priority.ROUTINE, Priority.ROUTINE]
+    assert seen[2][0] - seen[1][0] == pytest.approx(120.0, abs=1.0)
 
 
 # --- fleets ------------------------------------------------------------------------------------

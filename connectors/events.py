@@ -238,6 +238,21 @@ class FeedStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class RestBan:
+    """Emitted by the driver, not by parsers: the venue banned our IP from its REST API (Binance
+    HTTP 418) from ``since_ms`` until ``until_ms``. No snapshot or resync of any feed of the venue
+    can run until then; streams stay up. Each feed of the venue reports the ban it meets once:
+    ``(venue, since_ms)`` names one ban, however many feeds report it."""
+
+    venue: str
+    feed: str
+    since_ms: int
+    until_ms: int
+    event_ms: int
+    account: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StreamExpired:
     """Session control: the private stream's credential expired (Binance ``listenKeyExpired``).
 
@@ -263,5 +278,6 @@ Event = (
     | AccountSnapshot
     | MarginCall
     | FeedStatus
+    | RestBan
     | StreamExpired
 )

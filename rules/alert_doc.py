@@ -35,6 +35,7 @@ AlertKind = Literal[
     "position_liquidated",
     "spool_full",
     "delivery_failing",
+    "rest_banned",
 ]
 ALERT_KINDS: frozenset[str] = frozenset(get_args(AlertKind))
 

@@ -323,3 +323,26 @@ def delivery_failing_alert(
             "pending": pending,
         },
     )
+
+
+def rest_banned_alert(*, venue: str, since_ms: int, until_ms: int, recv_ms: int) -> Alert:
+    """The venue banned the monitor's IP from its REST API (Binance HTTP 418) until
+    ``until_ms``: no account of the venue can be re-snapshotted until then (streams stay up, so
+    figures keep moving, but drift cannot be healed). One alert per ban: the id is the ban's
+    start, whichever feed reported it."""
+    return transition_alert(
+        kind="rest_banned",
+        venue=venue,
+        account="rest",
+        transition="banned",
+        level=Level.CRITICAL,
+        previous_level=Level.OK,
+        figures=None,
+        event_ms=since_ms,
+        recv_ms=recv_ms,
+        message=(
+            f"{venue}: REST API BANNED for this IP for {(until_ms - since_ms) / 1000:.0f} s "
+            "(HTTP 418): no snapshot or resync until the ban ends"
+        ),
+        detail={"since_ms": since_ms, "until_ms": until_ms},
+    )

@@ -10,22 +10,24 @@ Error map (Binance's own codes):
   :class:`AuthError`
 * ``-1125`` listenKey does not exist → :class:`ListenKeyGone` (POST a new key)
 * ``-1021`` timestamp outside recvWindow → :class:`TransientError` after re-syncing the clock
-* HTTP 418 (IP ban) / 429 (too many requests) → :class:`RateLimited` with ``Retry-After``
+* HTTP 429 (too many requests) → every client of the venue's :class:`WeightBudget` pauses for
+  ``Retry-After`` and the request is sent again (at most :data:`MAX_TOO_MANY` times, then
+  :class:`RateLimited`); HTTP 418 (IP ban) → :class:`RestBanned`, and no client of the budget
+  calls the venue again until the ban ends
 * HTTP 5xx, transport failures → :class:`TransientError`; any other error → :class:`VenueRejected`
 
-Before each request the client checks ``X-MBX-USED-WEIGHT-1M`` from the previous answer and waits
-for the next minute window when it is near the 2400 limit; while a ban or 429 is in force it
-refuses to call the venue at all (raising :class:`RateLimited`) so the driver backs off.
+Every request first takes its weight (Binance's published weight of the endpoint) from the
+budget shared by every client of the venue and IP (:mod:`connectors.ratelimit`), and reports
+the ``X-MBX-USED-WEIGHT-1M`` of the answer back to it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -35,12 +37,18 @@ import orjson
 from connectors.binance.spec import VenueSpec
 from connectors.errors import AuthError, TransientError, VenueDataError, VenueRejected
 from connectors.http import HttpClient, Response
+from connectors.ratelimit import RateLimited, RestBanned, WeightBudget, WeightRule
 
 log = logging.getLogger(__name__)
 
-WEIGHT_LIMIT_1M = 2400
-WEIGHT_HEADROOM = 200
-"""Stop sending when the used weight is this close to the limit (our heaviest call is < 50)."""
+WEIGHT_RULE = WeightRule(limit=2400, window_ms=60_000, used_header="x-mbx-used-weight-1m")
+"""Binance futures: 2,400 request weight per IP per minute, reported in ``X-MBX-USED-WEIGHT-1M``."""
+MAX_TOO_MANY = 3
+"""Answers 429 in a row for one request before it gives up (each after the pause it asked)."""
+BAN_DEFAULT_S = 120.0
+"""A 418 without ``Retry-After``: Binance's shortest ban."""
+DEFAULT_WEIGHT = 10
+"""Weight assumed for a path missing from :func:`request_weight`'s table: the cautious side."""
 AUTH_CODES = frozenset({-1022, -2014, -2015})
 LISTEN_KEY_MISSING = -1125
 TIMESTAMP_OUTSIDE_WINDOW = -1021
@@ -52,10 +60,36 @@ class ListenKeyGone(VenueRejected):
     """``-1125``: the listenKey does not exist (expired or closed); POST a new one."""
 
 
-class RateLimited(TransientError):  # noqa: N818 - Binance's own term; it is an error
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+__all__ = ["BinanceRest", "Credentials", "ListenKeyGone", "RateLimited", "RestBanned"]
+
+
+def request_weight(spec: VenueSpec, method: str, path: str, params: Params | None) -> int:
+    """Binance's published request weight of an endpoint (the all-symbol forms weigh more)."""
+    has_symbol = bool(params) and "symbol" in (params or {})
+    table: dict[str | None, int] = {
+        spec.time_path: 1,
+        spec.exchange_info_path: 1,
+        spec.premium_index_path: 1 if has_symbol else 10,
+        spec.listen_key_path: 1,
+        spec.account_path: 5,
+        spec.position_risk_path: 5,
+        spec.leverage_bracket_path: 1,
+        spec.dual_side_path: 30,
+        spec.multi_assets_path: 30,
+        spec.account_config_path: 5,
+        spec.asset_index_path: 1 if has_symbol else 10,
+    }
+    return table.get(path, DEFAULT_WEIGHT)
+
+
+def new_budget(spec: VenueSpec, wall_ms: Callable[[], float]) -> WeightBudget:
+    """The budget every REST client of ``spec``'s venue from one IP must share."""
+    return WeightBudget(spec.venue, WEIGHT_RULE, now_ms=wall_ms)
+
+
+def _retry_after_s(response: Response) -> float | None:
+    text = response.headers.get("retry-after", "")
+    return float(text) if text.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +137,22 @@ class BinanceRest:
         recv_window_ms: int = 5000,
         timeout_s: float = 10.0,
         wall_ms: Callable[[], float] = lambda: time.time() * 1000.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         http: HttpClient | None = None,
+        budget: WeightBudget | None = None,
     ) -> None:
         self.spec = spec
         self._http = http or HttpClient(base_url or spec.rest_base, timeout_s=timeout_s)
         self._credentials = credentials
         self._recv_window_ms = recv_window_ms
         self._wall_ms = wall_ms
-        self._sleep = sleep
         self.offset_ms = 0.0
         """Server clock minus ours, estimated at the midpoint of a ``/time`` round trip."""
-        self.used_weight_1m = 0
-        self._weight_seen_ms = 0.0
-        self._blocked_until_ms = 0.0
+        self.budget = budget or new_budget(spec, wall_ms)
+        """Shared by every client of the venue and IP (the feed factory hands one to all)."""
+        self._exchange_ms = (0.0, 0.0)
+        """When the last request went out and its answer came back (our clock)."""
+        self.used_weight_1m: int | None = None
+        """The venue's ``X-MBX-USED-WEIGHT-1M`` in the last answer (every client's weight)."""
 
     @property
     def venue(self) -> str:
@@ -127,9 +163,9 @@ class BinanceRest:
 
     async def sync_time(self) -> int:
         """Measure the clock offset against the server's time; returns the server time."""
-        sent = self._wall_ms()
         doc = await self.public("GET", self.spec.time_path)
-        received = self._wall_ms()
+        # The round trip of the request itself: the turn it waited in the budget is not in it.
+        sent, received = self._exchange_ms
         try:
             server = int(doc["serverTime"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -140,24 +176,31 @@ class BinanceRest:
     # --- the three security types ------------------------------------------------------------
 
     async def public(self, method: str, path: str, params: Params | None = None) -> Any:
-        return await self._call(method, path, query_string(params or {}), {})
+        query = query_string(params or {})
+        return await self._call(method, path, params, lambda: query, {})
 
     async def keyed(self, method: str, path: str, params: Params | None = None) -> Any:
         """USER_STREAM: API key header, no signature (listenKey endpoints)."""
-        return await self._call(method, path, query_string(params or {}), self._key_header())
+        query = query_string(params or {})
+        return await self._call(method, path, params, lambda: query, self._key_header())
 
     async def signed(self, method: str, path: str, params: Params | None = None) -> Any:
         creds = self._require_credentials()
-        query = query_string(
-            {
-                **(params or {}),
-                "recvWindow": self._recv_window_ms,
-                "timestamp": self.server_now_ms(),
-            }
-        )
-        query = f"{query}&signature={sign(creds.secret, query)}"
+
+        def signed_query() -> str:
+            # Built when the request is sent, not when it was asked for: a turn in the budget
+            # may take longer than the recvWindow.
+            query = query_string(
+                {
+                    **(params or {}),
+                    "recvWindow": self._recv_window_ms,
+                    "timestamp": self.server_now_ms(),
+                }
+            )
+            return f"{query}&signature={sign(creds.secret, query)}"
+
         try:
-            return await self._call(method, path, query, self._key_header())
+            return await self._call(method, path, params, signed_query, self._key_header())
         except VenueRejected as exc:
             if exc.code == TIMESTAMP_OUTSIDE_WINDOW:
                 await self.sync_time()
@@ -191,40 +234,44 @@ class BinanceRest:
     def _key_header(self) -> dict[str, str]:
         return {"X-MBX-APIKEY": self._require_credentials().api_key}
 
-    async def _call(self, method: str, path: str, query: str, headers: dict[str, str]) -> Any:
-        await self._respect_limits()
-        target = f"{path}?{query}" if query else path
-        response = await self._http.request(method, target, headers=headers)
-        self._note_weight(response)
-        return self._decode(response)
-
-    async def _respect_limits(self) -> None:
-        now = self._wall_ms()
-        if now < self._blocked_until_ms:
-            wait_s = (self._blocked_until_ms - now) / 1000.0
-            raise RateLimited(f"{self.venue}: rate limited for {wait_s:.0f} s", wait_s)
-        # Weight is counted per wall-clock minute; near the limit, wait for the next window.
-        same_window = int(now // 60_000) == int(self._weight_seen_ms // 60_000)
-        if same_window and self.used_weight_1m >= WEIGHT_LIMIT_1M - WEIGHT_HEADROOM:
-            wait_s = (60_000 - now % 60_000) / 1000.0
-            log.warning("%s: REST weight %d near the limit; waiting %.1f s", self.venue,
-                        self.used_weight_1m, wait_s)  # fmt: skip
-            await self._sleep(wait_s)
-            self.used_weight_1m = 0
-
-    def _note_weight(self, response: Response) -> None:
-        used = response.headers.get("x-mbx-used-weight-1m")
-        if used is not None and used.isdigit():
-            self.used_weight_1m = int(used)
-            self._weight_seen_ms = self._wall_ms()
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        query: Callable[[], str],
+        headers: dict[str, str],
+    ) -> Any:
+        weight = request_weight(self.spec, method, path, params)
+        budget = self.budget
+        for _ in range(MAX_TOO_MANY):
+            await budget.take(weight)
+            used: int | None = None
+            try:
+                q = query()
+                target = f"{path}?{q}" if q else path
+                sent = self._wall_ms()
+                response = await self._http.request(method, target, headers=headers)
+                self._exchange_ms = (sent, self._wall_ms())
+                header = response.headers.get("x-mbx-used-weight-1m")
+                if header is not None and header.isdigit():
+                    used = self.used_weight_1m = int(header)
+            finally:
+                budget.answered(weight, used)
+            if response.status == 429:
+                retry_s = _retry_after_s(response)
+                if retry_s is None:  # without Retry-After: the rest of Binance's minute
+                    retry_s = 60.0 - self._wall_ms() % 60_000 / 1000.0
+                budget.too_many(retry_s)
+                continue
+            return self._decode(response)
+        raise RateLimited(f"{self.venue}: HTTP 429 {MAX_TOO_MANY} times in a row", 60.0)
 
     def _decode(self, response: Response) -> Any:
         status = response.status
-        if status in (418, 429):
-            retry = response.headers.get("retry-after", "")
-            retry_s = float(retry) if retry.isdigit() else 60.0
-            self._blocked_until_ms = self._wall_ms() + retry_s * 1000.0
-            raise RateLimited(f"{self.venue}: HTTP {status}, retry after {retry_s:g} s", retry_s)
+        if status == 418:
+            retry_s = _retry_after_s(response)
+            raise self.budget.banned(BAN_DEFAULT_S if retry_s is None else retry_s)
         if status >= 500:
             raise TransientError(f"{self.venue}: HTTP {status}")
         try:

@@ -37,6 +37,8 @@ class VenueSpec:
     """``None`` where the product has no multi-assets mode (COIN-M)."""
     asset_index_path: str | None = None
     """Multi-assets mode collateral prices and haircuts (public); ``None`` without that mode."""
+    account_config_path: str | None = None
+    """Position mode and multi-assets mode in one call (weight 5, against 30 each apart)."""
 
 
 USDM = VenueSpec(
@@ -56,6 +58,7 @@ USDM = VenueSpec(
     dual_side_path="/fapi/v1/positionSide/dual",
     multi_assets_path="/fapi/v1/multiAssetsMargin",
     asset_index_path="/fapi/v1/assetIndex",
+    account_config_path="/fapi/v1/accountConfig",
 )
 
 # COIN-M has no published route split; its streams stay on the classic /ws and /stream paths.

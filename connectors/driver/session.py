@@ -8,9 +8,11 @@ ends it.
 
 Failure policy: connection-level trouble (OSError, timeouts, websocket errors, venue rejections,
 a bad snapshot) → reconnect with jittered exponential backoff; planned reconnects (stream
-expired, connection age, long silence) go at once after a healthy connection. ``AuthError`` and
-anything that is not a connector/network error (a bug in ``deliver``, say) propagate to the
-owner's TaskGroup.
+expired, connection age, long silence) go at once after a healthy connection; a venue whose REST
+is closed to us (:class:`~connectors.ratelimit.RateLimited`: a 418 ban) is retried no sooner
+than its ``Retry-After``, and a ban is reported once per feed
+(:class:`~connectors.events.RestBan`). ``AuthError`` and anything that is not a connector/network
+error (a bug in ``deliver``, say) propagate to the owner's TaskGroup.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -37,6 +40,7 @@ from connectors.errors import AuthError, ConnectorError, VenueDataError
 from connectors.events import FeedState
 from connectors.observers import NULL_OBSERVER
 from connectors.protocol import DriverObserver, Feed
+from connectors.ratelimit import RateLimited
 
 _LOG = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ async def run_feed(
     open_timeout_s: float = 10.0,
     max_buffered: int = MAX_BUFFERED,
     forced_resync_gap_s: float = FORCED_RESYNC_GAP_S,
+    rng: Callable[[], float] = random.random,
 ) -> None:
     """Keep ``feed`` connected and its state delivered until ``stop`` is set (or cancelled).
 
@@ -75,6 +80,7 @@ async def run_feed(
         snapshot_timeout_s=snapshot_timeout_s,
         max_buffered=max_buffered,
         gate=ResyncGate(forced_resync_gap_s),
+        rng=rng,
     )
     session = _Session(
         feed,
@@ -154,6 +160,8 @@ class _Session:
         self._backoff = backoff
         self._stop = stop
         self._open_timeout_s = open_timeout_s
+        self._pause_s = 0.0
+        """How long the venue asked us to stay away (429/418 ``Retry-After``) last time."""
 
     async def run(self) -> None:
         feed = self._feed
@@ -167,6 +175,11 @@ class _Session:
                 if not immediate:
                     self._status.report(FeedState.DISCONNECTED)
                     delay = self._backoff.next_delay()
+                    if self._pause_s > delay:
+                        # The venue's REST is closed to us for a while: come back when it
+                        # opens, spread over the backoff so the feeds do not return as one.
+                        delay += self._pause_s
+                    self._pause_s = 0.0
                     _LOG.info("feed %s: %s; reconnecting in %.2f s", feed.name, reason, delay)
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(delay):
@@ -220,6 +233,10 @@ class _Session:
             ) from exc
         if not retryable(exc):
             raise exc
+        if isinstance(exc, RateLimited):
+            self._resync.report_ban(exc)
+            self._pause_s = exc.retry_after_s
+            return "rate_limited", False
         if isinstance(exc, VenueDataError):  # a snapshot we could not decode
             self._observer.frame_rejected(exc.venue, exc.reason)
             return "bad_snapshot", False
@@ -250,9 +267,17 @@ class _Session:
                 await ws.send(message)
 
     async def _keepalive(self, interval: float) -> None:
+        delay = interval
         while True:
-            await asyncio.sleep(interval)
-            await self._feed.keepalive()
+            await asyncio.sleep(delay)
+            try:
+                await self._feed.keepalive()
+                delay = interval
+            except RateLimited as exc:
+                # The venue's REST is closed to us for now (a ban): the stream itself is fine,
+                # so keep it and try the keepalive again when REST reopens.
+                self._resync.report_ban(exc)
+                delay = max(exc.retry_after_s, 1.0)
 
     async def _wait_stop(self) -> None:
         await self._stop.wait()

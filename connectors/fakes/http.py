@@ -16,6 +16,8 @@ from http import HTTPStatus
 
 log = logging.getLogger(__name__)
 
+BACKLOG = 2048
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -26,6 +28,8 @@ class Request:
     headers: dict[str, str]
     """Lower-cased names."""
     body: bytes
+    peer: str = ""
+    """The client's IP address (venues limit request weight per IP)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +52,11 @@ class HttpServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        # A deep accept queue: a thousand clients connecting at once must not have their SYNs
+        # dropped (the kernel retries them a second later, which a test would see as a hang).
+        self._server = await asyncio.start_server(
+            self._serve, self._host, self._port, backlog=BACKLOG
+        )
 
     @property
     def port(self) -> int:
@@ -69,9 +77,11 @@ class HttpServer:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) else ""
         try:
             while True:
-                request = await _read_request(reader)
+                request = await _read_request(reader, peer)
                 if request is None:
                     break
                 reply = await self._handler(request)
@@ -91,7 +101,7 @@ class HttpServer:
                 await writer.wait_closed()
 
 
-async def _read_request(reader: asyncio.StreamReader) -> Request | None:
+async def _read_request(reader: asyncio.StreamReader, peer: str) -> Request | None:
     line = await reader.readline()
     if not line:
         return None
@@ -102,7 +112,7 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
         headers[name.strip().lower()] = value.strip()
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     path, _, query = target.partition("?")
-    return Request(method, path, query, headers, body)
+    return Request(method, path, query, headers, body, peer)
 
 
 def _encode(reply: Reply, keep_alive: bool) -> bytes:

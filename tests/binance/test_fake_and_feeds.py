@@ -89,7 +89,7 @@ async def test_signed_rest_and_figures(fake: FakeBinance) -> None:
     body = await rest.signed("GET", "/fapi/v3/account")
     # 2 BTC at 60 000 = 120 000 notional: bracket 2 (0.5 %, cum 50) → 550
     assert body["totalMaintMargin"] == "550"
-    assert rest.used_weight_1m >= 5
+    assert rest.used_weight_1m is not None and rest.used_weight_1m >= 5
     await rest.close()
 
 

@@ -3,7 +3,9 @@
 Signed endpoints verify ``signature = hex(HMAC_SHA256(secret, query_without_signature + body))``
 exactly as Binance does, and answer Binance's error bodies: ``-2015`` (401) for an unknown key,
 ``-1022`` (400) for a bad signature, ``-1021`` for a timestamp outside ``recvWindow``, ``-1125`` for
-an unknown listenKey. Every answer carries ``X-MBX-USED-WEIGHT-1M``.
+an unknown listenKey. Every answer carries ``X-MBX-USED-WEIGHT-1M``, the weight used by the
+client's IP in the current minute; over the limit it answers 429, and bans an IP that keeps
+sending with 418 (:mod:`connectors.fakes.binance.limits`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from connectors.binance.rest import sign
 from connectors.binance.spec import VenueSpec
 from connectors.fakes.binance import views
 from connectors.fakes.binance.account import Accounts, Contract, FakeAccount
+from connectors.fakes.binance.limits import Verdict, WeightLimits
 from connectors.fakes.http import Reply, Request
 
 LISTEN_KEY_VALIDITY_MS = 60 * 60 * 1000
@@ -49,8 +52,10 @@ class RestContext:
     delay_s: float = 0.0
     calls: list[tuple[str, str]] = field(default_factory=list)
     """(method, path) of every request, for tests."""
-    weight_used: int = 0
-    weight_window: int = 0
+    answers: list[tuple[int, str, int]] = field(default_factory=list)
+    """(venue ms, path, status) of every answer, for tests."""
+    limits: WeightLimits = field(default_factory=WeightLimits)
+    """Per-IP weight per minute, 429s and bans (``limits.max_used``: the highest minute)."""
     on_listen_key_closed: Callable[[str], None] = lambda key: None
 
 
@@ -128,7 +133,7 @@ def routes(spec: VenueSpec) -> dict[tuple[str, str], tuple[str, int, Route]]:
             "public", 1,
             lambda c, a, p: views.exchange_info_body(c.contracts, kind),
         ),
-        ("GET", spec.premium_index_path): ("public", 1, _premium_index),
+        ("GET", spec.premium_index_path): ("public", 1, _premium_index),  # 10 for all symbols
         ("POST", spec.listen_key_path): ("keyed", 1, _listen_key_post),
         ("PUT", spec.listen_key_path): ("keyed", 1, _listen_key_put),
         ("DELETE", spec.listen_key_path): ("keyed", 1, _listen_key_delete),
@@ -146,7 +151,13 @@ def routes(spec: VenueSpec) -> dict[tuple[str, str], tuple[str, int, Route]]:
         ),
     }  # fmt: skip
     if spec.asset_index_path is not None:
-        table[("GET", spec.asset_index_path)] = ("public", 10, _asset_index)
+        table[("GET", spec.asset_index_path)] = ("public", 1, _asset_index)  # 10 for all
+    if spec.account_config_path is not None:
+        table[("GET", spec.account_config_path)] = (
+            "signed",
+            5,
+            _signed(lambda a, c: views.account_config_body(a, c.now_ms())),
+        )
     if spec.multi_assets_path is not None:
         table[("GET", spec.multi_assets_path)] = (
             "signed",
@@ -191,6 +202,34 @@ def _authenticate(ctx: RestContext, req: Request, security: str) -> FakeAccount 
     return acct
 
 
+ALL_SYMBOL_WEIGHT = 10
+"""``premiumIndex`` and ``assetIndex`` without ``symbol`` weigh 10 (1 with one)."""
+
+
+def _weight(ctx: RestContext, req: Request, entry: tuple[str, int, Route] | None) -> int:
+    if entry is None:
+        return 1
+    heavy = (ctx.spec.premium_index_path, ctx.spec.asset_index_path)
+    if req.path in heavy and "symbol=" not in req.query:
+        return ALL_SYMBOL_WEIGHT
+    return entry[1]
+
+
+def _refused(verdict: Verdict, ip: str) -> Reply:
+    headers = {"X-MBX-USED-WEIGHT-1M": str(verdict.used), "Retry-After": str(verdict.retry_after_s)}
+    if verdict.status == 418:
+        msg = (
+            f"Way too many requests; IP({ip}) banned until {verdict.until_ms}. "
+            "Please use the websocket for live updates to avoid bans."
+        )
+    else:
+        msg = (
+            f"Too many requests; current limit of IP({ip}) is 2400 requests per minute. "
+            "Please use the websocket for live updates to avoid polling the API."
+        )
+    return Reply(verdict.status, orjson.dumps({"code": -1003, "msg": msg}), headers)
+
+
 def make_handler(ctx: RestContext) -> Callable[[Request], Awaitable[Reply]]:
     table = routes(ctx.spec)
 
@@ -199,19 +238,21 @@ def make_handler(ctx: RestContext) -> Callable[[Request], Awaitable[Reply]]:
         if ctx.delay_s:
             await asyncio.sleep(ctx.delay_s)
         entry = table.get((req.method, req.path))
-        weight = entry[1] if entry else 1
-        minute = ctx.now_ms() // 60_000
-        if minute != ctx.weight_window:
-            ctx.weight_window, ctx.weight_used = minute, 0
-        ctx.weight_used += weight
-        headers = {"X-MBX-USED-WEIGHT-1M": str(ctx.weight_used)}
+        now = ctx.now_ms()
+        verdict = ctx.limits.check(req.peer, _weight(ctx, req, entry), now)
+        if verdict.status:
+            ctx.answers.append((now, req.path, verdict.status))
+            return _refused(verdict, req.peer)
+        headers = {"X-MBX-USED-WEIGHT-1M": str(verdict.used)}
         try:
             if entry is None:
                 raise ApiError(404, -5000, "Path not found")  # noqa: TRY301 - one error path
             acct = _authenticate(ctx, req, entry[0])
             body = entry[2](ctx, acct, dict(parse_qsl(req.query)))
+            ctx.answers.append((now, req.path, 200))
             return Reply(200, orjson.dumps(body), headers)
         except ApiError as exc:
+            ctx.answers.append((now, req.path, exc.status))
             return Reply(exc.status, orjson.dumps({"code": exc.code, "msg": exc.msg}), headers)
 
     return handle

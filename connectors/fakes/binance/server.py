@@ -40,7 +40,7 @@ from connectors.fakes.binance.account import Accounts, Contract, FakeAccount, Pa
 from connectors.fakes.binance.clock import Clock, WallClock
 from connectors.fakes.binance.contracts import COINM_CONTRACTS, USDM_CONTRACTS
 from connectors.fakes.binance.rest_api import RestContext, make_handler
-from connectors.fakes.http import HttpServer
+from connectors.fakes.http import BACKLOG, HttpServer
 from rules.types import ContractKind
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,13 @@ class FakeBinance:
     async def start(self) -> FakeBinance:
         await self._http.start()
         self._ws = await serve(
-            self._handler, "127.0.0.1", 0, ping_interval=None, max_queue=None, logger=_WS_LOG
+            self._handler,
+            "127.0.0.1",
+            0,
+            ping_interval=None,
+            max_queue=None,
+            logger=_WS_LOG,
+            backlog=BACKLOG,  # many accounts connect at once (see connectors.fakes.http)
         )
         if self._autotick:
             self._ticker = asyncio.create_task(self._tick_loop(), name="fake-binance-tick")

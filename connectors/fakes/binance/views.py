@@ -74,6 +74,20 @@ def account_body(acct: FakeAccount, kind: ContractKind, now: int) -> dict[str, A
     }
 
 
+def account_config_body(acct: FakeAccount, now: int) -> dict[str, Any]:
+    """``GET /fapi/v1/accountConfig``: the account's position and multi-assets modes."""
+    return {
+        "feeTier": 0,
+        "canTrade": True,
+        "canDeposit": True,
+        "canWithdraw": True,
+        "dualSidePosition": acct.hedge,
+        "updateTime": now,
+        "multiAssetsMargin": acct.multi_assets,
+        "tradeGroupId": -1,
+    }
+
+
 def position_risk_body(acct: FakeAccount, kind: ContractKind) -> list[dict[str, Any]]:
     """v3 (USDⓈ-M) returns only open positions; the COIN-M v1 shape adds ``marginType`` and has
     no ``initialMargin``/``maintMargin`` (the account answer carries those)."""

@@ -55,6 +55,7 @@ from connectors.events import (
     MarginCall,
     MarkPrice,
     PositionFill,
+    RestBan,
 )
 from connectors.observers import NullObserver
 from monitor.engine.contain import Containment
@@ -485,4 +486,4 @@ class Engine:
         self.observer.tick_to_alert(max(0, emit - recv_ms) / 1000.0)
 
 
-_RELAYED = frozenset({MarginCall, PositionFill, AccountSnapshot, FeedStatus})
+_RELAYED = frozenset({MarginCall, PositionFill, AccountSnapshot, FeedStatus, RestBan})

@@ -1,13 +1,15 @@
-"""Facts the venue told us, relayed as alerts: a margin call, a liquidation (or ADL) fill, and
-a venue-reported maintenance margin that disagrees with ours (model drift, :mod:`.drift`)."""
+"""Facts the venue told us, relayed as alerts: a margin call, a liquidation (or ADL) fill, a
+venue-reported maintenance margin that disagrees with ours (model drift, :mod:`.drift`), and a
+ban of our IP from the venue's REST API (one alert per ban, however many feeds report it)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from connectors.events import AccountSnapshot, Event, MarginCall, PositionFill
+from connectors.events import AccountSnapshot, Event, MarginCall, PositionFill, RestBan
 from monitor.engine.drift import DriftCheck
 from monitor.store import Store
+from rules.alert_kinds import rest_banned_alert
 from rules.alerts import Alert, Level, position_liquidated_alert, venue_margin_call_alert
 from rules.alerts import Figures as AlertFigures
 
@@ -31,10 +33,20 @@ class Relay:
         self._account_of = account_of
         self._level_of = level_of
         self._figures_of = figures_of
+        # venue -> start of the REST ban last alerted: every feed of the venue reports it.
+        self._ban_since: dict[str, int] = {}
 
     def relay(self, ev: Event, recv_ms: int, out: list[Alert]) -> None:
         """Append the alert ``ev`` (applied to the store already) relays, if any."""
-        if isinstance(ev, MarginCall):
+        if isinstance(ev, RestBan):
+            if self._ban_since.get(ev.venue) != ev.since_ms:
+                self._ban_since[ev.venue] = ev.since_ms
+                out.append(
+                    rest_banned_alert(
+                        venue=ev.venue, since_ms=ev.since_ms, until_ms=ev.until_ms, recv_ms=recv_ms
+                    )
+                )
+        elif isinstance(ev, MarginCall):
             i = self._account_of(ev.venue, ev.account)
             out.append(
                 venue_margin_call_alert(

@@ -17,7 +17,8 @@ time inside the plausible window), so a value outside it fails the decode, per i
 reason :func:`.parse.rejection` gives (``bad_value``), and never reaches a handler or the store.
 Decimals arrive as strings (``"11794.15000000"``) or JSON numbers and are read as floats; event
 times as integers or decimal strings (the docs' ``listenKeyExpired`` example). What a bound
-cannot say alone (a fill's price > 0 on fills only, an open leg's entry > 0) the handler checks.
+cannot say alone (a fill's price > 0 on fills only, an open leg's entry > 0, a non-zero
+quantity no smaller than ``QTY_MIN``) the handler checks, with the same bounds' predicates.
 Enumerations (``ps``, ``mt``, ``S``, ``x``) are names looked up in a table by the handler (a
 value outside it is rejected there). A field that may be absent is ``UNSET`` by default and
 required by the parser where it reads it.

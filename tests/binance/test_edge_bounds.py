@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from connectors.binance.parse import parse_frame_into, parse_market, parse_user
+from connectors.binance.snapshots import parse_position_risk_v3
 from connectors.errors import VenueDataError
 from connectors.events import Event, MarkPrice
 
@@ -134,3 +135,33 @@ def test_a_deep_error_code_is_one_refusal_not_a_crash() -> None:
     deep = b'{"code":' + b"[" * 1000 + b"]" * 1000 + b',"msg":"x"}'
     assert _reason(deep, None) in {"bad_value", "bad_json"}
     assert _reason(b'{"code":-1121,"msg":"Invalid symbol."}', None) == "venue_error"
+
+
+def _risk_row(**fields: object) -> bytes:
+    row = {"symbol": "BTCUSDT", "positionSide": "BOTH", "positionAmt": "1.5", "entryPrice": "60000",
+           "markPrice": "60100", "unRealizedProfit": "150", "leverage": "20", "marginType": "cross",
+           "isolatedWallet": "0"} | fields  # fmt: skip
+    return orjson.dumps([row])
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"leverage": "0"},
+        {"entryPrice": "0"},
+        {"entryPrice": "-1"},
+        {"positionAmt": "1e300"},
+        {"positionAmt": "5e-324"},
+        {"symbol": ""},
+        {"symbol": ["BTCUSDT"]},
+    ],
+)
+def test_a_snapshot_position_is_held_to_the_same_bounds(fields: dict[str, object]) -> None:
+    with pytest.raises(VenueDataError) as info:
+        parse_position_risk_v3(_risk_row(**fields), V, "a", event_ms=T0)
+    assert info.value.reason == "bad_value"
+
+
+def test_a_sane_snapshot_position_is_read() -> None:
+    facts = parse_position_risk_v3(_risk_row(), V, "a", event_ms=T0)
+    assert [(p.qty, p.entry_price, p.leverage) for p in facts.positions] == [(1.5, 60000.0, 20.0)]

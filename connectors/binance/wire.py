@@ -276,9 +276,10 @@ class LeverageConfig(Struct, frozen=True, gc=False):
 class AssetModeConfig(Struct, frozen=True, gc=False):
     """``ACCOUNT_CONFIG_UPDATE.ai``: the multi-assets mode changed."""
 
-    j: Any
-    """Multi-assets mode on: a JSON boolean (checked by the parser, which lax mode would
-    otherwise pre-empt by reading ``"true"`` as one)."""
+    j: bool | str
+    """Multi-assets mode on: a JSON boolean. A string is let through to the parser, which
+    refuses it (lax mode would otherwise read ``"true"`` as a boolean); anything else, nested
+    values included, fails the decode."""
 
 
 class AccountConfigUpdate(_Event, tag=ACCOUNT_CONFIG_UPDATE, frozen=True):
@@ -363,12 +364,13 @@ class Envelope(Struct, Generic[E_co], frozen=True, gc=False):
 
     data: E_co | list[Raw] | UnsetType = UNSET
     """The event, or ``!markPrice@arr``'s array of them (each judged on its own)."""
-    e: Any = UNSET
-    """Set on a raw (not enveloped) event: any JSON value, only its presence is read here."""
+    e: str | UnsetType = UNSET
+    """Set on a raw (not enveloped) event: only its presence is read here (a name that is not a
+    string is ``unknown_event``, as the event decode would say)."""
     result: Any = UNSET
     """A request's result (``null`` for ``SUBSCRIBE``): only its presence is read."""
-    id: Any = UNSET
-    """The request id we sent: only its presence is read."""
+    id: int | Annotated[str, msgspec.Meta(max_length=64)] | UnsetType | None = UNSET
+    """The request id we sent (an integer): only its presence is read."""
     code: int | Annotated[str, msgspec.Meta(max_length=64)] | UnsetType = UNSET
     """An error code (Binance sends an integer): shown (truncated) in the ``venue_error``
     detail. Typed so that no nested value is ever turned into text."""

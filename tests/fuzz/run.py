@@ -8,17 +8,20 @@ what the engine hands its sinks.
 
 Per frame: the parser either returns events or raises ``VenueDataError`` (counted by reason);
 anything else it raises is a parser crash. Each event is held to the bounds (:mod:`.checks`):
-one that breaks them is an accepted-but-invalid item. The events then go through the engine
-(a crash there is filed under the innermost package it came from: ``store``, ``engine`` or
-``rules``), every alert and state document it submitted is encoded (``encode``), and the store
-is read back (``bad_state``). After a crash or a bad state the store and engine are rebuilt from
-the venue's context, and every :data:`RESET_EVERY` frames anyway, so that one broken state is
-counted once and the run keeps attacking a store that holds positions.
+one that breaks them is an accepted-but-invalid item. The events then go through the engine (a
+crash there is filed under the innermost package it came from: ``store``, ``engine`` or
+``rules``; an engine that contains a bug instead of raising reports it to its observer and logs
+its traceback, and is counted the same, marked ``(contained)``), every alert and state document
+it submitted is encoded (``encode``), and the store is read back (``bad_state``). After a crash
+or a bad state the store and engine are rebuilt from the venue's context, and every
+:data:`RESET_EVERY` frames anyway, so that one broken state is counted once and the run keeps
+attacking a store that holds positions.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 import traceback
@@ -112,6 +115,40 @@ class _Sink:
         return 0
 
 
+class _Observer:
+    """The engine's observer: timings ignored; what it reports rejected kept. An engine that
+    contains a bug (logs it, counts it as ``frame_rejected(venue, "apply_error")``, goes on)
+    is thereby still seen crashing here."""
+
+    def __init__(self) -> None:
+        self.rejected: list[str] = []
+
+    def tick_to_alert(self, seconds: float) -> None:
+        return None
+
+    def recompute(self, seconds: float) -> None:
+        return None
+
+    def alert(self, kind: str, level: int | str) -> None:
+        return None
+
+    def frame_rejected(self, venue: str, reason: str) -> None:
+        self.rejected.append(reason)
+
+
+class _Tracebacks(logging.Handler):
+    """The exceptions ``monitor`` logs at ERROR (a contained bug's first traceback of its kind:
+    the rig is rebuilt after each, so each is the first of its kind there)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.caught: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.caught.append(record.exc_info[1])
+
+
 class _Clock:
     def __init__(self) -> None:
         self.now = T0
@@ -130,10 +167,12 @@ class _Rig:
     def __init__(self, target: Target, clock: _Clock) -> None:
         self.store = Store()
         self.sink = _Sink()
-        self.engine = Engine(self.store, _config, [self.sink], clock)
+        self.observer = _Observer()
+        self.engine = Engine(self.store, _config, [self.sink], clock, observer=self.observer)
         self.engine.watch(target.venue, target.account, clock.now)
         self.engine.handle(target.context(), clock.now)
         self.sink.docs.clear()
+        self.observer.rejected.clear()
 
 
 def _site(exc: BaseException) -> tuple[str, str]:
@@ -166,12 +205,18 @@ def run(target: Target, frames: int, seed: int = SEED, start: int = 0) -> Report
     Warnings are errors here, as in the test suite (``filterwarnings = error``): a numpy
     overflow in the store is a site to fix, counted like a crash, in both ``make fuzz`` and the
     slice."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        return _run(target, frames, seed, start)
+    logger = logging.getLogger("monitor")
+    handler = _Tracebacks()
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return _run(target, frames, seed, start, handler)
+    finally:
+        logger.removeHandler(handler)
 
 
-def _run(target: Target, frames: int, seed: int, start: int) -> Report:
+def _run(target: Target, frames: int, seed: int, start: int, logged: _Tracebacks) -> Report:
     parse: FrameParser = frame_parser(target.venue)
     samples = target.samples()
     report = Report(target.venue, seed)
@@ -198,7 +243,9 @@ def _run(target: Target, frames: int, seed: int, start: int) -> Report:
             for ev in events:
                 for rule in violations(ev):
                     _add(report.invalid, rule, n, frame)
-            if not _downstream(rig, events, clock.now, report, n=n, frame=frame):
+            logged.caught.clear()
+            ok = _downstream(rig, events, clock.now, report, n=n, frame=frame)
+            if not _contained(rig, logged, report, n=n, frame=frame) or not ok:
                 rig = _Rig(target, clock)
         spent = perf() - began
         if spent > report.slowest_s:
@@ -229,6 +276,22 @@ def _downstream(
         _add(report.bad_states, wrong, n, frame)
         return False
     return True
+
+
+def _contained(rig: _Rig, logged: _Tracebacks, report: Report, *, n: int, frame: bytes) -> bool:
+    """Count what the engine contained instead of raising; ``False`` when it did."""
+    reasons = [r for r in rig.observer.rejected if r.endswith("_error")]
+    rig.observer.rejected.clear()
+    if not reasons:
+        return True
+    if logged.caught:
+        for exc in logged.caught:
+            stage, site = _site(exc)
+            report.crashes.setdefault((stage, f"{site} (contained)"), Finding()).add(n, frame)
+    else:
+        for reason in reasons:
+            report.crashes.setdefault(("engine", f"contained {reason}"), Finding()).add(n, frame)
+    return False
 
 
 # --- the command line ---------------------------------------------------------------------------

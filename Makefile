@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit promtool services bench clean
+.PHONY: demo test lint typecheck unit promtool services bench fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,14 @@ test: $(STAMP) services lint typecheck promtool unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Mutated venue frames through parse -> store -> engine -> alert encode (tests/fuzz/run.py):
+# crashes by stage and site, bad-state frames, accepted-but-invalid items, the slowest frame.
+FRAMES ?= 1000000
+SEED   ?= 11
+VENUES ?= binance-usdm,binance-coinm,sim
+fuzz: $(STAMP)
+	PYTHONPATH=tests $(BIN)/python -m fuzz --frames $(FRAMES) --seed $(SEED) --venues $(VENUES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,7 @@ import pytest
 
 from monitor.cli import main
 
-GOOD = b'{"e":"markPriceUpdate","E":1,"s":"ETHUSDT","p":"2"}'
+GOOD = b'{"e":"markPriceUpdate","E":1700000000001,"s":"ETHUSDT","p":"2"}'
 DEEP_CODE = b'{"code":' + b"[" * 1000 + b"]" * 1000 + b',"msg":"x"}'
 HUGE_TIME = b'{"e":"markPriceUpdate","E":' + str(2**64 + 7).encode() + b',"s":"BTCUSDT","p":"3"}'
 

@@ -32,7 +32,7 @@ from connectors.fakes.sim.server import MALFORMED, SimVenue
 from connectors.protocol import Feed, ResyncRequest
 from connectors.sim.feed import SimAccountFeed, SimMarketFeed
 
-SNAPSHOT_MS = 5_000_000  # the venue's clock in these tests: every snapshot is taken "at" this ms
+SNAPSHOT_MS = 1_700_000_000_000  # the venue's clock in these tests: every snapshot is "at" this ms
 
 
 class Probe:
@@ -144,9 +144,9 @@ async def test_snapshot_then_stream_drops_buffered_pushes_not_newer_than_snapsho
             "bob",
         )
         # Live now: pushes are applied in arrival order whatever their venue time.
-        venue.push_balance("bob", "USDT", 4.0, event_ms=1)
+        venue.push_balance("bob", "USDT", 4.0, event_ms=SNAPSHOT_MS - 1_000)
         await probe.until(lambda: len(probe.events) == 4)
-        assert probe.events[-1] == BalanceUpdate("sim", "bob", "USDT", 4.0, 1)
+        assert probe.events[-1] == BalanceUpdate("sim", "bob", "USDT", 4.0, SNAPSHOT_MS - 1_000)
 
 
 async def test_market_snapshot_precedes_live_marks(venue: SimVenue) -> None:

@@ -194,7 +194,7 @@ class _Observer:
 
 @pytest.fixture
 async def venue() -> AsyncIterator[SimVenue]:
-    async with SimVenue(autoplay=False, wall_ms=lambda: 5_000_000) as v:
+    async with SimVenue(autoplay=False, wall_ms=lambda: T0) as v:
         yield v
 
 
@@ -228,7 +228,7 @@ async def test_a_feed_with_only_the_declared_members_runs(venue: SimVenue, priva
     try:
         await until_delivered(FeedStatus)
         if private:
-            venue.push_balance("bob", "USDT", 3.0, event_ms=5_000_001)
+            venue.push_balance("bob", "USDT", 3.0, event_ms=T0 + 1)
             await until_delivered(BalanceUpdate)
     finally:
         stop.set()

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from connectors.bounds import EVENT_MS_END, EVENT_MS_MIN
 from connectors.errors import VenueDataError
 from connectors.events import (
     AccountSnapshot,
@@ -25,6 +26,7 @@ from connectors.sim.protocol import parse, parse_general
 from rules.types import ContractKind, MarginMode, Side
 
 # Frames as SimVenue sends them (recorded from a run of connectors.fakes.sim.server).
+T0 = 1_700_000_000_000  # inside the plausible event-time window (connectors.bounds)
 MARK = b'{"e":"mark","s":"BTC-PERP","p":"60000.5","E":1717171717171}'
 MARK_WITH_INDEX = b'{"e":"mark","s":"ETH-PERP","p":"3001.25","i":"3000.9","E":1717171717172}'
 MARK_BATCH = (
@@ -111,12 +113,12 @@ def test_control_frames_decode_to_nothing() -> None:
 
 
 def test_encoders_round_trip() -> None:
-    assert parse(protocol.encode_mark("SOL-PERP", 149.875, 7)) == [
-        MarkPrice("sim", "SOL-PERP", 149.875, 7)
+    assert parse(protocol.encode_mark("SOL-PERP", 149.875, T0 + 7)) == [
+        MarkPrice("sim", "SOL-PERP", 149.875, T0 + 7)
     ]
     wire = protocol.position_wire("BTC-PERP", Side.LONG, 3.0, 60000.0)
-    assert parse(protocol.encode_position("carol", wire, 9)) == [
-        PositionSnapshot("sim", "carol", "BTC-PERP", Side.LONG, 3.0, 60000.0, 9)
+    assert parse(protocol.encode_position("carol", wire, T0 + 9)) == [
+        PositionSnapshot("sim", "carol", "BTC-PERP", Side.LONG, 3.0, 60000.0, T0 + 9)
     ]
 
 
@@ -203,41 +205,41 @@ def _reason(frame: bytes) -> str:
         (b'{"e":"mark","s":"BTC-PERP","p":', "bad_json"),
         (b"\xff\xfe", "bad_json"),
         (b"", "bad_json"),
-        (b'{"e":"trade","s":"BTC-PERP","p":"1","E":1}', "unknown_event"),
-        (b'{"s":"BTC-PERP","p":"1","E":1}', "missing_field"),
-        (b'{"e":"mark","s":"BTC-PERP","E":1}', "missing_field"),
-        (b'{"e":"mark","s":"BTC-PERP","p":"NaN","E":1}', "bad_price"),
-        (b'{"e":"mark","s":"BTC-PERP","p":"-5","E":1}', "bad_price"),
-        (b'{"e":"mark","s":"BTC-PERP","p":"0","E":1}', "bad_price"),
-        (b'{"e":"mark","s":"BTC-PERP","p":"inf","E":1}', "bad_price"),
-        (b'{"e":"mark","s":"BTC-PERP","p":"1e999","E":1}', "bad_price"),
-        (b'{"e":"mark","s":"BTC-PERP","p":"abc","E":1}', "bad_price"),
-        (b'{"e":"mark","s":"BTC-PERP","p":60000.5,"E":1}', "bad_type"),
+        (b'{"e":"trade","s":"BTC-PERP","p":"1","E":1700000000001}', "unknown_event"),
+        (b'{"s":"BTC-PERP","p":"1","E":1700000000001}', "missing_field"),
+        (b'{"e":"mark","s":"BTC-PERP","E":1700000000001}', "missing_field"),
+        (b'{"e":"mark","s":"BTC-PERP","p":"NaN","E":1700000000001}', "bad_price"),
+        (b'{"e":"mark","s":"BTC-PERP","p":"-5","E":1700000000001}', "bad_price"),
+        (b'{"e":"mark","s":"BTC-PERP","p":"0","E":1700000000001}', "bad_price"),
+        (b'{"e":"mark","s":"BTC-PERP","p":"inf","E":1700000000001}', "bad_price"),
+        (b'{"e":"mark","s":"BTC-PERP","p":"1e999","E":1700000000001}', "bad_price"),
+        (b'{"e":"mark","s":"BTC-PERP","p":"abc","E":1700000000001}', "bad_price"),
+        (b'{"e":"mark","s":"BTC-PERP","p":60000.5,"E":1700000000001}', "bad_type"),
         (b'{"e":"mark","s":"BTC-PERP","p":"1","E":"1"}', "bad_type"),
         (b'{"e":"mark","s":"BTC-PERP","p":"1","E":true}', "bad_type"),
-        (b'{"e":"mark","s":7,"p":"1","E":1}', "bad_type"),
-        (b'{"e":["mark"],"s":"BTC-PERP","p":"1","E":1}', "bad_type"),
+        (b'{"e":"mark","s":7,"p":"1","E":1700000000001}', "bad_type"),
+        (b'{"e":["mark"],"s":"BTC-PERP","p":"1","E":1700000000001}', "bad_type"),
         (b"42", "bad_type"),
         (b"[1,2]", "bad_type"),
         (b'[{"e":"balance"}]', "unknown_event"),
         (
-            b'{"e":"position","a":"x","s":"B","ps":"UP","q":"1","ep":"1","mt":"cross","E":1}',
+            b'{"e":"position","a":"x","s":"B","ps":"UP","q":"1","ep":"1","mt":"cross","E":1700000000001}',
             "bad_type",
         ),
         (
-            b'{"e":"position","a":"x","s":"B","ps":[],"q":"1","ep":"1","mt":"cross","E":1}',
+            b'{"e":"position","a":"x","s":"B","ps":[],"q":"1","ep":"1","mt":"cross","E":1700000000001}',
             "bad_type",
         ),
         (
-            b'{"e":"position","a":"x","s":"B","ps":"BOTH","q":"1","ep":"0","mt":"cross","E":1}',
+            b'{"e":"position","a":"x","s":"B","ps":"BOTH","q":"1","ep":"0","mt":"cross","E":1700000000001}',
             "bad_price",
         ),
         (
-            b'{"e":"position","a":"x","s":"B","ps":"BOTH","q":"nan","ep":"1","mt":"cross","E":1}',
+            b'{"e":"position","a":"x","s":"B","ps":"BOTH","q":"nan","ep":"1","mt":"cross","E":1700000000001}',
             "bad_value",
         ),
-        (b'{"e":"balance","a":"x","c":"USDT","E":1}', "missing_field"),
-        (b'{"e":"balance","a":"x","c":"USDT","wb":"-inf","E":1}', "bad_value"),
+        (b'{"e":"balance","a":"x","c":"USDT","E":1700000000001}', "missing_field"),
+        (b'{"e":"balance","a":"x","c":"USDT","wb":"-inf","E":1700000000001}', "bad_value"),
     ],
 )
 def test_rejection_reasons(frame: bytes, reason: str) -> None:
@@ -290,7 +292,7 @@ def test_any_json_shaped_frame_either_parses_or_is_rejected(
 
 
 def _mark_doc(p: object, **extra: object) -> bytes:
-    return orjson.dumps({"e": "mark", "s": "BTC-PERP", "p": p, "E": 1, **extra})
+    return orjson.dumps({"e": "mark", "s": "BTC-PERP", "p": p, "E": T0, **extra})
 
 
 @given(
@@ -334,7 +336,7 @@ def test_unknown_events_are_unknown_event(event: str) -> None:
     st.sets(st.sampled_from(["s", "p", "E"]), min_size=1),
 )
 def test_missing_mark_fields_are_missing_field(missing: set[str]) -> None:
-    doc = {"e": "mark", "s": "BTC-PERP", "p": "1.5", "E": 1}
+    doc = {"e": "mark", "s": "BTC-PERP", "p": "1.5", "E": T0}
     for key in missing:
         del doc[key]
     assert _reason(orjson.dumps(doc)) == "missing_field"
@@ -342,7 +344,7 @@ def test_missing_mark_fields_are_missing_field(missing: set[str]) -> None:
 
 @given(st.floats(min_value=1e-6, max_value=1e9, allow_nan=False))
 def test_valid_prices_round_trip_exactly(price: float) -> None:
-    (ev,) = parse(protocol.encode_mark("SOL-PERP", price, 3))
+    (ev,) = parse(protocol.encode_mark("SOL-PERP", price, T0 + 3))
     assert isinstance(ev, MarkPrice)
     assert ev.mark == price
 
@@ -370,7 +372,11 @@ _mark_values = st.one_of(
     e=st.one_of(st.just("mark"), _json_values),
     s=st.one_of(st.sampled_from(["BTC-PERP", ""]), _json_values),
     p=_mark_values,
-    ms=st.one_of(st.integers(min_value=-5, max_value=2**63 - 1), _json_values),
+    ms=st.one_of(
+        st.integers(min_value=-5, max_value=2**63 - 1),
+        st.integers(min_value=EVENT_MS_MIN - 2, max_value=EVENT_MS_END + 1),
+        _json_values,
+    ),
     extra=st.dictionaries(st.sampled_from(["i", "x"]), _mark_values, max_size=1),
     drop=st.sets(st.sampled_from(["e", "s", "p", "E"]), max_size=1),
 )
@@ -385,7 +391,7 @@ def test_fast_path_decodes_exactly_what_the_general_path_does(
 @given(
     st.text(min_size=1, max_size=12),
     st.floats(min_value=1e-9, max_value=1e12, allow_nan=False),
-    st.integers(min_value=0, max_value=2**62),
+    st.integers(min_value=EVENT_MS_MIN, max_value=EVENT_MS_END - 1),
 )
 def test_valid_single_marks_take_the_fast_path_and_equal_the_constructor(
     symbol: str, price: float, event_ms: int
@@ -421,7 +427,7 @@ _any_frame = st.one_of(
     st.builds(
         lambda p, ms: orjson.dumps({"e": "mark", "s": "X", "p": p, "E": ms}),
         _mark_values,
-        st.integers(min_value=-3, max_value=3),
+        st.sampled_from([-3, 0, 3, EVENT_MS_MIN - 1, EVENT_MS_MIN, T0, EVENT_MS_END]),
     ),
 )
 

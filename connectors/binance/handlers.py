@@ -2,7 +2,9 @@
 
 Each handler takes one event of the tagged union in :mod:`.wire` (decoded by :mod:`.parse`)
 and returns the domain events (:mod:`connectors.events`) it means; values are converted here,
-once, at the edge (:func:`num`, :func:`ms`). A value a handler cannot read raises
+once, at the edge: the wire types already hold every value inside the bounds of
+:mod:`connectors.bounds` (see :mod:`.wire`); the handlers check what a bound cannot say alone
+(an open leg's entry > 0, a fill's price > 0). A value a handler cannot read raises
 :class:`~connectors.errors.VenueDataError` (:func:`handled` maps ``KeyError`` to
 ``missing_field`` and ``ValueError``/``TypeError`` to ``bad_value``, as the parsers always have).
 
@@ -23,6 +25,7 @@ import msgspec
 from msgspec import UnsetType
 
 from connectors.binance import wire
+from connectors.bounds import price_ok, qty_ok
 from connectors.errors import VenueDataError
 from connectors.events import (
     BalanceUpdate,
@@ -59,7 +62,8 @@ _UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def num(value: object) -> float:
-    """A finite float from Binance's decimal string (or a JSON number); else ``ValueError``."""
+    """A finite float from Binance's decimal string (or a JSON number); else ``ValueError``.
+    (REST bodies, :mod:`.snapshots`: the websocket wire types read their numbers themselves.)"""
     if type(value) is str or type(value) is float or type(value) is int:
         x = float(value)
         if -_INF < x < _INF:
@@ -109,24 +113,28 @@ def position_from_wire(
     p: wire.PositionWire, venue: str, account: str, event_ms: int
 ) -> PositionSnapshot:
     mode = MARGIN_MODES[p.mt]
+    if not qty_ok(p.pa):
+        raise ValueError("quantity")
+    if p.pa != 0.0 and not price_ok(p.ep):
+        raise ValueError("an open leg without an entry price")  # a closed one may say 0
     return PositionSnapshot(
         venue,
         account,
         p.s,
         SIDES[p.ps],
-        num(p.pa),
-        num(p.ep),
+        p.pa,
+        p.ep,
         event_ms,
         margin_mode=mode,
-        isolated_margin=num(need(p.iw, "iw")) if mode is MarginMode.ISOLATED else None,
+        isolated_margin=need(p.iw, "iw") if mode is MarginMode.ISOLATED else None,
     )
 
 
 def _account_update(u: wire.AccountUpdate, venue: str, account: str | None) -> list[Event]:
     acct = _require_account(venue, account)
-    event_ms = ms(u.E)
+    event_ms = u.E
     # The cross wallet is the cross pool's collateral.
-    out: list[Event] = [BalanceUpdate(venue, acct, b.a, num(b.cw), event_ms) for b in u.a.B or ()]
+    out: list[Event] = [BalanceUpdate(venue, acct, b.a, b.cw, event_ms) for b in u.a.B or ()]
     out.extend(position_from_wire(p, venue, acct, event_ms) for p in u.a.P or ())
     return out
 
@@ -137,12 +145,13 @@ def _order_trade_update(u: wire.OrderTradeUpdate, venue: str, account: str | Non
     execution = o.x
     if execution not in wire.FILL_EXECUTIONS:
         return []  # NEW, CANCELED, EXPIRED, AMENDMENT...: no position change
-    last_qty = num(need(o.l, "l"))
+    last_qty = need(o.l, "l")
     if last_qty == 0.0:
         return []
     client_id = need(o.c, "c")
-    if type(client_id) is not str:
-        raise ValueError("client id")
+    price = need(o.L, "L")
+    if not (qty_ok(last_qty) and price_ok(price)):
+        raise ValueError("a fill's size or price")  # 0 is what an unfilled order says
     return [
         PositionFill(
             venue,
@@ -150,12 +159,12 @@ def _order_trade_update(u: wire.OrderTradeUpdate, venue: str, account: str | Non
             need(o.s, "s"),
             SIDES[need(o.ps, "ps")],
             _SIGNS[need(o.S, "S")] * last_qty,
-            num(need(o.L, "L")),
-            ms(need(u.E, "E")),
+            price,
+            need(u.E, "E"),
             liquidation=execution == wire.LIQUIDATION_EXECUTION
             or client_id.startswith(wire.LIQUIDATION_CLIENT_PREFIX),
             adl=client_id.startswith(wire.ADL_CLIENT_ID),
-            realized_pnl=None if o.rp is None else num(o.rp),
+            realized_pnl=o.rp,
             position_pushed=True,
             order_id=_opt_id(o.i),
             trade_id=_opt_id(o.t),
@@ -163,36 +172,31 @@ def _order_trade_update(u: wire.OrderTradeUpdate, venue: str, account: str | Non
     ]
 
 
-def _opt_id(value: object) -> str | None:
+def _opt_id(value: int | str | None) -> str | None:
     """An order/trade id (Binance sends integers) as text; absent stays ``None``."""
-    if value is None:
-        return None
-    if type(value) is int or type(value) is str:
-        return str(value)
-    raise ValueError("id is not an integer")
+    return None if value is None else str(value)
 
 
 def _margin_call(u: wire.MarginCallWire, venue: str, account: str | None) -> list[Event]:
     acct = _require_account(venue, account)
-    positions = tuple(
-        MarginCallPosition(p.s, SIDES[p.ps], num(p.pa), num(p.mp), num(p.mm), num(p.up))
-        for p in u.p
-    )
-    return [MarginCall(venue, acct, ms(u.E), positions, None if u.cw is None else num(u.cw))]
+    if not all(qty_ok(p.pa) for p in u.p):
+        raise ValueError("quantity")
+    positions = tuple(MarginCallPosition(p.s, SIDES[p.ps], p.pa, p.mp, p.mm, p.up) for p in u.p)
+    return [MarginCall(venue, acct, u.E, positions, u.cw)]
 
 
 def _listen_key_expired(u: wire.ListenKeyExpired, venue: str, account: str | None) -> list[Event]:
-    return [StreamExpired(venue, _require_account(venue, account), ms(u.E))]
+    return [StreamExpired(venue, _require_account(venue, account), u.E)]
 
 
 def _account_config_update(
     u: wire.AccountConfigUpdate, venue: str, account: str | None
 ) -> list[Event]:
     acct = _require_account(venue, account)
-    event_ms = ms(u.E)
+    event_ms = u.E
     out: list[Event] = []
     if u.ac is not None:
-        out.append(LeverageUpdate(venue, acct, u.ac.s, num(u.ac.l), event_ms))
+        out.append(LeverageUpdate(venue, acct, u.ac.s, u.ac.l, event_ms))
     if u.ai is not None:
         multi = u.ai.j
         if type(multi) is not bool:

@@ -13,7 +13,7 @@ Errors raise :class:`~connectors.errors.VenueDataError` (reasons as in :mod:`.pa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ import msgspec
 from connectors.binance import instant
 from connectors.binance import rest_wire as rw
 from connectors.binance.handlers import MARGIN_MODES, SIDES, ms, need, num
+from connectors.bounds import amount_ok, leverage_ok, name_ok, price_ok, qty_ok
 from connectors.errors import VenueDataError
 from connectors.events import (
     AccountSnapshot,
@@ -50,6 +51,20 @@ def _venue_errors(venue: str) -> Iterator[None]:
         raise VenueDataError(venue, "missing_field", str(exc)[:40]) from exc
     except (TypeError, ValueError, AttributeError) as exc:
         raise VenueDataError(venue, "bad_value") from exc
+
+
+def _within(value: float, ok: Callable[[float], bool]) -> float:
+    """``value`` when it is inside a bound of :mod:`connectors.bounds`; else ``ValueError``
+    (``bad_value``): what reaches the store from a snapshot is held to the websocket's bounds."""
+    if not ok(value):
+        raise ValueError("out of bounds")
+    return value
+
+
+def _name(value: str) -> str:
+    if not name_ok(value):
+        raise ValueError("not a name")
+    return value
 
 
 # What msgspec raises on bytes it cannot read (see parse.py).
@@ -138,7 +153,9 @@ class AccountFacts:
 def parse_account_v3(body: Body, venue: str) -> AccountFacts:
     doc = _typed(body, venue, _ACCOUNT)
     with _venue_errors(venue):
-        balances = {a.asset: num(a.crossWalletBalance) for a in doc.assets}
+        balances = {
+            _name(a.asset): _within(num(a.crossWalletBalance), amount_ok) for a in doc.assets
+        }
         total_asset: str | None
         if doc.totalMaintMargin is not None:
             total_mm: float | None = num(doc.totalMaintMargin)
@@ -206,10 +223,10 @@ def parse_position_risk_v3(body: Body, venue: str, account: str, *, event_ms: in
     assets: dict[tuple[str, Side], str] = {}
     with _venue_errors(venue):
         for row in rows if isinstance(rows, list) else [rows]:
-            qty = num(row.positionAmt)
-            symbol = row.symbol
+            qty = _within(num(row.positionAmt), qty_ok)
+            symbol = _name(row.symbol)
             mark = num(row.markPrice)
-            if mark > 0.0:
+            if price_ok(mark):  # a symbol not trading says 0: no mark
                 marks[symbol] = mark
             if qty == 0.0:
                 continue
@@ -231,11 +248,15 @@ def parse_position_risk_v3(body: Body, venue: str, account: str, *, event_ms: in
                     symbol,
                     side,
                     qty,
-                    num(need(row.entryPrice, "entryPrice")),
+                    _within(num(need(row.entryPrice, "entryPrice")), price_ok),
                     event_ms,
                     margin_mode=mode,
-                    leverage=None if row.leverage is None else num(row.leverage),
-                    isolated_margin=num(need(row.isolatedWallet, "isolatedWallet"))
+                    leverage=None
+                    if row.leverage is None
+                    else _within(num(row.leverage), leverage_ok),
+                    isolated_margin=_within(
+                        num(need(row.isolatedWallet, "isolatedWallet")), amount_ok
+                    )
                     if mode is MarginMode.ISOLATED
                     else None,
                 )

@@ -10,29 +10,43 @@ Only the fields the parsers read are declared: msgspec validates the rest of a f
 and skips it, so Binance adding fields (``ap``/``st`` on ``markPriceUpdate``, ``bep`` on
 positions, ``V`` on orders) changes nothing. Unread fields are named in each docstring.
 
-Types say what the parsers have always accepted, no more, so that no frame is refused that
-was accepted before: decimal fields are ``Num`` (a string or a JSON number) and are converted
-with :func:`.handlers.num` at the edge; event times are ``Ms`` (an integer, or a decimal string as
-in the docs' ``listenKeyExpired`` example). A field the parsers pass through without checking
-its type (a symbol, an asset), look up in a table (``ps``, ``mt``, ``S``, ``x``: a value outside
-it is rejected there), or read only on some paths (a fill's fields, on a ``NEW`` order) is
-:data:`Unchecked`, its meaning in its docstring; a field that may be absent is ``UNSET`` by
-default and required by the parser where it reads it. Edge validation is then a change of
-annotation (``str``, a ``Literal``, a ``msgspec.Meta`` constraint), not of parser code.
+Types are the edge's validation (issue #11: a hostile venue never stops the monitor): every
+field the parsers read is typed with a bound of :mod:`connectors.bounds` (a non-empty name, a
+finite price > 0 and below a sane bound, a bounded quantity or amount, leverage >= 1, an event
+time inside the plausible window), so a value outside it fails the decode, per item, with the
+reason :func:`.parse.rejection` gives (``bad_value``), and never reaches a handler or the store.
+Decimals arrive as strings (``"11794.15000000"``) or JSON numbers and are read as floats; event
+times as integers or decimal strings (the docs' ``listenKeyExpired`` example). What a bound
+cannot say alone (a fill's price > 0 on fills only, an open leg's entry > 0, a non-zero
+quantity no smaller than ``QTY_MIN``) the handler checks, with the same bounds' predicates.
+Enumerations (``ps``, ``mt``, ``S``, ``x``) are names looked up in a table by the handler (a
+value outside it is rejected there). A field that may be absent is ``UNSET`` by default and
+required by the parser where it reads it.
 
 The decoders run in msgspec's lax mode, which converts a string to a non-string type where the
-field's type has no ``str``: that is intended for the mark's ``E`` and ``p`` (the one reading of
-a mark, see :class:`MarkQuote`) and harmless elsewhere, because every other converted field
-includes ``str`` in its type (a string then stays a string, and the parser judges it).
+field's type has no ``str``: that is how decimal strings and string event times are read (one
+reading of a number everywhere, see :class:`MarkQuote`). The multi-assets flag ``j`` stays
+untyped, so that lax mode cannot read ``"true"`` as a boolean; its handler checks it.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
+
+from connectors.bounds import (
+    Amount,
+    EventMs,
+    Leverage,
+    Margin,
+    Name,
+    Price,
+    PriceOrZero,
+    Qty,
+    Size,
+)
 
 # Websocket event names (the ``e`` field), exactly as Binance sends them.
 MARK_PRICE_UPDATE = "markPriceUpdate"
@@ -48,14 +62,17 @@ LIQUIDATION_EXECUTION = "CALCULATED"
 LIQUIDATION_CLIENT_PREFIX = "autoclose-"
 ADL_CLIENT_ID = "adl_autoclose"
 
+# The REST bodies' loose types (:mod:`.rest_wire`; the websocket events below are bounded).
 Num = str | float
 """A decimal: Binance sends strings (``"11794.15000000"``); a JSON number is read too."""
 Ms = int | str
 """Milliseconds since the epoch: an integer, or its decimal string."""
 Unchecked = Any
-"""Any JSON value: a field whose type today's parsers do not check where they decode it (see
-the module docstring). Its docstring says what Binance sends."""
-_MAX = sys.float_info.max
+"""Any JSON value, its docstring saying what Binance sends."""
+OrderId = (
+    Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | Annotated[str, msgspec.Meta(max_length=64)]
+)
+"""An order or trade id: Binance sends integers; text is read too."""
 E_co = TypeVar("E_co", covariant=True)
 
 
@@ -77,17 +94,18 @@ class MarkQuote(
     :class:`~connectors.events.MarkQuote`, so a batch of them is handed to the store as is (see
     :func:`.parse.parse_many`). The plain path reads :class:`MarkUpdate`, the same and ``i``.
 
-    Accepted as before: ``E`` an integer (or an integral number or numeric string: lax mode,
-    which the docs' string-``E`` examples need), ``p`` a decimal string or number, finite and
-    > 0. Unread: ``P`` (estimated settle price), ``r`` (funding rate), ``T`` (next funding
+    ``E`` an integer (or an integral number or numeric string: lax mode, which the docs'
+    string-``E`` examples need) in the plausible window, ``s`` a non-empty name, ``p`` a decimal
+    string or number, finite, > 0 and within :data:`connectors.bounds.PRICE_MAX`.
+    Unread: ``P`` (estimated settle price), ``r`` (funding rate), ``T`` (next funding
     time), ``ap``, ``st``.
     """
 
-    event_ms: Annotated[int, msgspec.Meta(ge=0)]
+    event_ms: EventMs
     """``E``: event time, ms."""
-    symbol: str
+    symbol: Name
     """``s``: the contract, e.g. ``BTCUSDT``."""
-    mark: Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]  # > 0 and finite (nan fails gt)
+    mark: Price
     """``p``: the mark price."""
 
 
@@ -132,27 +150,27 @@ class ForceOrder(_Event, tag="forceOrder", frozen=True):
 class BalanceWire(Struct, frozen=True, gc=False):
     """One asset of ``ACCOUNT_UPDATE.a.B``. Unread: ``wb`` (wallet balance), ``bc``."""
 
-    a: Unchecked
-    """Asset (a string), e.g. ``USDT``."""
-    cw: Num
+    a: Name
+    """Asset, e.g. ``USDT``."""
+    cw: Amount
     """Cross wallet balance: the cross pool's collateral before uPnL."""
 
 
 class PositionWire(Struct, frozen=True, gc=False):
     """One position leg of ``ACCOUNT_UPDATE.a.P``. Unread: ``up`` (uPnL), ``bep``."""
 
-    s: Unchecked
-    """Symbol (a string)."""
-    pa: Num
+    s: Name
+    """Symbol."""
+    pa: Qty
     """Position amount, signed."""
-    ep: Num
-    """Entry price."""
-    mt: Unchecked
+    ep: PriceOrZero
+    """Entry price (0 on a closed leg; the handler requires > 0 on an open one)."""
+    mt: Name
     """Margin type: ``cross`` | ``isolated``."""
-    ps: Unchecked
+    ps: Name
     """Position side: ``BOTH`` | ``LONG`` | ``SHORT``."""
-    iw: Unchecked = UNSET
-    """Isolated wallet (a decimal); read, and required, when ``mt`` is isolated."""
+    iw: Amount | UnsetType = UNSET
+    """Isolated wallet; read, and required, when ``mt`` is isolated."""
 
 
 class AccountUpdateBody(Struct, frozen=True, gc=False):
@@ -168,7 +186,7 @@ class AccountUpdateBody(Struct, frozen=True, gc=False):
 class AccountUpdate(_Event, tag=ACCOUNT_UPDATE, frozen=True):
     """``ACCOUNT_UPDATE``: balances and positions changed. Unread: ``T`` (transaction time)."""
 
-    E: Ms
+    E: EventMs
     """Event time."""
     a: AccountUpdateBody
     """The update."""
@@ -180,26 +198,26 @@ class OrderWire(Struct, frozen=True, gc=False):
     ``p``, ``ap``, ``sp``, ``X``, ``z``, ``N``, ``n``, ``T``, ``b``, ``a``, ``m``, ``R``,
     ``wt``, ``ot``, ``cp``, ``V``, ``pm``, ``gtd``..."""
 
-    x: Unchecked
-    """Execution type (a string): ``NEW``, ``TRADE``, ``CALCULATED`` (liquidation)..."""
-    s: Unchecked = UNSET
-    """Symbol (a string)."""
-    c: Unchecked = UNSET
-    """Client order id (a string, checked): ``autoclose-…`` (liquidation), ``adl_autoclose``."""
-    S: Unchecked = UNSET
+    x: Name
+    """Execution type: ``NEW``, ``TRADE``, ``CALCULATED`` (liquidation)..."""
+    s: Name | UnsetType = UNSET
+    """Symbol."""
+    c: Annotated[str, msgspec.Meta(max_length=64)] | UnsetType = UNSET
+    """Client order id: ``autoclose-…`` (liquidation), ``adl_autoclose``."""
+    S: Name | UnsetType = UNSET
     """Side: ``BUY`` | ``SELL``."""
-    l: Unchecked = UNSET  # noqa: E741 (Binance's field name)
-    """Last filled quantity (a decimal)."""
-    L: Unchecked = UNSET
-    """Last filled price (a decimal)."""
-    ps: Unchecked = UNSET
+    l: Size | UnsetType = UNSET  # noqa: E741 (Binance's field name)
+    """Last filled quantity (0 on an order that did not fill)."""
+    L: PriceOrZero | UnsetType = UNSET
+    """Last filled price (0 on an order that did not fill; the handler requires > 0 on a fill)."""
+    ps: Name | UnsetType = UNSET
     """Position side: ``BOTH`` | ``LONG`` | ``SHORT``."""
-    rp: Unchecked = None
-    """Realised profit of the trade (a decimal)."""
-    i: Unchecked = None
-    """Order id (an integer; text is read too)."""
-    t: Unchecked = None
-    """Trade id (an integer; text is read too)."""
+    rp: Amount | None = None
+    """Realised profit of the trade."""
+    i: OrderId | None = None
+    """Order id."""
+    t: OrderId | None = None
+    """Trade id."""
 
 
 class OrderTradeUpdate(_Event, tag=ORDER_TRADE_UPDATE, frozen=True):
@@ -207,66 +225,67 @@ class OrderTradeUpdate(_Event, tag=ORDER_TRADE_UPDATE, frozen=True):
 
     o: OrderWire
     """The order."""
-    E: Unchecked = UNSET
-    """Event time (``Ms``; read for fills only)."""
+    E: EventMs | UnsetType = UNSET
+    """Event time (read for fills only)."""
 
 
 class MarginCallPositionWire(Struct, frozen=True, gc=False):
     """One position of ``MARGIN_CALL.p``. Unread: ``mt``, ``iw``."""
 
-    s: Unchecked
-    """Symbol (a string)."""
-    ps: Unchecked
+    s: Name
+    """Symbol."""
+    ps: Name
     """Position side."""
-    pa: Num
+    pa: Qty
     """Position amount."""
-    mp: Num
+    mp: Price
     """Mark price."""
-    mm: Num
+    mm: Margin
     """Maintenance margin required."""
-    up: Num
+    up: Amount
     """Unrealised PnL."""
 
 
 class MarginCallWire(_Event, tag=MARGIN_CALL, frozen=True):
     """``MARGIN_CALL``: the venue's own warning, relayed as an alert."""
 
-    E: Ms
+    E: EventMs
     """Event time."""
     p: list[MarginCallPositionWire]
     """The positions at risk."""
-    cw: Num | None = None
+    cw: Amount | None = None
     """Cross wallet balance (absent for isolated-only calls)."""
 
 
 class ListenKeyExpired(_Event, tag=LISTEN_KEY_EXPIRED, frozen=True):
     """``listenKeyExpired``: the user stream's key is dead. Unread: ``listenKey``."""
 
-    E: Ms
+    E: EventMs
     """Event time (a string in the docs' example)."""
 
 
 class LeverageConfig(Struct, frozen=True, gc=False):
     """``ACCOUNT_CONFIG_UPDATE.ac``: a symbol's leverage changed."""
 
-    s: Unchecked
-    """Symbol (a string)."""
-    l: Num  # noqa: E741 (Binance's field name)
+    s: Name
+    """Symbol."""
+    l: Leverage  # noqa: E741 (Binance's field name)
     """The new leverage."""
 
 
 class AssetModeConfig(Struct, frozen=True, gc=False):
     """``ACCOUNT_CONFIG_UPDATE.ai``: the multi-assets mode changed."""
 
-    j: Unchecked
-    """Multi-assets mode on: a JSON boolean (checked by the parser, which lax mode would
-    otherwise pre-empt by reading ``"true"`` as one)."""
+    j: bool | str
+    """Multi-assets mode on: a JSON boolean. A string is let through to the parser, which
+    refuses it (lax mode would otherwise read ``"true"`` as a boolean); anything else, nested
+    values included, fails the decode."""
 
 
 class AccountConfigUpdate(_Event, tag=ACCOUNT_CONFIG_UPDATE, frozen=True):
     """``ACCOUNT_CONFIG_UPDATE``: leverage (``ac``) or asset mode (``ai``) changed."""
 
-    E: Ms
+    E: EventMs
     """Event time."""
     ac: LeverageConfig | None = None
     """Present when a symbol's leverage changed."""
@@ -345,14 +364,16 @@ class Envelope(Struct, Generic[E_co], frozen=True, gc=False):
 
     data: E_co | list[Raw] | UnsetType = UNSET
     """The event, or ``!markPrice@arr``'s array of them (each judged on its own)."""
-    e: Any = UNSET
-    """Set on a raw (not enveloped) event: any JSON value, only its presence is read here."""
+    e: str | UnsetType = UNSET
+    """Set on a raw (not enveloped) event: only its presence is read here (a name that is not a
+    string is ``unknown_event``, as the event decode would say)."""
     result: Any = UNSET
     """A request's result (``null`` for ``SUBSCRIBE``): only its presence is read."""
-    id: Any = UNSET
-    """The request id we sent: only its presence is read."""
-    code: Any = UNSET
-    """An error code: shown (truncated) in the ``venue_error`` detail."""
+    id: int | Annotated[str, msgspec.Meta(max_length=64)] | UnsetType | None = UNSET
+    """The request id we sent (an integer): only its presence is read."""
+    code: int | Annotated[str, msgspec.Meta(max_length=64)] | UnsetType = UNSET
+    """An error code (Binance sends an integer): shown (truncated) in the ``venue_error``
+    detail. Typed so that no nested value is ever turned into text."""
 
 
 MarketFrame = Envelope[AnyEvent] | list[Raw]

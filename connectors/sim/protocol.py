@@ -25,13 +25,13 @@ the first one msgspec meets, in document order, before the parser's own checks.)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
 import orjson
 
+from connectors.bounds import PRICE_MAX, PRICE_MIN, amount_ok, leverage_ok, price_ok, qty_ok
 from connectors.errors import VenueDataError
 from connectors.events import (
     AccountSnapshot,
@@ -50,7 +50,6 @@ from rules.types import ContractKind, MarginMode, Side
 
 VENUE = "sim"
 
-_INF = math.inf
 _SIDES = {"BOTH": Side.BOTH, "LONG": Side.LONG, "SHORT": Side.SHORT}
 _SIDE_WIRE = {v: k for k, v in _SIDES.items()}
 _MODES = {"cross": MarginMode.CROSS, "isolated": MarginMode.ISOLATED}
@@ -125,48 +124,42 @@ def mark_price(symbol: str, mark: float, event_ms: int, index: float | None) -> 
 # --- values ---------------------------------------------------------------------------------------
 
 
+# The bounds are connectors.bounds' (shared by every venue); names and event times are bounded
+# by the wire types, decimals (strings here) by these readers.
+
+
 def _price(raw: str) -> float:
-    """A strictly positive, finite decimal string."""
+    """A price: a decimal string, > 0 and within the bound (``bad_price``)."""
     try:
         value = float(raw)
     except ValueError:
         raise _err("bad_price") from None
-    if not 0.0 < value < _INF:  # also false for NaN
+    if not price_ok(value):  # also false for NaN
         raise _err("bad_price")
     return value
 
 
-def _number(raw: str, what: str) -> float:
-    """A finite decimal string of any sign (quantities, balances)."""
+def _number(raw: str, what: str, ok: Callable[[float], bool] = amount_ok) -> float:
+    """A decimal string of any sign within a bound (amounts; ``qty_ok`` for quantities)."""
     try:
         value = float(raw)
     except ValueError:
         raise _err("bad_value", what) from None
-    if not -_INF < value < _INF:
+    if not ok(value):  # also false for NaN and infinities
         raise _err("bad_value", what)
     return value
 
 
-def _ms(value: int) -> int:
-    if value < 0:
-        raise _err("bad_type", "E")
-    return value
-
-
-def _str(value: str, what: str) -> str:
-    if not value:
-        raise _err("bad_type", what)
-    return value
+def _leverage(raw: str) -> float:
+    """A leverage setting: a decimal string in [1, max] (below 1 divides by zero downstream)."""
+    return _number(raw, "lev", leverage_ok)
 
 
 # --- events ---------------------------------------------------------------------------------------
 
 
 def _mark(m: wire.Mark) -> MarkPrice:
-    mark = _price(m.p)
-    if m.E < 0 or not m.s:
-        raise _err("bad_type", "mark")
-    return mark_price(m.s, mark, m.E, None if m.i is None else _price(m.i))
+    return mark_price(m.s, _price(m.p), m.E, None if m.i is None else _price(m.i))
 
 
 def _batch_mark(item: wire.BatchItem) -> MarkPrice:
@@ -176,41 +169,39 @@ def _batch_mark(item: wire.BatchItem) -> MarkPrice:
 
 
 def _position_fields(row: wire.PositionRow, account: str, event_ms: int) -> PositionSnapshot:
-    symbol = _str(row.s, "s")
     side = _SIDES.get(row.ps)
-    qty = _number(row.q, "q")
+    qty = _number(row.q, "q", qty_ok)
     mode = _MODES.get(row.mt)
     if side is None or mode is None:
         raise _err("bad_type", "ps/mt")
     # A closed leg may report entry 0; an open one needs a real price.
     entry = _number(row.ep, "ep") if qty == 0.0 else _price(row.ep)
-    if entry < 0.0:
+    if not 0.0 <= entry <= PRICE_MAX:
         raise _err("bad_price")
     return PositionSnapshot(
         venue=VENUE,
         account=account,
-        symbol=symbol,
+        symbol=row.s,
         side=side,
         qty=qty,
         entry_price=entry,
         event_ms=event_ms,
         margin_mode=mode,
-        leverage=None if row.lev is None else _price(row.lev),
+        leverage=None if row.lev is None else _leverage(row.lev),
         isolated_margin=None if row.im is None else _number(row.im, "im"),
     )
 
 
 def _position(ev: wire.Position) -> list[Event]:
-    return [_position_fields(ev, _str(ev.a, "a"), _ms(ev.E))]
+    return [_position_fields(ev, ev.a, ev.E)]
 
 
 def _balance(ev: wire.Balance) -> list[Event]:
-    account, event_ms = _str(ev.a, "a"), _ms(ev.E)
-    return [BalanceUpdate(VENUE, account, _str(ev.c, "c"), _number(ev.wb, "wb"), event_ms)]
+    return [BalanceUpdate(VENUE, ev.a, ev.c, _number(ev.wb, "wb"), ev.E)]
 
 
 def _expired(ev: wire.StreamExpired) -> list[Event]:
-    return [StreamExpired(VENUE, _str(ev.a, "a"), _ms(ev.E))]
+    return [StreamExpired(VENUE, ev.a, ev.E)]
 
 
 def _control(ev: object) -> list[Event]:
@@ -254,7 +245,7 @@ def parse_many(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDat
     the tests hold it to). Anything but a VenueDataError (a bug) propagates.
     """
     rejected: list[VenueDataError] = []
-    decode, mark_type, new, inf = _FRAME, wire.Mark, _new, _INF
+    decode, mark_type, new, lo, hi = _FRAME, wire.Mark, _new, PRICE_MIN, PRICE_MAX
     for frame in frames:
         try:
             ev = decode(frame)
@@ -269,13 +260,12 @@ def parse_many(frames: Sequence[bytes | str], out: list[Event]) -> list[VenueDat
                 mark = float(ev.p)
             except ValueError:
                 mark = -1.0  # the plain path names the reason
-            symbol, event_ms = ev.s, ev.E
-            if 0.0 < mark < inf and event_ms >= 0 and symbol:
+            if lo <= mark <= hi:  # _price's bound (the symbol and E: the schema's)
                 m: MarkPrice = new(MarkPrice)
                 _set_venue(m, VENUE)
-                _set_symbol(m, symbol)
+                _set_symbol(m, ev.s)
                 _set_mark(m, mark)
-                _set_event_ms(m, event_ms)
+                _set_event_ms(m, ev.E)
                 _set_index(m, None)
                 out.append(m)
                 continue
@@ -315,14 +305,14 @@ def _tier(cells: wire.Tier) -> TierSpec:
 def parse_marks_snapshot(body: bytes) -> tuple[list[Event], int]:
     """``GET /marks`` → Instrument, TierTableUpdate and MarkPrice per instrument, and venue ms."""
     doc = _body(_MARKS, body, "snapshot")
-    event_ms = _ms(doc.E)
+    event_ms = doc.E
     events: list[Event] = []
     for row in doc.instruments:
-        symbol = _str(row.s, "s")
+        symbol = row.s
         kind = _KINDS.get(row.kind)
         if kind is None:
             raise _err("bad_type", "kind")
-        events.append(Instrument(VENUE, symbol, kind, _price(row.cs), _str(row.settle, "settle")))
+        events.append(Instrument(VENUE, symbol, kind, _price(row.cs), row.settle))
         tiers = [_tier(t) for t in row.tiers]
         try:
             model = TierTable.from_tiers(symbol, tiers)
@@ -336,15 +326,18 @@ def parse_marks_snapshot(body: bytes) -> tuple[list[Event], int]:
 def parse_account_snapshot(body: bytes) -> tuple[list[Event], int]:
     """``GET /snapshot?account=`` → one AccountSnapshot, and venue ms."""
     doc = _body(_ACCOUNT, body, "snapshot")
-    account, event_ms = _str(doc.a, "a"), _ms(doc.E)
-    balances = {_str(k, "asset"): _number(v, "balance") for k, v in doc.balances.items()}
+    account, event_ms = doc.a, doc.E
+    balances = {k: _number(v, "balance") for k, v in doc.balances.items()}
     positions = tuple(_position_fields(row, account, event_ms) for row in doc.positions)
     snap = AccountSnapshot(VENUE, account, balances, positions, event_ms)
     return [snap], event_ms
 
 
 def parse_listen_key(body: bytes) -> str:
-    return _str(_body(_LISTEN_KEY, body, "listenKey").listenKey, "listenKey")
+    key = _body(_LISTEN_KEY, body, "listenKey").listenKey
+    if not key:
+        raise _err("bad_type", "listenKey")
+    return key
 
 
 # --- encoders (the server side; also used to record test frames) ----------------------------------

@@ -1,16 +1,19 @@
 """Wire shapes of the simulated venue ``sim``: msgspec ``Struct``s with the venue's field names.
 
 Frames are decoded once, from their bytes, into these types (see :mod:`.protocol`). Events form
-a tagged union on ``e``. Types say what the parsers have always accepted: decimals are strings
-(converted with ``float()`` by the parser, which names a bad one ``bad_price`` or
-``bad_value``); enumerations (``ps``, ``mt``, ``kind``) are strings the parser looks up; the
-non-empty and non-negative checks stay in the parser too, after the price checks, which is the
-order the reasons have always been given in. Unknown fields are skipped.
+a tagged union on ``e``. Names and event times carry the shared bounds of
+:mod:`connectors.bounds` (a non-empty name, a time inside the plausible window), so a frame
+outside them is refused by the decode (``bad_type``). Decimals are strings, converted with
+``float()`` by the parser, which checks the same bounds (``bad_price`` or ``bad_value``);
+enumerations (``ps``, ``mt``, ``kind``) are strings the parser looks up. Unknown fields are
+skipped.
 """
 
 from __future__ import annotations
 
 from msgspec import Struct
+
+from connectors.bounds import EventMs, Name
 
 Tier = tuple[str, str, str, str]
 """One tier of a ``GET /marks`` instrument: floor, cap, MMR, max leverage (decimal strings)."""
@@ -23,12 +26,12 @@ class _Event(Struct, tag_field="e", frozen=True, gc=False):
 class Mark(_Event, tag="mark", frozen=True):
     """``{"e":"mark","s":"BTC-PERP","p":"60000.5","i":"60001.2","E":…}``: a mark price."""
 
-    s: str
+    s: Name
     """Symbol (non-empty)."""
     p: str
     """Mark price: finite, > 0."""
-    E: int
-    """Event time, ms (>= 0)."""
+    E: EventMs
+    """Event time, ms (inside the plausible window)."""
     i: str | None = None
     """Index price, when the venue sends one: finite, > 0."""
 
@@ -36,7 +39,7 @@ class Mark(_Event, tag="mark", frozen=True):
 class PositionRow(Struct, frozen=True, gc=False):
     """One position leg, absolute: in a ``position`` event and in an account snapshot."""
 
-    s: str
+    s: Name
     """Symbol (non-empty)."""
     ps: str
     """Position side: ``BOTH`` | ``LONG`` | ``SHORT``."""
@@ -55,32 +58,32 @@ class PositionRow(Struct, frozen=True, gc=False):
 class Position(PositionRow, _Event, tag="position", frozen=True, kw_only=True):
     """``{"e":"position","a":"alice",<PositionRow>,"E":…}``: a leg's new state."""
 
-    a: str
+    a: Name
     """Account name (non-empty)."""
-    E: int
-    """Event time, ms (>= 0)."""
+    E: EventMs
+    """Event time, ms (inside the plausible window)."""
 
 
 class Balance(_Event, tag="balance", frozen=True):
     """``{"e":"balance","a":"alice","c":"USDT","wb":"10000","E":…}``: a wallet balance."""
 
-    a: str
+    a: Name
     """Account name (non-empty)."""
-    c: str
+    c: Name
     """Asset (non-empty)."""
     wb: str
     """Wallet balance: finite."""
-    E: int
-    """Event time, ms (>= 0)."""
+    E: EventMs
+    """Event time, ms (inside the plausible window)."""
 
 
 class StreamExpired(_Event, tag="streamExpired", frozen=True):
     """``{"e":"streamExpired","a":"alice","E":…}``: the private stream's key is dead."""
 
-    a: str
+    a: Name
     """Account name (non-empty)."""
-    E: int
-    """Event time, ms (>= 0)."""
+    E: EventMs
+    """Event time, ms (inside the plausible window)."""
 
 
 class Subscribed(_Event, tag="subscribed", frozen=True):
@@ -134,13 +137,13 @@ Frame = AnyEvent | list[BatchItem]
 class InstrumentRow(Struct, frozen=True, gc=False):
     """One instrument of ``GET /marks``."""
 
-    s: str
+    s: Name
     """Symbol (non-empty)."""
     kind: str
     """``linear`` | ``inverse``."""
     cs: str
     """Contract size: finite, > 0."""
-    settle: str
+    settle: Name
     """Settlement asset (non-empty)."""
     p: str
     """Mark price: finite, > 0."""
@@ -151,8 +154,8 @@ class InstrumentRow(Struct, frozen=True, gc=False):
 class MarksSnapshot(Struct, frozen=True, gc=False):
     """``GET /marks``: every instrument with its tiers and mark."""
 
-    E: int
-    """Venue time, ms (>= 0)."""
+    E: EventMs
+    """Venue time, ms (inside the plausible window)."""
     instruments: list[InstrumentRow]
     """Every instrument the venue lists."""
 
@@ -160,11 +163,11 @@ class MarksSnapshot(Struct, frozen=True, gc=False):
 class AccountSnapshot(Struct, frozen=True, gc=False):
     """``GET /snapshot?account=``: an account's whole state."""
 
-    a: str
+    a: Name
     """Account name (non-empty)."""
-    E: int
-    """Venue time, ms (>= 0)."""
-    balances: dict[str, str]
+    E: EventMs
+    """Venue time, ms (inside the plausible window)."""
+    balances: dict[Name, str]
     """Wallet balance per asset (finite decimals)."""
     positions: list[PositionRow]
     """Every open (or just closed) leg."""

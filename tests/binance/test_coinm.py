@@ -86,8 +86,10 @@ async def test_coinm_mark_price_snapshot_and_stream(fake: FakeBinance) -> None:
     assert marks == [MarkPrice(V, "BTCUSD_PERP", 60_000.0, fake.clock.now_ms(), 60_000.0)]
     assert await feed.connect_url() == f"{fake.ws_url}/stream"  # no route split on COIN-M
     frame = (
-        b'{"e":"markPriceUpdate","E":1,"s":"BTCUSD_PERP","p":"59000.1","i":"59001","P":"0",'
+        b'{"e":"markPriceUpdate","E":1700000000001,"s":"BTCUSD_PERP","p":"59000.1","i":"59001","P":"0",'
         b'"r":"0.0001","T":2,"st":2}'
     )
-    assert parse_market(frame, V) == [MarkPrice(V, "BTCUSD_PERP", 59000.1, 1, 59001.0)]
+    assert parse_market(frame, V) == [
+        MarkPrice(V, "BTCUSD_PERP", 59000.1, 1_700_000_000_001, 59001.0)
+    ]
     await feed.close()

@@ -44,10 +44,10 @@ def test_lines_with_a_bad_frame(tmp_path: Path, capsysbinary: pytest.CaptureFixt
     frames = tmp_path / "frames.jsonl"
     margin_call = orjson.dumps(orjson.loads((SAMPLES / "ws_margin_call.json").read_bytes()))
     frames.write_bytes(
-        b'{"e":"markPriceUpdate","E":1,"s":"ETHUSDT","p":"2"}\n'
+        b'{"e":"markPriceUpdate","E":1700000000001,"s":"ETHUSDT","p":"2"}\n'
         b"\n"
         b"{not json\n" + margin_call + b"\n"
-        b'{"e":"markPriceUpdate","E":1,"s":"ETHUSDT","p":"-2"}\n'
+        b'{"e":"markPriceUpdate","E":1700000000001,"s":"ETHUSDT","p":"-2"}\n'
     )
     status, events, err = _run(["decode", "--venue", "binance-coinm", str(frames)], capsysbinary)
     assert status == 1

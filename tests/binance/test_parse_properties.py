@@ -25,6 +25,7 @@ from connectors.binance.snapshots import (
     parse_position_risk_v3,
     parse_premium_index,
 )
+from connectors.bounds import EVENT_MS_END, EVENT_MS_MIN
 from connectors.errors import VenueDataError
 from connectors.events import Event, MarkPrice, MarkRun
 
@@ -106,7 +107,7 @@ def test_structured_fuzz_of_valid_frames(doc: Any) -> None:
 @given(
     st.text(min_size=1, max_size=12),
     st.floats(min_value=1e-8, max_value=1e9, allow_nan=False),
-    st.integers(min_value=0, max_value=2**53),
+    st.integers(min_value=EVENT_MS_MIN, max_value=EVENT_MS_END - 1),
 )
 def test_mark_price_roundtrip(symbol: str, mark: float, event_ms: int) -> None:
     frame = orjson.dumps(
@@ -211,7 +212,7 @@ def test_the_batch_path_agrees_on_odd_mark_fields(data: dict[str, Any], shape: s
             st.text(min_size=1, max_size=12),
             st.floats(min_value=1e-8, max_value=1e12, allow_nan=False),
             st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
-            st.integers(min_value=0, max_value=2**62),
+            st.integers(min_value=EVENT_MS_MIN, max_value=EVENT_MS_END - 1),
         ),
         min_size=1,
         max_size=5,

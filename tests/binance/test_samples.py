@@ -142,10 +142,10 @@ def test_account_update() -> None:
 
 def test_account_update_funding_fee_cross_pushes_balance_only() -> None:
     frame = (
-        b'{"e":"ACCOUNT_UPDATE","E":7,"T":6,"a":{"m":"FUNDING_FEE","S":"BTCUSDT",'
+        b'{"e":"ACCOUNT_UPDATE","E":1700000000007,"T":6,"a":{"m":"FUNDING_FEE","S":"BTCUSDT",'
         b'"B":[{"a":"USDT","wb":"10.5","cw":"10.5","bc":"0"}],"P":[]}}'
     )
-    assert parse_user(frame, V, "a") == [BalanceUpdate(V, "a", "USDT", 10.5, 7)]
+    assert parse_user(frame, V, "a") == [BalanceUpdate(V, "a", "USDT", 10.5, 1_700_000_000_007)]
 
 
 def test_order_trade_update_fill() -> None:

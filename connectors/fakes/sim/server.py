@@ -43,11 +43,11 @@ _LOG = logging.getLogger(__name__)
 
 MALFORMED: dict[str, bytes] = {
     "bad_json": b'{"e":"mark","s":"BTC-PERP","p":',
-    "unknown_event": b'{"e":"trade","s":"BTC-PERP","p":"1","E":1}',
-    "nan_price": b'{"e":"mark","s":"BTC-PERP","p":"NaN","E":1}',
-    "negative_price": b'{"e":"mark","s":"BTC-PERP","p":"-5","E":1}',
-    "bad_type": b'{"e":"mark","s":"BTC-PERP","p":60000.5,"E":1}',
-    "missing_field": b'{"e":"mark","s":"BTC-PERP","E":1}',
+    "unknown_event": b'{"e":"trade","s":"BTC-PERP","p":"1","E":1700000000000}',
+    "nan_price": b'{"e":"mark","s":"BTC-PERP","p":"NaN","E":1700000000000}',
+    "negative_price": b'{"e":"mark","s":"BTC-PERP","p":"-5","E":1700000000000}',
+    "bad_type": b'{"e":"mark","s":"BTC-PERP","p":60000.5,"E":1700000000000}',
+    "missing_field": b'{"e":"mark","s":"BTC-PERP","E":1700000000000}',
 }
 
 

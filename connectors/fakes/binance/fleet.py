@@ -79,7 +79,7 @@ async def run_fleet(
     """Run until every feed synced (at most ``horizon_s``), then ``linger_s`` more (virtual)."""
     loop = asyncio.get_running_loop()
     if not isinstance(loop, VirtualTimeLoop):
-        raise RuntimeError("run_fleet needs a VirtualTimeLoop")
+        raise TypeError("run_fleet needs a VirtualTimeLoop")
     rng = random.Random(seed)
     started_real = time.perf_counter()
     async with FakeBinance(clock=LoopClock(loop)) as fake:

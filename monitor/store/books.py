@@ -8,6 +8,13 @@ from monitor.store.book import InstrumentBook
 
 InstrumentKey = tuple[str, str]
 
+MAX_BARE_BOOKS = 1024
+"""Per venue, books made by a mark alone (no instrument facts, no tier table, no leg) that are
+kept. A venue describes every instrument it lists (its snapshot's ``Instrument`` events), so a
+mark of an undescribed symbol is a newly listed one or garbage: a hostile stream of fresh
+symbols cost 5.4 KB each, 1.1 GB after 200,000 (issue #11). Past the bound the oldest bare idle
+book is dropped; its instrument, if real, is made again by its next mark or description."""
+
 
 class Books:
     """The store's instrument books. A book is made on first sight of its instrument and kept.
@@ -17,12 +24,15 @@ class Books:
     venue's idle marks is then one lookup per mark.
     """
 
-    __slots__ = ("_by_key", "_by_venue", "_idle")
+    __slots__ = ("_bare", "_by_key", "_by_venue", "_idle", "evicted")
 
     def __init__(self) -> None:
         self._by_key: dict[InstrumentKey, InstrumentBook] = {}
         self._by_venue: dict[str, dict[str, InstrumentBook]] = {}  # venue -> symbol -> book
         self._idle: dict[str, dict[str, InstrumentBook]] = {}  # venue -> symbol -> idle book
+        # venue -> symbols whose book was bare when made, oldest first (an ordered set).
+        self._bare: dict[str, dict[str, None]] = {}
+        self.evicted = 0
 
     def get(self, key: InstrumentKey) -> InstrumentBook | None:
         return self._by_key.get(key)
@@ -34,7 +44,31 @@ class Books:
             idle = self._idle.setdefault(venue, {})
             book = self._by_key[(venue, symbol)] = InstrumentBook(venue, symbol, idle)
             self._by_venue.setdefault(venue, {})[symbol] = book
+            bare = self._bare.setdefault(venue, {})
+            bare[symbol] = None
+            if len(bare) > MAX_BARE_BOOKS:
+                self._evict_bare(venue, bare, keep=symbol)
         return book
+
+    def _evict_bare(self, venue: str, bare: dict[str, None], keep: str) -> None:
+        """Forget symbols that gained facts or legs since; drop the oldest still bare and idle
+        book (never ``keep``, the one just made for its caller)."""
+        by_venue = self._by_venue[venue]
+        idle = self._idle[venue]
+        for symbol in list(bare):
+            if len(bare) <= MAX_BARE_BOOKS:
+                return
+            book = by_venue.get(symbol)
+            if book is None or not _is_bare(book):
+                del bare[symbol]  # described or held now: no longer a candidate
+                continue
+            if symbol == keep or idle.get(symbol) is not book:
+                continue
+            del bare[symbol]
+            del self._by_key[(venue, symbol)]
+            del by_venue[symbol]
+            del idle[symbol]
+            self.evicted += 1
 
     def of_venue(self, venue: str) -> dict[str, InstrumentBook] | None:
         """Symbol → book of every instrument of ``venue`` seen so far (do not mutate)."""
@@ -64,3 +98,14 @@ class Books:
 
     def venues(self) -> list[str]:
         return list(self._idle)
+
+
+def _is_bare(book: InstrumentBook) -> bool:
+    """Made by marks alone: the venue never described it and no account holds it."""
+    return (
+        book.kind is None
+        and book.model is None
+        and book.contract_size is None
+        and book.n == 0
+        and not book.held
+    )

@@ -47,27 +47,24 @@ class Books:
             bare = self._bare.setdefault(venue, {})
             bare[symbol] = None
             if len(bare) > MAX_BARE_BOOKS:
-                self._evict_bare(venue, bare, keep=symbol)
+                self._evict_bare(venue, bare)
         return book
 
-    def _evict_bare(self, venue: str, bare: dict[str, None], keep: str) -> None:
-        """Forget symbols that gained facts or legs since; drop the oldest still bare and idle
-        book (never ``keep``, the one just made for its caller)."""
+    def _evict_bare(self, venue: str, bare: dict[str, None]) -> None:
+        """Drop the oldest bare books until the bound holds; a symbol that gained facts or legs
+        since it was made just leaves the candidates. The newest (the caller's) is never the
+        oldest: O(1) per book made, however long a flood of fresh symbols lasts."""
         by_venue = self._by_venue[venue]
         idle = self._idle[venue]
-        for symbol in list(bare):
-            if len(bare) <= MAX_BARE_BOOKS:
-                return
+        while len(bare) > MAX_BARE_BOOKS:
+            symbol = next(iter(bare))
+            del bare[symbol]
             book = by_venue.get(symbol)
             if book is None or not _is_bare(book):
-                del bare[symbol]  # described or held now: no longer a candidate
-                continue
-            if symbol == keep or idle.get(symbol) is not book:
-                continue
-            del bare[symbol]
+                continue  # described or held now: no longer a candidate
             del self._by_key[(venue, symbol)]
             del by_venue[symbol]
-            del idle[symbol]
+            idle.pop(symbol, None)  # a bare book is idle: it holds no leg
             self.evicted += 1
 
     def of_venue(self, venue: str) -> dict[str, InstrumentBook] | None:

@@ -72,9 +72,6 @@ async def _consume(port: int, frames: int, with_accounts: bool) -> Result:
     done = asyncio.Event()
 
     class Counter:
-        def frame(self, venue: str) -> None:  # pragma: no cover - frames_received is used
-            self.frames_received(venue, 1)
-
         def frames_received(self, venue: str, n: int) -> None:
             # Batch-aware, as a metrics registry should be (a labelled counter's inc() per frame
             # would cost ~2 µs: see connectors.driver.DriverObserver).

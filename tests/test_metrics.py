@@ -149,7 +149,7 @@ def test_flow_counters_and_histograms() -> None:
     m.register_sinks(["kafka"])
     m.register_alert_kinds()
     for _ in range(3):
-        m.frame("binance-usdm")
+        m.frames_received("binance-usdm", 1)
     m.frames_received("binance-usdm", 480)  # the driver's once-per-batch report
     m.frame_rejected("binance-usdm", "bad_json")
     m.reconnect("binance-usdm/market", "timeout")
@@ -201,7 +201,7 @@ def test_label_sets_are_bounded() -> None:
     m = _metrics()
     for i in range(100):
         m.frame_rejected("binance-usdm", f"reason_{i}")
-        m.frame(f"venue_{i}")
+        m.frames_received(f"venue_{i}", 1)
     s = _samples(m.render_metrics_sync()[0])
     reasons = {
         dict(labels)["reason"]

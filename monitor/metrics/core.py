@@ -329,9 +329,6 @@ class Metrics:
 
     # -- DriverObserver ----------------------------------------------------------------------
 
-    def frame(self, venue: str) -> None:
-        self.frames.labels(self._venue(venue)).inc()
-
     def frames_received(self, venue: str, n: int) -> None:
         # The driver reports a whole receive batch at once: a labelled counter costs ~2 µs per
         # call, which at 200k frames/s would be 40 % of a frame's budget if paid per frame.
